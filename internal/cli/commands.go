@@ -1,0 +1,11 @@
+package cli
+
+import "github.com/spf13/cobra"
+
+// commands lists pyro's top-level verbs, one file each.
+func (a *App) commands() []*cobra.Command {
+	return []*cobra.Command{
+		a.newEnvCmd(),
+		a.newDoctorCmd(),
+	}
+}
