@@ -40,17 +40,17 @@ type Disk struct {
 
 // MachineSpec describes one machine to boot.
 type MachineSpec struct {
-	ID       string // short id, used in hostnames and socket names
-	Dir      string // private runtime directory for sockets; short path
-	Kernel   string
-	Initrd   string
-	Cmdline  string // extra kernel arguments (the backend adds its console/boot ones)
-	VCPUs    int
-	MemMiB   int
-	Disks    []Disk
-	Network  bool
-	Console  string // file to append the guest console to; "" discards
-	WorkDir  string // host_compat only: the directory commands run in
+	ID      string // short id, used in hostnames and socket names
+	Dir     string // private runtime directory for sockets; short path
+	Kernel  string
+	Initrd  string
+	Cmdline string // extra kernel arguments (the backend adds its console/boot ones)
+	VCPUs   int
+	MemMiB  int
+	Disks   []Disk
+	Network bool
+	Console string // file to append the guest console to; "" discards
+	WorkDir string // host_compat only: the directory commands run in
 }
 
 // Machine is a started VM.

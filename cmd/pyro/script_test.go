@@ -1,0 +1,53 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// pyroBinDir holds a real, statically linked pyro binary built once per test
+// run: the scripts run it as a user would, and the engine puts the same
+// binary into the guest's initramfs as its agent.
+var pyroBinDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pyro-bin-")
+	if err != nil {
+		panic(err)
+	}
+	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "pyro"), ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		panic("building pyro: " + err.Error())
+	}
+	pyroBinDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: false,
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("PATH", pyroBinDir+string(os.PathListSeparator)+env.Getenv("PATH"))
+			env.Setenv("HOME", env.WorkDir)
+			env.Setenv("PYRO_STATE_DIR", filepath.Join(env.WorkDir, ".state"))
+			env.Setenv("PYRO_RUNTIME_DIR", filepath.Join(os.TempDir(), "pyro-ts-"+filepath.Base(env.WorkDir)))
+			// Environments are slow to build: scripts share the real cache
+			// (the one `pyro env pull` fills for the user) unless told otherwise.
+			env.Setenv("PYRO_CACHE_DIR", testCacheDir())
+			env.Setenv("GOARCH", runtime.GOARCH)
+			return nil
+		},
+		Cmds:      scriptCmds(),
+		Condition: scriptCondition,
+	})
+}
