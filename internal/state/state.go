@@ -1,0 +1,224 @@
+// Package state owns the durable records of VMs and workspaces on the host:
+// one private directory per id holding a JSON record written atomically
+// (temp file, fsync, rename) and a lock file taken with flock, so that any
+// number of pyro processes can act on the same object safely. Lookups accept
+// any unambiguous prefix of an id.
+package state
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/paths"
+)
+
+// RecordFile is the name of the record inside an object's directory.
+const RecordFile = "record.json"
+
+// Store keeps the objects of one kind ("vms", "workspaces") under Dir.
+type Store struct {
+	Dir  string // e.g. ~/.local/state/pyro/vms
+	Kind string // "vm" or "workspace", for messages
+}
+
+// Open returns the store for kind under root, creating it with mode 0700.
+func Open(root, sub, kind string) (*Store, error) {
+	dir := filepath.Join(root, sub)
+	if err := paths.EnsurePrivate(root); err != nil {
+		return nil, fmt.Errorf("creating state directory: %w", err)
+	}
+	if err := paths.EnsurePrivate(dir); err != nil {
+		return nil, fmt.Errorf("creating state directory: %w", err)
+	}
+	return &Store{Dir: dir, Kind: kind}, nil
+}
+
+// NewID returns a fresh random id (16 lowercase hex digits).
+func NewID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// Path returns the directory of id.
+func (s *Store) Path(id string) string { return filepath.Join(s.Dir, id) }
+
+// Create makes the directory of a new id, private to the user.
+func (s *Store) Create(id string) (string, error) {
+	dir := s.Path(id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return "", errdefs.New(errdefs.ErrAlreadyExists, "", "%s %s already exists", s.Kind, id)
+		}
+		return "", fmt.Errorf("creating %s directory: %w", s.Kind, err)
+	}
+	return dir, nil
+}
+
+// IDs lists every id in the store, sorted.
+func (s *Store) IDs() ([]string, error) {
+	ents, err := os.ReadDir(s.Dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var ids []string
+	for _, e := range ents {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			ids = append(ids, e.Name())
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// Resolve turns a full id or a unique prefix into a full id.
+func (s *Store) Resolve(ref string) (string, error) {
+	ref = strings.TrimSpace(ref)
+	if ref == "" {
+		return "", errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("pass the %s id (see 'pyro %s list')", s.Kind, s.Kind), "empty %s id", s.Kind)
+	}
+	if strings.ContainsAny(ref, "/\\.") {
+		return "", errdefs.New(errdefs.ErrInvalidArgument, "", "invalid %s id %q", s.Kind, ref)
+	}
+	ids, err := s.IDs()
+	if err != nil {
+		return "", err
+	}
+	var matches []string
+	for _, id := range ids {
+		if id == ref {
+			return id, nil
+		}
+		if strings.HasPrefix(id, ref) {
+			matches = append(matches, id)
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return "", errdefs.New(errdefs.ErrNotFound, fmt.Sprintf("list them with 'pyro %s list'", s.Kind), "no %s with id %q", s.Kind, ref)
+	case 1:
+		return matches[0], nil
+	}
+	return "", errdefs.New(errdefs.ErrConflict, "give more characters of the id", "%s id prefix %q is ambiguous: it matches %s", s.Kind, ref, strings.Join(matches, ", "))
+}
+
+// Read loads id's record into v.
+func (s *Store) Read(id string, v any) error {
+	data, err := os.ReadFile(filepath.Join(s.Path(id), RecordFile))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return errdefs.New(errdefs.ErrNotFound, "", "no %s with id %q", s.Kind, id)
+		}
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("reading %s record %s: %w", s.Kind, id, err)
+	}
+	return nil
+}
+
+// Write stores v as id's record atomically.
+func (s *Store) Write(id string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(s.Path(id), RecordFile), append(data, '\n'), 0o600)
+}
+
+// Remove deletes id's directory and everything in it.
+func (s *Store) Remove(id string) error {
+	// Rename first so a half-removed directory never looks like a live object.
+	dir := s.Path(id)
+	trash := filepath.Join(s.Dir, ".trash-"+id+"-"+NewID()[:6])
+	if err := os.Rename(dir, trash); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	return os.RemoveAll(trash)
+}
+
+// WriteFileAtomic writes data to path via a temp file, fsync and rename.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Lock is an flock held on a file.
+type Lock struct{ f *os.File }
+
+// LockFile takes an exclusive flock on path (created if missing), blocking.
+func LockFile(path string) (*Lock, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return &Lock{f: f}, nil
+}
+
+// Lock takes id's exclusive lock. It fails with ErrNotFound when id's
+// directory is gone (deleted meanwhile).
+func (s *Store) Lock(id string) (*Lock, error) {
+	if _, err := os.Stat(s.Path(id)); err != nil {
+		return nil, errdefs.New(errdefs.ErrNotFound, "", "no %s with id %q", s.Kind, id)
+	}
+	return LockFile(filepath.Join(s.Path(id), "lock"))
+}
+
+// Unlock releases the lock.
+func (l *Lock) Unlock() {
+	if l == nil || l.f == nil {
+		return
+	}
+	unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
+	l.f.Close()
+	l.f = nil
+}
