@@ -1,0 +1,371 @@
+// Package supervisor owns the long-lived per-VM process that sits between
+// the guest and every pyro process that talks to it.
+//
+// The guest agent's channel (virtio-serial here) accepts one host connection
+// and a guest reading it sees EOF while nobody is connected, so one process
+// must hold that connection for the VM's whole life. The supervisor does: it
+// starts the VMM through a vmm.Backend, performs the protocol handshake with
+// the guest, reports readiness to whoever spawned it, then listens on a unix
+// socket where any number of clients speak the same agentproto protocol. It
+// relays frames, remapping each client's stream ids to ids unique on the
+// guest connection, and cancels a client's open streams when it disconnects.
+// When the VMM exits (power-off, crash, kill -9) the supervisor exits too.
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/pyro-mcp/pyro/internal/agentproto"
+	"github.com/pyro-mcp/pyro/internal/vmm"
+)
+
+// Ready is what the supervisor reports to its parent once the guest
+// answered the handshake (OK) or booting failed (Error).
+type Ready struct {
+	OK        bool             `json:"ok"`
+	Error     string           `json:"error,omitempty"`
+	ErrorCode string           `json:"error_code,omitempty"`
+	BootMs    int64            `json:"boot_ms"`
+	VMMPid    int              `json:"vmm_pid"`
+	Guest     agentproto.Hello `json:"guest"`
+}
+
+// Config tells Run what to boot and where to listen.
+type Config struct {
+	Spec        vmm.MachineSpec
+	ControlSock string        // unix socket clients connect to
+	BootTimeout time.Duration // handshake deadline
+	ExpiresAt   time.Time     // zero: never; past it the guest is powered off
+	Software    string        // our Hello.Software
+	Logger      *slog.Logger
+}
+
+// Run boots the machine, reports on ready (closed after one JSON line), and
+// serves until the VMM exits. It returns nil when the guest powered off.
+func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	report := func(r Ready) {
+		if ready == nil {
+			return
+		}
+		data, _ := json.Marshal(r)
+		ready.Write(append(data, '\n'))
+		ready.Close()
+		ready = nil
+	}
+	start := time.Now()
+	bootCtx, cancel := context.WithTimeout(ctx, cfg.BootTimeout)
+	defer cancel()
+
+	m, err := b.Start(bootCtx, cfg.Spec)
+	if err != nil {
+		report(Ready{Error: err.Error(), ErrorCode: "unavailable"})
+		return fmt.Errorf("starting vmm: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- m.Wait() }()
+
+	conn, hello, err := connectGuest(bootCtx, m, cfg.Software, exited)
+	if err != nil {
+		m.Kill()
+		code := "unavailable"
+		if errors.Is(err, context.DeadlineExceeded) {
+			code = "timeout"
+			err = fmt.Errorf("guest did not answer within %s", cfg.BootTimeout)
+		}
+		report(Ready{Error: err.Error(), ErrorCode: code})
+		return err
+	}
+	bootMs := time.Since(start).Milliseconds()
+
+	os.Remove(cfg.ControlSock)
+	ln, err := net.Listen("unix", cfg.ControlSock)
+	if err != nil {
+		m.Kill()
+		report(Ready{Error: fmt.Sprintf("listening on control socket: %v", err), ErrorCode: "internal"})
+		return err
+	}
+	defer os.Remove(cfg.ControlSock)
+
+	r := newRouter(conn, hello, log)
+	go r.readGuest()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go r.serveClient(c)
+		}
+	}()
+	report(Ready{OK: true, BootMs: bootMs, VMMPid: m.Pid(), Guest: hello})
+	log.Info("guest ready", "boot_ms", bootMs, "vmm_pid", m.Pid())
+
+	var ttl <-chan time.Time
+	if !cfg.ExpiresAt.IsZero() {
+		t := time.NewTimer(time.Until(cfg.ExpiresAt))
+		defer t.Stop()
+		ttl = t.C
+	}
+	for {
+		select {
+		case err := <-exited:
+			ln.Close()
+			r.close()
+			log.Info("vmm exited", "err", err)
+			return nil
+		case <-ttl:
+			log.Info("ttl reached: powering the guest off")
+			r.shutdownGuest()
+			go func() {
+				time.Sleep(10 * time.Second)
+				m.Kill()
+			}()
+			ttl = nil
+		case <-ctx.Done():
+			log.Info("supervisor signalled: powering the guest off")
+			r.shutdownGuest()
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				m.Kill()
+				<-exited
+			}
+			ln.Close()
+			r.close()
+			return ctx.Err()
+		}
+	}
+}
+
+// connectGuest gets the agent stream and performs the handshake.
+func connectGuest(ctx context.Context, m vmm.Machine, software string, exited <-chan error) (io.ReadWriteCloser, agentproto.Hello, error) {
+	type result struct {
+		conn  io.ReadWriteCloser
+		hello agentproto.Hello
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		conn, err := m.AgentConn(ctx)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		h, _ := json.Marshal(agentproto.Hello{Proto: agentproto.Version, Software: software})
+		if err := agentproto.WriteFrame(conn, agentproto.Frame{Type: agentproto.TypeHello, Payload: h}); err != nil {
+			conn.Close()
+			done <- result{err: fmt.Errorf("sending handshake: %w", err)}
+			return
+		}
+		for {
+			f, err := agentproto.ReadFrame(conn)
+			if err != nil {
+				conn.Close()
+				done <- result{err: fmt.Errorf("reading handshake: %w", err)}
+				return
+			}
+			if f.Type != agentproto.TypeHello {
+				continue
+			}
+			var hello agentproto.Hello
+			if err := json.Unmarshal(f.Payload, &hello); err != nil {
+				conn.Close()
+				done <- result{err: fmt.Errorf("decoding guest handshake: %w", err)}
+				return
+			}
+			if hello.Proto != agentproto.Version {
+				conn.Close()
+				done <- result{err: fmt.Errorf("guest agent %q speaks protocol %d, this pyro speaks %d: rebuild the initramfs with this pyro", hello.Software, hello.Proto, agentproto.Version)}
+				return
+			}
+			done <- result{conn: conn, hello: hello}
+			return
+		}
+	}()
+	select {
+	case r := <-done:
+		return r.conn, r.hello, r.err
+	case err := <-exited:
+		return nil, agentproto.Hello{}, fmt.Errorf("vmm exited during boot: %v", err)
+	case <-ctx.Done():
+		return nil, agentproto.Hello{}, ctx.Err()
+	}
+}
+
+type route struct {
+	c     *client
+	local uint32
+}
+
+type router struct {
+	log    *slog.Logger
+	hello  agentproto.Hello
+	guest  io.ReadWriteCloser
+	gw     sync.Mutex // serialises writes to the guest
+	mu     sync.Mutex
+	next   uint32
+	routes map[uint32]route
+	conns  map[*client]bool
+	closed bool
+}
+
+type client struct {
+	conn    net.Conn
+	wmu     sync.Mutex
+	streams map[uint32]uint32 // local -> global, guarded by router.mu
+	gone    bool
+}
+
+func newRouter(guest io.ReadWriteCloser, hello agentproto.Hello, log *slog.Logger) *router {
+	return &router{log: log, hello: hello, guest: guest, routes: map[uint32]route{}, conns: map[*client]bool{}}
+}
+
+func (r *router) toGuest(f agentproto.Frame) error {
+	r.gw.Lock()
+	defer r.gw.Unlock()
+	return agentproto.WriteFrame(r.guest, f)
+}
+
+func (r *router) shutdownGuest() {
+	r.mu.Lock()
+	r.next++
+	id := r.next
+	r.mu.Unlock()
+	req, _ := json.Marshal(agentproto.Request{Method: agentproto.MethodShutdown})
+	r.toGuest(agentproto.Frame{Type: agentproto.TypeRequest, Stream: id, Payload: req})
+}
+
+// readGuest relays guest frames to the client that owns their stream. A slow
+// client delays every stream (head-of-line blocking): clients are pyro's own
+// processes that read continuously, so this is accepted for simplicity.
+func (r *router) readGuest() {
+	for {
+		f, err := agentproto.ReadFrame(r.guest)
+		if err != nil {
+			r.log.Info("guest connection closed", "err", err)
+			r.close()
+			return
+		}
+		if f.Stream == 0 {
+			continue
+		}
+		r.mu.Lock()
+		rt, ok := r.routes[f.Stream]
+		if ok && f.Type == agentproto.TypeResponse {
+			delete(r.routes, f.Stream)
+			delete(rt.c.streams, rt.local)
+		}
+		r.mu.Unlock()
+		if !ok || rt.c.gone {
+			continue
+		}
+		f.Stream = rt.local
+		rt.c.wmu.Lock()
+		err = agentproto.WriteFrame(rt.c.conn, f)
+		rt.c.wmu.Unlock()
+		if err != nil {
+			rt.c.conn.Close()
+		}
+	}
+}
+
+func (r *router) serveClient(conn net.Conn) {
+	c := &client{conn: conn, streams: map[uint32]uint32{}}
+	defer func() {
+		conn.Close()
+		r.mu.Lock()
+		c.gone = true
+		delete(r.conns, c)
+		var open []uint32
+		for _, g := range c.streams {
+			open = append(open, g)
+		}
+		r.mu.Unlock()
+		// A client that went away mid-request (Ctrl-C, crash) must not leave
+		// its commands running in the guest.
+		for _, g := range open {
+			r.toGuest(agentproto.Frame{Type: agentproto.TypeCancel, Stream: g})
+		}
+	}()
+	first, err := agentproto.ReadFrame(conn)
+	if err != nil || first.Type != agentproto.TypeHello {
+		return
+	}
+	h, _ := json.Marshal(r.hello)
+	c.wmu.Lock()
+	err = agentproto.WriteFrame(conn, agentproto.Frame{Type: agentproto.TypeHello, Payload: h})
+	c.wmu.Unlock()
+	if err != nil {
+		return
+	}
+	var theirs agentproto.Hello
+	if json.Unmarshal(first.Payload, &theirs) != nil || theirs.Proto != r.hello.Proto {
+		return
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.conns[c] = true
+	r.mu.Unlock()
+	for {
+		f, err := agentproto.ReadFrame(conn)
+		if err != nil {
+			return
+		}
+		if f.Stream == 0 {
+			continue
+		}
+		r.mu.Lock()
+		g, ok := c.streams[f.Stream]
+		if f.Type == agentproto.TypeRequest {
+			if ok {
+				r.mu.Unlock()
+				continue // a stream id may be opened once
+			}
+			r.next++
+			g = r.next
+			c.streams[f.Stream] = g
+			r.routes[g] = route{c: c, local: f.Stream}
+			ok = true
+		}
+		r.mu.Unlock()
+		if !ok {
+			continue
+		}
+		f.Stream = g
+		if err := r.toGuest(f); err != nil {
+			return
+		}
+	}
+}
+
+func (r *router) close() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	conns := r.conns
+	r.conns = map[*client]bool{}
+	r.mu.Unlock()
+	r.guest.Close()
+	for c := range conns {
+		c.conn.Close()
+	}
+}
