@@ -264,12 +264,13 @@ func (r *router) readGuest() {
 		}
 		r.mu.Lock()
 		rt, ok := r.routes[f.Stream]
+		gone := ok && rt.c.gone
 		if ok && f.Type == agentproto.TypeResponse {
 			delete(r.routes, f.Stream)
 			delete(rt.c.streams, rt.local)
 		}
 		r.mu.Unlock()
-		if !ok || rt.c.gone {
+		if !ok || gone {
 			continue
 		}
 		f.Stream = rt.local
