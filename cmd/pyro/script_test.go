@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -40,14 +41,22 @@ func TestScripts(t *testing.T) {
 			env.Setenv("PATH", pyroBinDir+string(os.PathListSeparator)+env.Getenv("PATH"))
 			env.Setenv("HOME", env.WorkDir)
 			env.Setenv("PYRO_STATE_DIR", filepath.Join(env.WorkDir, ".state"))
-			env.Setenv("PYRO_RUNTIME_DIR", filepath.Join(os.TempDir(), "pyro-ts-"+filepath.Base(env.WorkDir)))
+			runDir := filepath.Join(os.TempDir(), "pyro-ts-"+filepath.Base(env.WorkDir))
+			env.Setenv("PYRO_RUNTIME_DIR", runDir)
+			env.Defer(func() { os.RemoveAll(runDir) })
 			// Environments are slow to build: scripts share the real cache
 			// (the one `pyro env pull` fills for the user) unless told otherwise.
 			env.Setenv("PYRO_CACHE_DIR", testCacheDir())
 			env.Setenv("GOARCH", runtime.GOARCH)
+			env.Setenv("HOST_KERNEL", hostKernel())
 			return nil
 		},
 		Cmds:      scriptCmds(),
 		Condition: scriptCondition,
 	})
+}
+
+func hostKernel() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return strings.TrimSpace(string(b))
 }
