@@ -1,0 +1,513 @@
+// Package qemu is the QEMU microvm backend: KVM when the kvm probe proved
+// it boots a guest here, TCG software emulation otherwise. The guest agent
+// is reached over a virtio-serial port exposed as a unix socket, the
+// optional network is user-mode (no root), and every machine's sockets and
+// QEMU's stderr live in the spec's private runtime directory.
+//
+//	b, err := qemu.New(qemu.Options{ProbeKernel: inst.KernelPath})
+//	m, err := b.Start(ctx, vmm.MachineSpec{ID: "ab12", Dir: dir, Kernel: k, Initrd: i, ...})
+//	conn, err := m.AgentConn(ctx)
+package qemu
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/kvm"
+	"github.com/pyro-mcp/pyro/internal/vmm"
+)
+
+// Network modes.
+const (
+	// NetPasst runs passt(1) per VM with --no-map-gw: egress to the
+	// internet, no path to services on the host's loopback.
+	NetPasst = "passt"
+	// NetSlirp is QEMU's built-in user networking. libslirp maps every
+	// address of the virtual network (10.0.2.2 among them) to the host's
+	// 127.0.0.1 and QEMU 7.2 exposes no switch to stop it, so the guest can
+	// reach host loopback services. Only used when asked for explicitly.
+	NetSlirp = "slirp"
+)
+
+// Binary names.
+const (
+	DefaultBin   = "qemu-system-x86_64"
+	DefaultPasst = "passt"
+)
+
+// DefaultTBSizeMiB caps TCG's translation cache. QEMU's default lets it
+// grow to ~70 MB resident on an idle Debian guest; see docs/reference/doctor.md
+// for the measurement behind the value.
+const DefaultTBSizeMiB = 64
+
+// Options configures a Backend. The zero value picks everything itself.
+type Options struct {
+	// Bin is qemu-system-x86_64; empty means $PYRO_QEMU_BIN, else PATH.
+	Bin string
+	// Accel is "kvm", "tcg", or empty to ask the kvm probe.
+	Accel string
+	// ProbeKernel is a guest kernel the kvm probe may boot to verify KVM
+	// (typically an installed environment's). Without it KVM is not trusted.
+	ProbeKernel string
+	// KVM, when set, is a probe result to use instead of probing.
+	KVM *kvm.Result
+	// TBSizeMiB is TCG's translation cache size; 0 means DefaultTBSizeMiB,
+	// -1 keeps QEMU's default.
+	TBSizeMiB int
+	// Net is NetPasst or NetSlirp; empty means passt (refusing network
+	// when it is missing, see Start), or $PYRO_NET_BACKEND.
+	Net string
+	// PasstBin is passt; empty means $PYRO_PASST_BIN, else PATH.
+	PasstBin string
+	Logger   *slog.Logger
+}
+
+// Backend starts QEMU microvm machines.
+type Backend struct {
+	bin, passt string
+	cfg        config
+	kvm        kvm.Result
+	log        *slog.Logger
+}
+
+var _ vmm.Backend = (*Backend)(nil)
+
+// New finds QEMU and settles the accelerator. With Accel empty it runs the
+// kvm probe, which is bounded by its own deadline (~5 s) and cached per
+// host boot, so it costs nothing after the first call.
+func New(opts Options) (*Backend, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	bin, err := FindBinary(opts.Bin)
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{bin: bin, log: log}
+	b.cfg.TSCkHz = HostTSCkHz()
+	switch opts.TBSizeMiB {
+	case 0:
+		b.cfg.TBSizeMiB = DefaultTBSizeMiB
+	case -1:
+	default:
+		b.cfg.TBSizeMiB = opts.TBSizeMiB
+	}
+	switch {
+	case opts.Accel == "kvm" || opts.Accel == "tcg":
+		b.cfg.Accel = opts.Accel
+		b.kvm = kvm.Result{Verdict: "not probed", Usable: opts.Accel == "kvm", Reason: "accelerator chosen by the caller"}
+	case opts.Accel != "":
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "use kvm, tcg or leave it empty", "unknown accelerator %q", opts.Accel)
+	default:
+		if opts.KVM != nil {
+			b.kvm = *opts.KVM
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			b.kvm = kvm.Probe(ctx, kvm.Options{QEMU: bin, Kernel: opts.ProbeKernel})
+			cancel()
+		}
+		b.cfg.Accel = "tcg"
+		if b.kvm.Usable {
+			b.cfg.Accel = "kvm"
+		}
+	}
+	b.cfg.Net = opts.Net
+	if b.cfg.Net == "" {
+		b.cfg.Net = os.Getenv("PYRO_NET_BACKEND")
+	}
+	if b.cfg.Net == "" {
+		b.cfg.Net = NetPasst
+	}
+	if b.cfg.Net != NetPasst && b.cfg.Net != NetSlirp {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "use passt or slirp", "unknown network backend %q", b.cfg.Net)
+	}
+	if b.cfg.Net == NetPasst {
+		// A missing passt only matters to machines that ask for a network;
+		// Start reports it then.
+		b.passt, _ = FindPasst(opts.PasstBin)
+	}
+	log.Debug("qemu backend", "bin", bin, "accel", b.cfg.Accel, "kvm", b.kvm.Verdict, "net", b.cfg.Net)
+	return b, nil
+}
+
+// FindBinary resolves QEMU: bin, else $PYRO_QEMU_BIN, else PATH.
+func FindBinary(bin string) (string, error) {
+	return find(bin, "PYRO_QEMU_BIN", DefaultBin, "install QEMU: apt-get install qemu-system-x86 (or set PYRO_QEMU_BIN)")
+}
+
+// FindPasst resolves passt: bin, else $PYRO_PASST_BIN, else PATH.
+func FindPasst(bin string) (string, error) {
+	return find(bin, "PYRO_PASST_BIN", DefaultPasst, "install passt for guest networking: apt-get install passt (or set PYRO_PASST_BIN)")
+}
+
+func find(bin, env, def, hint string) (string, error) {
+	if bin == "" {
+		bin = os.Getenv(env)
+	}
+	if bin == "" {
+		bin = def
+	}
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		return "", errdefs.Wrap(errdefs.ErrFailedPrecondition, err, hint, "%s not found", bin)
+	}
+	return p, nil
+}
+
+// Accel is "kvm" or "tcg".
+func (b *Backend) Accel() string { return b.cfg.Accel }
+
+// KVM is the probe result the accelerator was chosen from.
+func (b *Backend) KVM() kvm.Result { return b.kvm }
+
+// Binary is the QEMU executable in use.
+func (b *Backend) Binary() string { return b.bin }
+
+// Capabilities implements vmm.Backend.
+func (b *Backend) Capabilities() vmm.Capabilities {
+	desc := "QEMU microvm under TCG software emulation (isolated, ~10x slower than the host)"
+	if b.cfg.Accel == "kvm" {
+		desc = "QEMU microvm under KVM"
+	}
+	return vmm.Capabilities{
+		Kind:        vmm.KindQEMU,
+		Accel:       b.cfg.Accel,
+		Isolated:    true,
+		Network:     b.cfg.Net == NetSlirp || b.passt != "",
+		Channel:     "virtio-serial",
+		Persistent:  true,
+		MaxVCPUs:    runtime.NumCPU(),
+		MaxMemMiB:   maxMemMiB(),
+		Description: desc,
+	}
+}
+
+// Args returns the QEMU arguments Start would use for spec (for logs,
+// `--dry-run`s and tests).
+func (b *Backend) Args(spec vmm.MachineSpec) ([]string, error) { return buildArgs(spec, b.cfg) }
+
+// Start implements vmm.Backend. ctx bounds only the start-up: the machine
+// lives on after Start returns, until Kill or the caller's process dies
+// (QEMU and passt get Pdeathsig SIGKILL).
+func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine, error) {
+	args, err := buildArgs(spec, b.cfg)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Network && b.cfg.Net == NetPasst && b.passt == "" {
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition,
+			"install passt (apt-get install passt), or run without --network",
+			"guest networking needs passt, which is not installed")
+	}
+	if _, err := os.Stat(spec.Kernel); err != nil {
+		return nil, errdefs.Wrap(errdefs.ErrNotFound, err, "reinstall the environment with 'pyro env pull'", "guest kernel")
+	}
+	for _, name := range []string{AgentSocket, QMPSocket, NetSocket} {
+		_ = os.Remove(filepath.Join(spec.Dir, name))
+	}
+	m := &machine{dir: spec.Dir, done: make(chan struct{})}
+	if spec.Network && b.cfg.Net == NetPasst {
+		if m.passt, err = startPasst(ctx, b.passt, spec.Dir); err != nil {
+			return nil, err
+		}
+	}
+	stderrPath := filepath.Join(spec.Dir, StderrFile)
+	stderr, err := os.OpenFile(stderrPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		m.killPasst()
+		return nil, fmt.Errorf("creating qemu stderr file: %w", err)
+	}
+	cmd := exec.Command(b.bin, args...)
+	cmd.Dir = spec.Dir
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	b.log.Debug("starting qemu", "id", spec.ID, "args", args)
+	// Pdeathsig fires when the thread that forked exits, not the process;
+	// a locked thread is never reused or ended under us here.
+	runtime.LockOSThread()
+	err = cmd.Start()
+	runtime.UnlockOSThread()
+	stderr.Close()
+	if err != nil {
+		m.killPasst()
+		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "check that "+b.bin+" runs", "starting qemu")
+	}
+	m.cmd = cmd
+	go func() {
+		m.err = cmd.Wait()
+		m.killPasst()
+		close(m.done)
+	}()
+
+	// QEMU creates its sockets before it opens disks and kernel, so a
+	// socket on disk proves nothing; a QMP answer comes only once the
+	// machine is built and running.
+	if err := waitQMP(ctx, filepath.Join(spec.Dir, QMPSocket), m.done); err != nil {
+		select {
+		case <-m.done:
+			return nil, errdefs.Wrap(errdefs.ErrUnavailable, startError(stderrPath, m.err),
+				"see "+stderrPath+"; 'pyro doctor' checks this host", "qemu exited during start-up")
+		default:
+		}
+		_ = m.Kill()
+		if ctx.Err() != nil {
+			return nil, errdefs.Wrap(errdefs.ErrTimeout, ctx.Err(), "", "starting qemu")
+		}
+		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "see "+stderrPath, "starting qemu")
+	}
+	return m, nil
+}
+
+// waitQMP dials QEMU's monitor, negotiates and asks for the run state.
+func waitQMP(ctx context.Context, sock string, done <-chan struct{}) error {
+	var d net.Dialer
+	for {
+		c, err := d.DialContext(ctx, "unix", sock)
+		if err == nil {
+			err = qmpHello(ctx, c)
+			c.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-done:
+			return errors.New("qemu exited")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func qmpHello(ctx context.Context, c net.Conn) error {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err != nil { // greeting
+		return err
+	}
+	for _, cmd := range []string{`{"execute":"qmp_capabilities"}`, `{"execute":"query-status"}`} {
+		if _, err := io.WriteString(c, cmd+"\n"); err != nil {
+			return err
+		}
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return err
+			}
+			if strings.Contains(line, `"return"`) {
+				break
+			}
+			if strings.Contains(line, `"error"`) {
+				return fmt.Errorf("qmp: %s", strings.TrimSpace(line))
+			}
+			// Anything else is an asynchronous event.
+		}
+	}
+	return nil
+}
+
+func startError(stderrPath string, waitErr error) error {
+	b, _ := os.ReadFile(stderrPath)
+	msg := strings.TrimSpace(string(b))
+	if msg == "" {
+		return waitErr
+	}
+	if i := strings.LastIndex(msg, "\n"); i >= 0 && strings.Count(msg, "\n") > 5 {
+		msg = msg[i+1:]
+	}
+	return errors.New(msg)
+}
+
+// startPasst runs passt in the foreground for one VM, listening on
+// <dir>/net.sock. --no-map-gw stops passt from mapping the gateway to the
+// host's loopback, which is the point of using it: the guest gets the
+// internet but not the host's 127.0.0.1 services.
+func startPasst(ctx context.Context, bin, dir string) (*exec.Cmd, error) {
+	sock := filepath.Join(dir, NetSocket)
+	ip, _, _ := strings.Cut(GuestIP, "/")
+	args := []string{
+		"--foreground", "--socket", sock,
+		"--address", ip, "--netmask", "24", "--gateway", GuestGW,
+		"--no-map-gw", "--dns-forward", GuestDNS,
+		"--no-dhcp", "--no-ndp", "--no-dhcpv6", "--no-ra",
+		"--tcp-ports", "none", "--udp-ports", "none",
+		"--quiet",
+	}
+	if os.Geteuid() == 0 {
+		// passt refuses to keep root; the socket dir is the user's.
+		args = append(args, "--runas", "0")
+	}
+	logPath := filepath.Join(dir, "passt.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("creating passt log: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	runtime.LockOSThread()
+	err = cmd.Start()
+	runtime.UnlockOSThread()
+	if err != nil {
+		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "check that "+bin+" runs", "starting passt")
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			// Reap it later from machine.killPasst.
+			go func() { <-exited }()
+			return cmd, nil
+		}
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(logPath)
+			return nil, errdefs.Wrap(errdefs.ErrUnavailable, fmt.Errorf("%v: %s", err, strings.TrimSpace(string(b))),
+				"see "+logPath, "passt exited during start-up")
+		case <-ctx.Done():
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			return nil, errdefs.Wrap(errdefs.ErrTimeout, ctx.Err(), "", "starting passt")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+type machine struct {
+	dir   string
+	cmd   *exec.Cmd
+	passt *exec.Cmd
+	done  chan struct{}
+	err   error // valid after done closes
+
+	once sync.Once
+}
+
+func (m *machine) Pid() int { return m.cmd.Process.Pid }
+
+// AgentConn dials the agent socket, retrying until it answers, QEMU exits
+// or ctx ends. Connect once and keep the connection for the VM's life: the
+// guest sees EOF whenever no host side is connected.
+func (m *machine) AgentConn(ctx context.Context) (io.ReadWriteCloser, error) {
+	sock := filepath.Join(m.dir, AgentSocket)
+	var d net.Dialer
+	for {
+		c, err := d.DialContext(ctx, "unix", sock)
+		if err == nil {
+			return c, nil
+		}
+		select {
+		case <-m.done:
+			return nil, errdefs.Wrap(errdefs.ErrUnavailable, m.err, "see "+filepath.Join(m.dir, StderrFile), "qemu exited before the agent connected")
+		case <-ctx.Done():
+			return nil, errdefs.Wrap(errdefs.ErrTimeout, ctx.Err(), "", "connecting to the guest agent socket")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Wait blocks until QEMU exits. A guest power-off or reboot is a clean exit.
+func (m *machine) Wait() error {
+	<-m.done
+	var ee *exec.ExitError
+	if errors.As(m.err, &ee) {
+		return fmt.Errorf("qemu: %w%s", m.err, tail(filepath.Join(m.dir, StderrFile)))
+	}
+	return m.err
+}
+
+// Kill ends QEMU's process group at once and reaps it.
+func (m *machine) Kill() error {
+	select {
+	case <-m.done:
+		return nil
+	default:
+	}
+	if err := syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("killing qemu: %w", err)
+	}
+	<-m.done
+	return nil
+}
+
+func (m *machine) killPasst() {
+	m.once.Do(func() {
+		if m.passt != nil && m.passt.Process != nil {
+			_ = syscall.Kill(-m.passt.Process.Pid, syscall.SIGKILL)
+		}
+	})
+}
+
+func tail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	s := strings.TrimSpace(string(b))
+	if i := strings.LastIndex(s, "\n"); i >= 0 {
+		s = s[i+1:]
+	}
+	return ": " + s
+}
+
+// HostTSCkHz is the host's TSC frequency in kHz, passed to the guest as
+// tsc_early_khz so it never calibrates against the emulated PIT. 0 if
+// unknown.
+func HostTSCkHz() int {
+	if b, err := os.ReadFile("/sys/devices/system/cpu/cpu0/tsc_freq_khz"); err == nil {
+		if v, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && v > 0 {
+			return v
+		}
+	}
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && strings.TrimSpace(k) == "cpu MHz" {
+			mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil && mhz > 0 {
+				return int(mhz * 1000)
+			}
+		}
+	}
+	return 0
+}
+
+// HostMemMiB is the host's total RAM.
+func HostMemMiB() int {
+	var si syscall.Sysinfo_t
+	if syscall.Sysinfo(&si) != nil {
+		return 0
+	}
+	return int(uint64(si.Totalram) * uint64(si.Unit) >> 20)
+}
+
+// maxMemMiB leaves the host a margin: 1 GiB or an eighth, whichever is more.
+func maxMemMiB() int {
+	total := HostMemMiB()
+	margin := max(1024, total/8)
+	return max(256, total-margin)
+}
