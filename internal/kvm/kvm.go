@@ -111,7 +111,23 @@ func Probe(ctx context.Context, opts Options) Result {
 		r.Reason = "no guest kernel to test-boot yet (install an environment with 'pyro env pull debian:12'); KVM is not trusted until a guest boots under it"
 		return r
 	}
-	r.Kernel = opts.Kernel
+	v := VerifyBoot(ctx, opts)
+	r.Kernel, r.Verdict, r.Usable, r.Reason, r.BootMillis, r.Cached = v.Kernel, v.Verdict, v.Usable, v.Reason, v.BootMillis, v.Cached
+	return r
+}
+
+// VerifyBoot boots opts.Kernel under opts.Accel ("kvm" by default) with a
+// deadline, without looking at /dev/kvm, and caches the verdict. Doctor
+// uses it with Accel "tcg" to prove software emulation works too.
+func VerifyBoot(ctx context.Context, opts Options) Result {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	r := Result{Kernel: opts.Kernel}
+	if opts.QEMU == "" || opts.Kernel == "" {
+		r.Verdict, r.Reason = Unverified, "no QEMU or no guest kernel to test-boot"
+		return r
+	}
 	key := cacheKey(opts)
 	cacheFile := opts.CacheFile
 	if cacheFile == "" {
