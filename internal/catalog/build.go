@@ -3,6 +3,7 @@ package catalog
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"debug/elf"
@@ -175,18 +176,9 @@ func (s *Store) buildKernel(ctx context.Context, entry Entry, dir string, b *bui
 	if err := copyFile(kernels[0], b.kernel); err != nil {
 		return err
 	}
-	pkgs, err := dpkgPackages(ctx, tree)
-	if err != nil {
-		return err
-	}
-	for _, p := range pkgs {
-		if strings.HasPrefix(p.Name, "linux-image-"+b.kernelVersion) || p.Name == "linux-image-"+b.kernelVersion+"-unsigned" {
-			b.kernelPackage = p
-		}
-	}
-	if b.kernelPackage.Name == "" && len(pkgs) > 0 {
-		b.kernelPackage = pkgs[0]
-	}
+	// The extract variant records no dpkg status: take the version from the
+	// first line of the kernel's changelog, "SOURCE (VERSION) suite; ...".
+	b.kernelPackage = kernelSourceVersion(filepath.Join(tree, "usr/share/doc/linux-image-"+b.kernelVersion))
 	b.modules = filepath.Join(dir, "modules.cpio")
 	if err := writeModulesCpio(filepath.Join(tree, "lib", "modules", b.kernelVersion), b.kernelVersion, b.modules); err != nil {
 		return fmt.Errorf("packing kernel modules: %w", err)
@@ -412,13 +404,25 @@ func parsePackages(s string) []Package {
 	return out
 }
 
-func dpkgPackages(ctx context.Context, tree string) ([]Package, error) {
-	out, err := exec.CommandContext(ctx, "dpkg-query", "--admindir="+filepath.Join(tree, "var/lib/dpkg"),
-		"-W", "-f=${Package}\t${Version}\n").Output()
-	if err != nil {
-		return nil, fmt.Errorf("dpkg-query: %w", err)
+func kernelSourceVersion(docDir string) Package {
+	for _, name := range []string{"changelog.Debian.gz", "changelog.gz"} {
+		f, err := os.Open(filepath.Join(docDir, name))
+		if err != nil {
+			continue
+		}
+		defer f.Close()
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			continue
+		}
+		line, _ := bufio.NewReader(zr).ReadString('\n')
+		src, rest, ok := strings.Cut(line, " (")
+		ver, _, ok2 := strings.Cut(rest, ")")
+		if ok && ok2 {
+			return Package{Name: src, Version: ver}
+		}
 	}
-	return parsePackages(string(out)), nil
+	return Package{Name: KernelPackage, Version: "unknown"}
 }
 
 // fsUUID is a fixed UUID per environment name, so builds are reproducible.
