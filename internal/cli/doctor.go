@@ -1,8 +1,43 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"context"
 
-// newDoctorCmd is owned by the doctor work (placeholder so the tree builds).
+	"github.com/spf13/cobra"
+
+	"github.com/pyro-mcp/pyro/internal/doctor"
+)
+
+// DoctorBootTest, when set (by the engine), lets `pyro doctor --boot-test`
+// boot a real guest end to end. nil reports the test as not available.
+var DoctorBootTest func(ctx context.Context) error
+
 func (a *App) newDoctorCmd() *cobra.Command {
-	return &cobra.Command{Use: "doctor", Short: "Check whether this host can run pyro, and how"}
+	var bootTest bool
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "Check whether this host can run pyro, and how",
+		Long: `doctor checks how this host can run a guest (QEMU with KVM, QEMU with TCG software
+emulation, Firecracker, host-compat), which backend pyro will use, the KVM device,
+the tools pyro needs and the Debian packages that provide them, the environment
+cache and the installed environments. It exits 1 when no backend can boot an
+isolated guest.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r := doctor.Run(cmd.Context(), doctor.Options{RunBootTest: bootTest, BootTest: DoctorBootTest})
+			if a.JSON {
+				if err := a.printJSON(r); err != nil {
+					return err
+				}
+			} else {
+				r.WriteText(a.Stdout)
+			}
+			if !r.OK {
+				a.exitCode = ExitError
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&bootTest, "boot-test", false, "also boot a real guest end to end with the selected backend")
+	return cmd
 }

@@ -1,0 +1,428 @@
+// Package doctor owns `pyro doctor`: independent checks, run in parallel,
+// that say how (and whether) this host can run a guest, which backend pyro
+// will pick, which tools are missing and what to install.
+package doctor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pyro-mcp/pyro/internal/catalog"
+	"github.com/pyro-mcp/pyro/internal/kvm"
+	"github.com/pyro-mcp/pyro/internal/paths"
+)
+
+// Backend names as doctor reports them.
+const (
+	QEMUKVM     = "qemu-kvm"
+	QEMUTCG     = "qemu-tcg"
+	Firecracker = "firecracker"
+	HostCompat  = "host-compat"
+)
+
+// Report is doctor's whole answer; its JSON shape is documented in
+// docs/reference/doctor.md.
+type Report struct {
+	OK           bool          `json:"ok"` // some backend can boot an isolated guest
+	Platform     Platform      `json:"platform"`
+	Selected     string        `json:"selected_backend"` // "" when none
+	Backends     []Backend     `json:"backends"`
+	KVM          kvm.Result    `json:"kvm"`
+	Tools        []Tool        `json:"tools"`
+	Cache        Cache         `json:"cache"`
+	Environments *Environments `json:"environments"`
+	BootTest     BootTest      `json:"boot_test"`
+}
+
+// Platform describes the host.
+type Platform struct {
+	OS        string `json:"os"`
+	Arch      string `json:"arch"`
+	Kernel    string `json:"kernel"`
+	CPUs      int    `json:"cpus"`
+	MemoryMiB int    `json:"memory_mib"`
+}
+
+// Backend is one way pyro can run a guest.
+type Backend struct {
+	Name     string `json:"name"`
+	Works    bool   `json:"works"`
+	Isolated bool   `json:"isolated"`
+	Reason   string `json:"reason"`
+	Fix      string `json:"fix,omitempty"`
+}
+
+// Tool is a host program pyro uses.
+type Tool struct {
+	Name     string `json:"name"`
+	Required bool   `json:"required"`
+	Purpose  string `json:"purpose"`
+	Found    bool   `json:"found"`
+	Path     string `json:"path,omitempty"`
+	Version  string `json:"version,omitempty"`
+	Package  string `json:"package"` // the Debian package that provides it
+}
+
+// Cache describes the environment cache directory.
+type Cache struct {
+	Dir       string `json:"dir"`
+	Exists    bool   `json:"exists"`
+	FreeBytes uint64 `json:"free_bytes"`
+}
+
+// Environments lists the catalog with install states.
+type Environments struct {
+	Items []catalog.EnvStatus `json:"items"`
+	Error string              `json:"error,omitempty"`
+}
+
+// BootTest is the result of --boot-test.
+type BootTest struct {
+	Status string `json:"status"` // not_requested, not_available, passed, failed
+	Detail string `json:"detail,omitempty"`
+	Millis int64  `json:"duration_ms,omitempty"`
+}
+
+// Probes are doctor's window on the host; tests replace them.
+type Probes struct {
+	LookPath    func(name string) (string, error)
+	Version     func(ctx context.Context, path string, args ...string) string
+	KVM         func(ctx context.Context, qemu, kernel string) kvm.Result
+	TCG         func(ctx context.Context, qemu, kernel string) kvm.Result
+	Environment func(ctx context.Context) (*Environments, string) // list + a kernel to test-boot
+	Platform    func() Platform
+	Free        func(dir string) (exists bool, free uint64)
+}
+
+// Options configures Run.
+type Options struct {
+	// CacheDir defaults to paths.CacheDir().
+	CacheDir string
+	// BootTest, when RunBootTest is set, boots a real guest end to end with
+	// the selected backend. nil reports "not_available".
+	BootTest    func(ctx context.Context) error
+	RunBootTest bool
+	// Probes default to the real host.
+	Probes *Probes
+}
+
+// Check is one independent part of the report.
+type Check interface {
+	Name() string
+	Run(ctx context.Context, r *Report)
+}
+
+type checkFunc struct {
+	name string
+	fn   func(ctx context.Context, r *Report)
+}
+
+func (c checkFunc) Name() string                                 { return c.name }
+func (c checkFunc) Run(ctx context.Context, r *Report)           { c.fn(ctx, r) }
+func check(name string, fn func(context.Context, *Report)) Check { return checkFunc{name, fn} }
+
+// tools pyro uses, in report order.
+var toolSpecs = []Tool{
+	{Name: "qemu-system-x86_64", Required: true, Purpose: "runs the microVMs", Package: "qemu-system-x86"},
+	{Name: "qemu-img", Required: true, Purpose: "creates per-VM copy-on-write disks", Package: "qemu-utils"},
+	{Name: "mmdebstrap", Required: true, Purpose: "builds environments locally when no registry has them", Package: "mmdebstrap"},
+	{Name: "mkfs.ext4", Required: true, Purpose: "makes environment root filesystems", Package: "e2fsprogs"},
+	{Name: "passt", Required: false, Purpose: "guest networking (--network) without access to host loopback", Package: "passt"},
+	{Name: "docker-registry", Required: false, Purpose: "a local OCI registry to share built environments", Package: "docker-registry"},
+}
+
+// Run runs every check in parallel and derives the backends from them.
+func Run(ctx context.Context, opts Options) *Report {
+	p := opts.Probes
+	if p == nil {
+		p = HostProbes()
+	}
+	cacheDir := opts.CacheDir
+	if cacheDir == "" {
+		cacheDir = paths.CacheDir()
+	}
+	r := &Report{Cache: Cache{Dir: cacheDir}, BootTest: BootTest{Status: "not_requested"}}
+	var mu sync.Mutex // guards r across checks that touch shared fields
+	var kernel string
+	var tcg kvm.Result
+	var fcPath, fcVersion string
+
+	// Tools and environments come first: the KVM and TCG boot tests need
+	// QEMU's path and an installed kernel.
+	phase1 := []Check{
+		check("platform", func(ctx context.Context, r *Report) { pl := p.Platform(); mu.Lock(); r.Platform = pl; mu.Unlock() }),
+		check("tools", func(ctx context.Context, r *Report) {
+			tools := make([]Tool, len(toolSpecs))
+			var wg sync.WaitGroup
+			for i, t := range toolSpecs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if path, err := p.LookPath(envBin(t.Name)); err == nil {
+						t.Found, t.Path = true, path
+						t.Version = p.Version(ctx, path, versionArgs(t.Name)...)
+					}
+					tools[i] = t
+				}()
+			}
+			wg.Wait()
+			mu.Lock()
+			r.Tools = tools
+			mu.Unlock()
+		}),
+		check("environments", func(ctx context.Context, r *Report) {
+			envs, k := p.Environment(ctx)
+			mu.Lock()
+			r.Environments, kernel = envs, k
+			mu.Unlock()
+		}),
+		check("cache", func(ctx context.Context, r *Report) {
+			ok, free := p.Free(cacheDir)
+			mu.Lock()
+			r.Cache.Exists, r.Cache.FreeBytes = ok, free
+			mu.Unlock()
+		}),
+		check("firecracker", func(ctx context.Context, r *Report) {
+			bin := os.Getenv("PYRO_FIRECRACKER_BIN")
+			if bin == "" {
+				bin = "firecracker"
+			}
+			if path, err := p.LookPath(bin); err == nil {
+				v := p.Version(ctx, path, "--version")
+				mu.Lock()
+				fcPath, fcVersion = path, v
+				mu.Unlock()
+			}
+		}),
+	}
+	runAll(ctx, r, phase1)
+
+	qemu := toolPath(r.Tools, "qemu-system-x86_64")
+	phase2 := []Check{
+		check("kvm", func(ctx context.Context, r *Report) { k := p.KVM(ctx, qemu, kernel); mu.Lock(); r.KVM = k; mu.Unlock() }),
+		check("tcg", func(ctx context.Context, r *Report) {
+			if qemu == "" || kernel == "" {
+				return
+			}
+			t := p.TCG(ctx, qemu, kernel)
+			mu.Lock()
+			tcg = t
+			mu.Unlock()
+		}),
+	}
+	runAll(ctx, r, phase2)
+
+	r.Backends = backends(qemu, kernel, r.KVM, tcg, fcPath, fcVersion)
+	for _, b := range r.Backends {
+		if b.Works && b.Isolated {
+			r.Selected, r.OK = b.Name, true
+			break
+		}
+	}
+	if opts.RunBootTest {
+		r.BootTest = runBootTest(ctx, r, opts.BootTest)
+	}
+	return r
+}
+
+func runAll(ctx context.Context, r *Report, checks []Check) {
+	var wg sync.WaitGroup
+	for _, c := range checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Run(ctx, r)
+		}()
+	}
+	wg.Wait()
+}
+
+// backends lists the ways to run a guest in order of preference.
+func backends(qemu, kernel string, k, tcg kvm.Result, fcPath, fcVersion string) []Backend {
+	qemuFix := "apt-get install qemu-system-x86"
+	var out []Backend
+
+	kb := Backend{Name: QEMUKVM, Isolated: true}
+	switch {
+	case qemu == "":
+		kb.Reason, kb.Fix = "qemu-system-x86_64 is not installed", qemuFix
+	case k.Usable:
+		kb.Works, kb.Reason = true, k.Reason
+	case k.Verdict == kvm.Unverified:
+		kb.Reason = "KVM not verified: " + k.Reason
+		kb.Fix = "pyro env pull debian:12 (gives doctor a kernel to test-boot), or PYRO_KVM=on to trust /dev/kvm"
+	case k.Verdict == kvm.ForcedOff:
+		kb.Reason, kb.Fix = "disabled by PYRO_KVM=off", "unset PYRO_KVM"
+	case k.Verdict == kvm.Absent:
+		kb.Reason, kb.Fix = k.Reason, "run on a host with hardware virtualisation (bare metal or nested virtualisation enabled) and access to /dev/kvm"
+	default:
+		kb.Reason = "/dev/kvm cannot run a standard guest here: " + k.Reason
+		kb.Fix = "nothing to do: pyro falls back to TCG; for KVM speed use a host with hardware KVM (kvm_intel/kvm_amd)"
+	}
+	out = append(out, kb)
+
+	tb := Backend{Name: QEMUTCG, Isolated: true}
+	switch {
+	case qemu == "":
+		tb.Reason, tb.Fix = "qemu-system-x86_64 is not installed", qemuFix
+	case kernel == "":
+		tb.Works = true
+		tb.Reason = "QEMU is installed; not test-booted yet (no environment installed); software emulation, ~10x slower than KVM"
+		tb.Fix = "pyro env pull debian:12"
+	case tcg.Usable:
+		tb.Works, tb.Reason = true, tcg.Reason+"; software emulation, ~10x slower than KVM"
+	default:
+		tb.Reason, tb.Fix = "test boot failed: "+tcg.Reason, "check the QEMU installation (apt-get install --reinstall qemu-system-x86)"
+	}
+	out = append(out, tb)
+
+	fb := Backend{Name: Firecracker, Isolated: true}
+	if fcPath == "" {
+		fb.Reason = "not installed"
+		fb.Fix = "install the firecracker binary from github.com/firecracker-microvm/firecracker/releases (or set PYRO_FIRECRACKER_BIN); it also needs a usable KVM"
+	} else {
+		fb.Reason = fmt.Sprintf("found %s (%s) but pyro does not drive Firecracker yet", fcPath, fcVersion)
+	}
+	out = append(out, fb)
+
+	out = append(out, Backend{Name: HostCompat, Works: true, Isolated: false,
+		Reason: "runs commands directly on the host without isolation; used only with --allow-host-compat"})
+
+	// Preference: KVM first, TCG next.
+	return out
+}
+
+func runBootTest(ctx context.Context, r *Report, fn func(context.Context) error) BootTest {
+	if fn == nil {
+		return BootTest{Status: "not_available", Detail: "this build of pyro has no end-to-end boot test wired to doctor yet"}
+	}
+	if !r.OK {
+		return BootTest{Status: "failed", Detail: "no backend can boot a guest"}
+	}
+	start := time.Now()
+	err := fn(ctx)
+	bt := BootTest{Status: "passed", Millis: time.Since(start).Milliseconds()}
+	if err != nil {
+		bt.Status, bt.Detail = "failed", err.Error()
+		r.OK = false
+	}
+	return bt
+}
+
+func toolPath(tools []Tool, name string) string {
+	for _, t := range tools {
+		if t.Name == name && t.Found {
+			return t.Path
+		}
+	}
+	return ""
+}
+
+// envBin lets the same overrides the backends honour steer doctor.
+func envBin(name string) string {
+	env := map[string]string{"qemu-system-x86_64": "PYRO_QEMU_BIN", "passt": "PYRO_PASST_BIN"}[name]
+	if v := os.Getenv(env); env != "" && v != "" {
+		return v
+	}
+	return name
+}
+
+func versionArgs(name string) []string {
+	switch name {
+	case "mkfs.ext4":
+		return []string{"-V"}
+	default:
+		return []string{"--version"}
+	}
+}
+
+// HostProbes looks at the real host.
+func HostProbes() *Probes {
+	return &Probes{
+		LookPath: exec.LookPath,
+		Version:  version,
+		KVM: func(ctx context.Context, qemu, kernel string) kvm.Result {
+			return kvm.Probe(ctx, kvm.Options{QEMU: qemu, Kernel: kernel})
+		},
+		TCG: func(ctx context.Context, qemu, kernel string) kvm.Result {
+			return kvm.VerifyBoot(ctx, kvm.Options{QEMU: qemu, Kernel: kernel, Accel: "tcg", Timeout: 30 * time.Second})
+		},
+		Environment: hostEnvironments,
+		Platform:    hostPlatform,
+		Free:        freeSpace,
+	}
+}
+
+// version is the first meaningful line a tool prints about itself.
+func version(ctx context.Context, path string, args ...string) string {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, path, args...).CombinedOutput()
+	for _, l := range strings.Split(string(out), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			return l
+		}
+	}
+	return ""
+}
+
+func hostEnvironments(ctx context.Context) (*Environments, string) {
+	s, err := catalog.Open(catalog.Options{Registry: "none"})
+	if err != nil {
+		return &Environments{Error: err.Error()}, ""
+	}
+	items, err := s.List(ctx)
+	envs := &Environments{Items: items}
+	if err != nil {
+		envs.Error = err.Error()
+	}
+	var kernel string
+	for _, it := range items {
+		if !it.Installed {
+			continue
+		}
+		if inst, err := s.Resolve(ctx, it.Name); err == nil {
+			kernel = inst.KernelPath
+			break
+		}
+	}
+	return envs, kernel
+}
+
+func hostPlatform() Platform {
+	p := Platform{OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU()}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		p.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	var si syscall.Sysinfo_t
+	if syscall.Sysinfo(&si) == nil {
+		p.MemoryMiB = int(uint64(si.Totalram) * uint64(si.Unit) >> 20)
+	}
+	return p
+}
+
+// freeSpace reports free bytes where dir is, or would be created.
+func freeSpace(dir string) (bool, uint64) {
+	_, err := os.Stat(dir)
+	exists := err == nil
+	for d := dir; ; d = filepath.Dir(d) {
+		var st unix.Statfs_t
+		if err := unix.Statfs(d, &st); err == nil {
+			return exists, st.Bavail * uint64(st.Bsize)
+		} else if !errors.Is(err, unix.ENOENT) || d == filepath.Dir(d) {
+			return exists, 0
+		}
+	}
+}
