@@ -293,6 +293,7 @@ func backends(qemu, kernel string, k, tcg kvm.Result, fcPath, fcVersion string) 
 		fb.Fix = "install the firecracker binary from github.com/firecracker-microvm/firecracker/releases (or set PYRO_FIRECRACKER_BIN); it also needs a usable KVM"
 	} else {
 		fb.Reason = fmt.Sprintf("found %s (%s) but pyro does not drive Firecracker yet", fcPath, fcVersion)
+		fb.Fix = "nothing to do: pyro uses QEMU on this host"
 	}
 	out = append(out, fb)
 
