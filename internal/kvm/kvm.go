@@ -4,7 +4,7 @@
 // ("failed to set MSR 0x10a") or hangs with a standard guest kernel. So the
 // probe boots a real kernel under -accel kvm with a short deadline and only
 // trusts KVM if that boot runs to its end. Verdicts are cached per boot,
-// QEMU binary and kernel under the runtime directory.
+// QEMU binary and kernel in the environment cache (see DefaultCacheFile).
 package kvm
 
 import (
@@ -63,8 +63,8 @@ type Options struct {
 	Kernel string
 	// Timeout bounds the boot test; 0 means 5 s. A hang past it is Unusable.
 	Timeout time.Duration
-	// CacheFile stores verdicts; empty means <runtime dir>/kvm-probe.json,
-	// "-" disables the cache.
+	// CacheFile stores verdicts; empty means DefaultCacheFile(), "-"
+	// disables the cache.
 	CacheFile string
 	// Device defaults to /dev/kvm.
 	Device string
@@ -131,7 +131,7 @@ func VerifyBoot(ctx context.Context, opts Options) Result {
 	key := cacheKey(opts)
 	cacheFile := opts.CacheFile
 	if cacheFile == "" {
-		cacheFile = filepath.Join(paths.RuntimeDir(), "kvm-probe.json")
+		cacheFile = DefaultCacheFile()
 	}
 	if cacheFile != "-" && key != "" {
 		if c, ok := readCache(cacheFile, key); ok {
@@ -284,6 +284,13 @@ func fileID(p string) string {
 	return fmt.Sprintf("%s:%d:%d", p, st.Size(), st.ModTime().UnixNano())
 }
 
+// DefaultCacheFile is <cache dir>/kvm-probe.json. It lives with the
+// environments rather than in the runtime directory so that every pyro
+// sharing a cache (tests included) probes once per host boot, and so that
+// the runtime directory holds nothing but live VMs. Entries are keyed by the
+// boot id, so a reboot invalidates them.
+func DefaultCacheFile() string { return filepath.Join(paths.CacheDir(), "kvm-probe.json") }
+
 type cacheEntry struct {
 	Verdict    string `json:"verdict"`
 	Usable     bool   `json:"usable"`
@@ -308,6 +315,10 @@ func writeCache(file, key string, r Result) {
 	m := map[string]cacheEntry{}
 	if b, err := os.ReadFile(file); err == nil {
 		_ = json.Unmarshal(b, &m)
+	}
+	if len(m) > 32 {
+		// Old boots' entries are dead weight; start over.
+		m = map[string]cacheEntry{}
 	}
 	m[key] = cacheEntry{Verdict: r.Verdict, Usable: r.Usable, Reason: r.Reason, BootMillis: r.BootMillis}
 	b, err := json.Marshal(m)
