@@ -1,0 +1,172 @@
+package archive
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/pyro-mcp/pyro/internal/errdefs"
+)
+
+type member struct {
+	name, link string
+	typ        byte
+	body       string
+}
+
+func writeTar(t *testing.T, path string, gz bool, members []member) {
+	t.Helper()
+	var buf bytes.Buffer
+	var w io.Writer = &buf
+	var zw *gzip.Writer
+	if gz {
+		zw = gzip.NewWriter(&buf)
+		w = zw
+	}
+	tw := tar.NewWriter(w)
+	for _, m := range members {
+		typ := m.typ
+		if typ == 0 {
+			typ = tar.TypeReg
+		}
+		hdr := &tar.Header{Name: m.name, Linkname: m.link, Typeflag: typ, Mode: 0o644}
+		if typ == tar.TypeReg {
+			hdr.Size = int64(len(m.body))
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(m.body))
+	}
+	tw.Close()
+	if zw != nil {
+		zw.Close()
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func names(t *testing.T, data []byte) []string {
+	t.Helper()
+	var out []string
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, h.Name)
+	}
+}
+
+func TestArchives(t *testing.T) {
+	tests := []struct {
+		name    string
+		members []member
+		wantErr string
+	}{
+		{"good", []member{{name: "a/", typ: tar.TypeDir}, {name: "a/b.txt", body: "hi"}, {name: "l", typ: tar.TypeSymlink, link: "a/b.txt"}, {name: "h", typ: tar.TypeLink, link: "a/b.txt"}}, ""},
+		{"dotdot", []member{{name: "../x", body: "x"}}, "escapes"},
+		{"nested dotdot", []member{{name: "a/../../x", body: "x"}}, "escapes"},
+		{"absolute", []member{{name: "/etc/passwd", body: "x"}}, "absolute"},
+		{"symlink out", []member{{name: "l", typ: tar.TypeSymlink, link: "../../etc"}}, "leaves the destination"},
+		{"symlink abs", []member{{name: "l", typ: tar.TypeSymlink, link: "/etc"}}, "absolute"},
+		{"hardlink out", []member{{name: "h", typ: tar.TypeLink, link: "../secret"}}, "escapes"},
+		{"fifo", []member{{name: "p", typ: tar.TypeFifo}}, "FIFOs"},
+		{"device", []member{{name: "d", typ: tar.TypeChar}}, "device"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, gz := range []bool{false, true} {
+				ext := ".tar"
+				if gz {
+					ext = ".tgz"
+				}
+				src := filepath.Join(t.TempDir(), "in"+ext)
+				writeTar(t, src, gz, tc.members)
+				var out bytes.Buffer
+				st, err := Write(context.Background(), src, &out, DefaultLimits)
+				if tc.wantErr != "" {
+					if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, errdefs.ErrInvalidArgument) {
+						t.Fatalf("err = %v, want invalid argument containing %q", err, tc.wantErr)
+					}
+					if out.Len() != 0 {
+						t.Fatalf("%d bytes written before the archive was rejected", out.Len())
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.Mode != ModeTarArchive || st.Entries != 4 || st.Bytes != 2 || !strings.HasPrefix(st.Digest, "sha256:") {
+					t.Fatalf("stats = %+v", st)
+				}
+				if got := strings.Join(names(t, out.Bytes()), ","); got != "a/,a/b.txt,l,h" {
+					t.Fatalf("members = %s", got)
+				}
+			}
+		})
+	}
+}
+
+func TestDirectory(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "src"), 0o755)
+	os.WriteFile(filepath.Join(dir, "src", "main.c"), []byte("int main(){}"), 0o644)
+	os.Symlink("src/main.c", filepath.Join(dir, "link"))
+	var out bytes.Buffer
+	st, err := Write(context.Background(), dir, &out, DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode != ModeDirectory || st.Entries != 3 || st.Bytes != 12 {
+		t.Fatalf("stats = %+v", st)
+	}
+	// Same tree, same digest: the stream is deterministic.
+	st2, _ := Write(context.Background(), dir, io.Discard, DefaultLimits)
+	if st2.Digest != st.Digest {
+		t.Fatalf("digest changed between runs")
+	}
+
+	os.Symlink("/etc/passwd", filepath.Join(dir, "bad"))
+	if _, err := Write(context.Background(), dir, io.Discard, DefaultLimits); err == nil || !strings.Contains(err.Error(), "absolute") {
+		t.Fatalf("escaping symlink in a directory: err = %v", err)
+	}
+	os.Remove(filepath.Join(dir, "bad"))
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if _, err := Write(context.Background(), dir, &out, DefaultLimits); err == nil || !strings.Contains(err.Error(), "FIFO") {
+		t.Fatalf("fifo in a directory: err = %v", err)
+	}
+	if out.Len() != 0 {
+		t.Fatalf("bytes written before the tree was rejected")
+	}
+}
+
+func TestLimitsAndKinds(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "big"), make([]byte, 1000), 0o644)
+	if _, err := Write(context.Background(), dir, io.Discard, Limits{MaxBytes: 999}); err == nil || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("over-size: err = %v", err)
+	}
+	if _, err := Kind(filepath.Join(dir, "missing")); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("missing path: err = %v", err)
+	}
+	if _, err := Kind(filepath.Join(dir, "big")); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("plain file: err = %v", err)
+	}
+}
