@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pyro-mcp/pyro/internal/cpio"
@@ -120,7 +121,12 @@ func (s *Store) build(ctx context.Context, entry Entry, dir string) (*built, err
 func (s *Store) runLogged(ctx context.Context, env []string, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.WaitDelay = 10 * time.Second
+	// On cancel, SIGTERM the whole process group: mmdebstrap then unmounts
+	// /proc, /sys and /dev from its chroot and removes it. SIGKILL (the
+	// default) would leave those mounts behind in the cache.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = 60 * time.Second
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	var tail []string

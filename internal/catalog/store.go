@@ -544,7 +544,7 @@ func (s *Store) Pull(ctx context.Context, name string) (*Installed, error) {
 	if err != nil {
 		return nil, cacheWriteErr(s.dir, err)
 	}
-	defer os.RemoveAll(tmp)
+	defer removeTree(tmp)
 
 	var m *Manifest
 	if s.registry != "" {
@@ -765,8 +765,7 @@ func (s *Store) Prune(ctx context.Context) (*PruneResult, error) {
 	for _, de := range tmps {
 		env, _, _ := strings.Cut(de.Name(), ".")
 		if unlock, ok := s.tryLock("env-" + env); ok {
-			res.FreedBytes += dirUsage(s.path("tmp", de.Name()))
-			err := os.RemoveAll(s.path("tmp", de.Name()))
+			err := removeTree(s.path("tmp", de.Name()))
 			unlock()
 			if err != nil {
 				return nil, err
@@ -778,13 +777,30 @@ func (s *Store) Prune(ctx context.Context) (*PruneResult, error) {
 	return res, ctx.Err()
 }
 
-func dirUsage(dir string) int64 {
-	var n int64
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			n += diskUsage(p)
+// removeTree removes a build directory, first detaching anything still
+// mounted below it (an interrupted mmdebstrap can leave /proc, /sys and
+// /dev/pts mounted in its chroot): RemoveAll must never walk into those.
+func removeTree(dir string) error {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err == nil {
+		var mounts []string
+		for _, line := range strings.Split(string(data), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 4 && strings.HasPrefix(unescapeMount(f[4]), dir+"/") {
+				mounts = append(mounts, unescapeMount(f[4]))
+			}
 		}
-		return nil
-	})
-	return n
+		slices.Sort(mounts)
+		slices.Reverse(mounts)
+		for _, m := range mounts {
+			if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
+				return fmt.Errorf("unmounting %s before removing %s: %w", m, dir, err)
+			}
+		}
+	}
+	return os.RemoveAll(dir)
+}
+
+func unescapeMount(s string) string {
+	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
 }
