@@ -26,6 +26,7 @@ type Response struct {
 type WireError struct {
 	Code    string `json:"code"` // errdefs.Code values: "invalid_argument", "not_found", ...
 	Message string `json:"message"`
+	Hint    string `json:"hint,omitempty"` // what the user should do, when the guest knows
 }
 
 func (e *WireError) Error() string { return e.Message }

@@ -1,0 +1,241 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pyro-mcp/pyro/internal/agentproto"
+	"github.com/pyro-mcp/pyro/internal/errdefs"
+)
+
+// outputGrace is how long exec keeps reading output after the command
+// exited: a background child that inherited stdout ("server &") must not
+// hold the request open forever, but output already in the pipe is kept.
+const outputGrace = 200 * time.Millisecond
+
+func (h *Handler) exec(ctx context.Context, s *agentproto.Stream, req agentproto.ExecRequest) (*agentproto.ExecResult, error) {
+	var argv []string
+	switch {
+	case len(req.Argv) > 0 && req.Shell != "":
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "pass either an argv or a shell string", "exec: both argv and shell given")
+	case len(req.Argv) > 0:
+		argv = req.Argv
+	case req.Shell != "":
+		argv = []string{"/bin/sh", "-c", req.Shell}
+	default:
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "pass a command to run", "exec: empty command")
+	}
+	maxOut := req.MaxOutput
+	if maxOut <= 0 {
+		maxOut = agentproto.DefaultMaxOutput
+	}
+
+	cwd := req.Cwd
+	if cwd == "" {
+		cwd = "/"
+		if fi, err := os.Stat(h.hostPath("/workspace")); err == nil && fi.IsDir() {
+			cwd = "/workspace"
+		}
+	}
+	dir := h.hostPath(cwd)
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, errdefs.New(errdefs.ErrNotFound, "create the directory first or pick another cwd", "exec: working directory %s does not exist", cwd)
+	}
+	env := mergeEnv(h.cfg.BaseEnv, req.Env)
+
+	start := time.Now()
+	res := &agentproto.ExecResult{}
+	prog, ok := lookPath(argv[0], envGet(env, "PATH"))
+	if !ok {
+		msg := fmt.Sprintf("command not found: %s", argv[0])
+		fmt.Fprintf(s.Stderr(), "pyro: %s\n", msg)
+		res.ExitCode, res.Message = 127, msg
+		return res, nil
+	}
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "exec: pipe")
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "exec: pipe")
+	}
+	cmd := &exec.Cmd{
+		Path:        prog,
+		Args:        argv,
+		Env:         env,
+		Dir:         dir,
+		Stdout:      outW,
+		Stderr:      errW,
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true}, // its own group: a timeout kills all of it
+	}
+	var inW *os.File
+	if req.Stdin {
+		var inR *os.File
+		if inR, inW, err = os.Pipe(); err != nil {
+			outR.Close()
+			outW.Close()
+			errR.Close()
+			errW.Close()
+			return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "exec: pipe")
+		}
+		cmd.Stdin = inR
+		defer inR.Close()
+	}
+
+	pid, exited, err := h.startCmd(cmd)
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		if inW != nil {
+			inW.Close()
+		}
+		msg := fmt.Sprintf("cannot run %s: %v", argv[0], err)
+		fmt.Fprintf(s.Stderr(), "pyro: %s\n", msg)
+		res.ExitCode, res.Message = 126, msg
+		return res, nil
+	}
+	h.log.Debug("exec started", "pid", pid, "argv", argv)
+	if inW != nil {
+		go func() {
+			// The stream reader ends with the stream; the copy ends with it.
+			io.Copy(inW, s)
+			inW.Close()
+		}()
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); res.StdoutTruncated = pump(outR, s.Stdout(), maxOut) }()
+	go func() { defer wg.Done(); res.StderrTruncated = pump(errR, s.Stderr(), maxOut) }()
+
+	var timeout <-chan time.Time
+	if req.TimeoutMs > 0 {
+		t := time.NewTimer(time.Duration(req.TimeoutMs) * time.Millisecond)
+		defer t.Stop()
+		timeout = t.C
+	}
+	var ws syscall.WaitStatus
+	var cancelled bool
+	select {
+	case ws = <-exited:
+	case <-timeout:
+		killGroup(pid)
+		ws = <-exited
+		res.TimedOut = true
+	case <-ctx.Done():
+		killGroup(pid)
+		ws = <-exited
+		cancelled = true
+	}
+	// Keep reading what is already in the pipes, but not for ever.
+	pumpsDone := make(chan struct{})
+	go func() { wg.Wait(); close(pumpsDone) }()
+	select {
+	case <-pumpsDone:
+	case <-time.After(outputGrace):
+		outR.Close()
+		errR.Close()
+		<-pumpsDone
+	}
+	outR.Close()
+	errR.Close()
+	res.DurationMs = time.Since(start).Milliseconds()
+	switch {
+	case res.TimedOut:
+		res.ExitCode = 124
+		res.Message = fmt.Sprintf("command timed out after %s; process group killed", time.Duration(req.TimeoutMs)*time.Millisecond)
+	case ws.Signaled():
+		res.ExitCode = 128 + int(ws.Signal())
+		res.Message = fmt.Sprintf("killed by signal %s", ws.Signal())
+	default:
+		res.ExitCode = ws.ExitStatus()
+	}
+	if cancelled {
+		return nil, fmt.Errorf("exec cancelled; process group killed: %w", context.Canceled)
+	}
+	return res, nil
+}
+
+// startCmd starts cmd and returns a channel delivering its wait status.
+// Under a Reaper (PID 1) the reaper collects the status; otherwise a
+// goroutine waits for this one pid.
+func (h *Handler) startCmd(cmd *exec.Cmd) (int, <-chan syscall.WaitStatus, error) {
+	startFn := func() (int, error) {
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		return cmd.Process.Pid, nil
+	}
+	if h.cfg.Reap != nil {
+		ch, err := h.cfg.Reap.start(startFn)
+		if err != nil {
+			return 0, nil, err
+		}
+		pid := cmd.Process.Pid
+		cmd.Process.Release() // sets Pid to -1: never use cmd.Process after this
+		return pid, ch, nil
+	}
+	pid, err := startFn()
+	if err != nil {
+		return 0, nil, err
+	}
+	cmd.Process.Release() // we wait by pid ourselves; sets Pid to -1
+	ch := make(chan syscall.WaitStatus, 1)
+	go func() {
+		var ws syscall.WaitStatus
+		for {
+			_, err := syscall.Wait4(pid, &ws, 0, nil)
+			if !errors.Is(err, syscall.EINTR) {
+				break
+			}
+		}
+		ch <- ws
+	}()
+	return pid, ch, nil
+}
+
+// pump copies r to w, live, until r ends; past max bytes it keeps draining
+// (so the command never blocks on a full pipe) but forwards nothing and
+// reports truncation.
+func pump(r io.Reader, w io.Writer, max int) (truncated bool) {
+	buf := make([]byte, 32<<10)
+	sent := 0
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			keep := n
+			if sent+keep > max {
+				keep = max - sent
+				truncated = true
+			}
+			if keep > 0 {
+				w.Write(buf[:keep])
+				sent += keep
+			}
+		}
+		if err != nil {
+			return truncated
+		}
+	}
+}
+
+// killGroup kills the process group led by pid (exec's commands are session
+// leaders). It refuses pids that cannot be a group we made.
+func killGroup(pid int) {
+	if pid > 1 {
+		syscall.Kill(-pid, syscall.SIGKILL)
+	}
+}
