@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pyro-mcp/pyro/internal/agentproto"
+	"github.com/pyro-mcp/pyro/internal/catalog"
+	"github.com/pyro-mcp/pyro/internal/engine"
+	"github.com/pyro-mcp/pyro/internal/initramfs"
+	"github.com/pyro-mcp/pyro/internal/paths"
+	"github.com/pyro-mcp/pyro/internal/vmm"
+	"github.com/pyro-mcp/pyro/internal/vmm/qemu"
+)
+
+const floorMarker = "PYRO-BENCH-MARKER"
+
+// vmSuite: (a) raw QEMU floor, (b) pyro run end to end, (c) exec round trip
+// in a booted VM, (d) idle RSS of the VMM.
+func (b *benchEnv) vmSuite(ctx context.Context) error {
+	r := b.report
+	r.line("\n## microVMs (issue 3)\n\n")
+	const env = "debian:12-base"
+	if _, err := b.pyroCmd(ctx, nil, "env", "pull", env); err != nil {
+		return err
+	}
+	floor, err := b.floor(ctx, env, 5)
+	if err != nil {
+		return err
+	}
+	runs, err := timeIt(5, func() error {
+		_, err := b.pyroCmd(ctx, nil, "run", env, "--", "true")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	r.line("- (a) floor: raw QEMU, same kernel and initramfs, to a marker printed by /init and power-off (median of 5): %s\n", ms(pct(floor, .5)))
+	r.line("- (b) `pyro run %s -- true` end to end (median of 5): %s; **(b)/(a) = %.2f** (target ≤ 1.15)\n",
+		env, ms(pct(runs, .5)), float64(pct(runs, .5))/float64(pct(floor, .5)))
+
+	e, err := engine.New(engine.Options{})
+	if err != nil {
+		return err
+	}
+	vm, err := e.CreateVM(ctx, engine.CreateOptions{Environment: env})
+	if err != nil {
+		return err
+	}
+	defer e.DeleteVM(context.WithoutCancel(ctx), vm.VMID)
+	vm, err = e.StartVM(ctx, vm.VMID)
+	if err != nil {
+		return err
+	}
+	c, err := dialVM(ctx, vm.VMID)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	rt, err := timeIt(b.n, func() error {
+		res, err := c.Exec(ctx, agentproto.ExecRequest{Argv: []string{"true"}}, nil, io.Discard, io.Discard)
+		if err == nil && res.ExitCode != 0 {
+			err = fmt.Errorf("true exited %d", res.ExitCode)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	r.line("- (c) exec `true` round trip in a booted VM over %d calls: **p50 %s**, p95 %s (target p50 ≤ 20 ms under TCG)\n", b.n, ms(pct(rt, .5)), ms(pct(rt, .95)))
+	time.Sleep(5 * time.Second)
+	rss := rssKiB(vm.VMMPid)
+	r.line("- (d) idle QEMU RSS, 1 vCPU / 1024 MiB guest, 5 s after boot: **%d MiB**\n", rss/1024)
+	return nil
+}
+
+// dialVM connects to a VM's supervisor the way the engine does.
+func dialVM(ctx context.Context, id string) (*agentproto.Client, error) {
+	conn, err := net.Dial("unix", filepath.Join(paths.RuntimeDir(), id[:12], "ctl.sock"))
+	if err != nil {
+		return nil, err
+	}
+	return agentproto.NewClient(ctx, conn)
+}
+
+// floor boots QEMU with env's kernel and pyro's initramfs, with the agent
+// told to print a marker and power off as soon as it starts.
+func (b *benchEnv) floor(ctx context.Context, env string, n int) ([]time.Duration, error) {
+	s, err := catalog.Open(catalog.Options{Dir: paths.CacheDir()})
+	if err != nil {
+		return nil, err
+	}
+	inst, err := s.Resolve(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	initrd, err := initramfs.Build(ctx, paths.CacheDir(), b.pyro, inst.ModulesPath)
+	if err != nil {
+		return nil, err
+	}
+	qb, err := qemu.New(qemu.Options{ProbeKernel: inst.KernelPath})
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(b.work, "floor")
+	os.MkdirAll(dir, 0o700)
+	console := filepath.Join(dir, "console.log")
+	args, err := qb.Args(vmm.MachineSpec{ID: "floor", Dir: dir, Kernel: inst.KernelPath, Initrd: initrd,
+		Cmdline: "pyro_bench_marker=1", VCPUs: 1, MemMiB: 1024, Console: console})
+	if err != nil {
+		return nil, err
+	}
+	return timeIt(n, func() error {
+		os.Remove(console)
+		out, err := exec.CommandContext(ctx, qb.Binary(), args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("qemu: %v: %s", err, out)
+		}
+		data, _ := os.ReadFile(console)
+		if !strings.Contains(string(data), floorMarker) {
+			return fmt.Errorf("no marker on the console:\n%s", data)
+		}
+		return nil
+	})
+}
+
+func rssKiB(pid int) int {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			n, _ := strconv.Atoi(strings.Fields(line)[1])
+			return n
+		}
+	}
+	return 0
+}

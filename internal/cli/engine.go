@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pyro-mcp/pyro/internal/engine"
+	"github.com/pyro-mcp/pyro/internal/errdefs"
+)
+
+// engine opens the engine with pull progress going to stderr.
+func (a *App) engine() (*engine.Engine, error) {
+	return engine.New(engine.Options{Logger: a.logger(), Progress: a.newProgressPrinter().print})
+}
+
+// createFlags are the VM shape flags shared by run, vm create and workspace create.
+type createFlags struct {
+	vcpus, mem, ttl int
+	network, hostOK bool
+}
+
+func (f *createFlags) register(cmd *cobra.Command, defaultTTL int) {
+	cmd.Flags().IntVar(&f.vcpus, "vcpu-count", engine.DefaultVCPUs, "virtual CPUs")
+	cmd.Flags().IntVar(&f.mem, "mem-mib", engine.DefaultMemMiB, "guest memory in MiB")
+	cmd.Flags().IntVar(&f.ttl, "ttl-seconds", defaultTTL, "seconds before the VM is stopped and reaped")
+	cmd.Flags().BoolVar(&f.network, "network", false, "give the guest outbound network access (never the host's loopback)")
+	cmd.Flags().BoolVar(&f.hostOK, "allow-host-compat", false, "if no guest can boot, run on the host in a private directory WITHOUT isolation")
+}
+
+func (f *createFlags) options(env string) (engine.CreateOptions, error) {
+	// The engine reads 0 as "the default"; on the command line 0 is a mistake.
+	for _, v := range []struct {
+		name string
+		val  int
+	}{{"--vcpu-count", f.vcpus}, {"--mem-mib", f.mem}, {"--ttl-seconds", f.ttl}} {
+		if v.val <= 0 {
+			return engine.CreateOptions{}, errdefs.New(errdefs.ErrInvalidArgument, "give a positive number", "%s %d is out of range", v.name, v.val)
+		}
+	}
+	return engine.CreateOptions{Environment: env, VCPUCount: f.vcpus, MemMiB: f.mem, TTLSeconds: f.ttl, Network: f.network, AllowHostCompat: f.hostOK}, nil
+}
+
+func timeoutOption(t int) (int, error) {
+	if t <= 0 {
+		return 0, errdefs.New(errdefs.ErrInvalidArgument, "give a positive number of seconds", "--timeout-seconds %d is out of range", t)
+	}
+	return t, nil
+}
+
+// splitCommand separates `ENV -- CMD...` style arguments: before is what
+// precedes --, the command what follows it.
+func splitCommand(cmd *cobra.Command, args []string, before int, usage string) ([]string, engine.ExecOptions, error) {
+	dash := cmd.ArgsLenAtDash()
+	if dash < 0 {
+		return nil, engine.ExecOptions{}, errdefs.New(errdefs.ErrInvalidArgument, "usage: "+usage, "missing -- before the command")
+	}
+	if dash != before {
+		return nil, engine.ExecOptions{}, errdefs.New(errdefs.ErrInvalidArgument, "usage: "+usage, "expected %d argument(s) before --, got %d", before, dash)
+	}
+	return args[:dash], commandOptions(args[dash:]), nil
+}
+
+// commandOptions runs a single argument that looks like shell through
+// /bin/sh -c ("make && make test"); anything else is an argv.
+func commandOptions(argv []string) engine.ExecOptions {
+	if len(argv) == 1 && strings.ContainsAny(argv[0], " \t\n;&|<>()$`\\\"'*?[]{}~") {
+		return engine.ExecOptions{Shell: argv[0]}
+	}
+	return engine.ExecOptions{Command: argv}
+}
+
+// exitFor maps a finished guest command to pyro's exit status.
+func exitFor(r *engine.ExecResult) int {
+	if r.TimedOut {
+		return ExitTimeout
+	}
+	return r.ExitCode
+}
+
+// printExecSummary writes the one-line human summary of a command on stderr.
+func (a *App) printExecSummary(prefix string, r *engine.ExecResult, extra string) {
+	if r.TimedOut {
+		fmt.Fprintf(a.Stderr, "[%s] %s\n", prefix, r.Message)
+	}
+	trunc := ""
+	if r.StdoutTruncated || r.StderrTruncated {
+		trunc = " output_truncated=true"
+	}
+	fmt.Fprintf(a.Stderr, "[%s] %sexit_code=%d duration_ms=%d%s\n", prefix, extra, r.ExitCode, r.DurationMs, trunc)
+}
+
+func init() {
+	// pyro doctor --boot-test boots the default environment and runs `true`.
+	DoctorBootTest = func(ctx context.Context) error {
+		e, err := engine.New(engine.Options{})
+		if err != nil {
+			return err
+		}
+		res, err := e.Run(ctx, engine.RunOptions{
+			CreateOptions: engine.CreateOptions{Environment: "debian:12", MemMiB: 256},
+			ExecOptions:   engine.ExecOptions{Command: []string{"true"}, TimeoutSeconds: 30},
+		}, nil, nil)
+		if err != nil {
+			return err
+		}
+		if res.ExitCode != 0 {
+			return fmt.Errorf("`true` exited %d in the guest", res.ExitCode)
+		}
+		return nil
+	}
+}

@@ -1,0 +1,63 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pyro-mcp/pyro/internal/engine"
+)
+
+func (a *App) newRunCmd() *cobra.Command {
+	var f createFlags
+	var timeout int
+	const usage = "pyro run ENVIRONMENT [flags] -- COMMAND [ARG...]"
+	cmd := &cobra.Command{
+		Use:   "run ENVIRONMENT -- COMMAND [ARG...]",
+		Short: "Boot a fresh microVM, run one command in it, and clean up",
+		Long: `Boot a fresh microVM from ENVIRONMENT, run COMMAND inside it, print its output and
+delete the VM. pyro's exit status is the command's (124 when it timed out; 125 when
+pyro itself failed). A single COMMAND argument containing shell syntax runs with /bin/sh -c.`,
+		Example: `  pyro run debian:12 -- git --version
+  pyro run debian:12 --network -- curl -sI https://deb.debian.org
+  pyro run debian:12-build --timeout-seconds 300 -- "cc --version && python3 --version"`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a.execCommand = true
+			before, ex, err := splitCommand(cmd, args, 1, usage)
+			if err != nil {
+				return err
+			}
+			if ex.TimeoutSeconds, err = timeoutOption(timeout); err != nil {
+				return err
+			}
+			opts, err := f.options(before[0])
+			if err != nil {
+				return err
+			}
+			e, err := a.engine()
+			if err != nil {
+				return err
+			}
+			var stdout, stderr io.Writer
+			if !a.JSON {
+				stdout, stderr = a.Stdout, a.Stderr
+			}
+			res, err := e.Run(cmd.Context(), engine.RunOptions{CreateOptions: opts, ExecOptions: ex}, stdout, stderr)
+			if err != nil {
+				return err
+			}
+			a.exitCode = exitFor(&res.ExecResult)
+			if a.JSON {
+				return a.printJSON(res)
+			}
+			a.printExecSummary("run", &res.ExecResult, fmt.Sprintf("environment=%s execution_mode=%s backend=%s boot_ms=%d ",
+				res.Environment, res.ExecutionMode, res.Backend, res.BootMs))
+			return nil
+		},
+	}
+	f.register(cmd, engine.DefaultVMTTLSeconds)
+	cmd.Flags().IntVar(&timeout, "timeout-seconds", engine.DefaultTimeoutSeconds, "kill the command (exit 124) after this many seconds")
+	return cmd
+}

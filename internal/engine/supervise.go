@@ -1,0 +1,233 @@
+package engine
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/initramfs"
+	"github.com/pyro-mcp/pyro/internal/supervisor"
+	"github.com/pyro-mcp/pyro/internal/version"
+	"github.com/pyro-mcp/pyro/internal/vmm"
+)
+
+// SuperviseCommand is the hidden pyro verb a supervisor process runs as.
+const SuperviseCommand = "__supervise"
+
+// superviseConfig is written by the engine and read by the supervisor.
+type superviseConfig struct {
+	Mode        string          `json:"execution_mode"`
+	Backend     string          `json:"backend"`
+	Spec        vmm.MachineSpec `json:"spec"`
+	ControlSock string          `json:"control_sock"`
+	BootTimeout time.Duration   `json:"boot_timeout"`
+	ExpiresAt   time.Time       `json:"expires_at"`
+}
+
+// selfExe is the pyro binary to run supervisors with: $PYRO_BIN, else this
+// executable.
+func selfExe() (string, error) {
+	if b := os.Getenv("PYRO_BIN"); b != "" {
+		return b, nil
+	}
+	return os.Executable()
+}
+
+func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*supervisor.Ready, int, error) {
+	dir := e.storeOf(rec.Kind).Path(rec.ID)
+	run := e.runDir(rec.ID)
+	os.RemoveAll(run)
+	if err := os.MkdirAll(run, 0o700); err != nil {
+		return nil, 0, fmt.Errorf("creating runtime directory: %w", err)
+	}
+	spec := vmm.MachineSpec{
+		ID: rec.ID[:12], Dir: run, VCPUs: rec.VCPUCount, MemMiB: rec.MemMiB, Network: rec.Network,
+		Console: filepath.Join(dir, "console.log"),
+	}
+	if rec.Mode == ModeHostCompat {
+		spec.WorkDir = filepath.Join(dir, "hostroot")
+	} else {
+		agent, err := initramfs.AgentBinary()
+		if err != nil {
+			return nil, 0, err
+		}
+		initrd, err := initramfs.Build(ctx, e.opts.CacheDir, agent, rec.Env.ModulesPath)
+		if err != nil {
+			return nil, 0, err
+		}
+		spec.Kernel, spec.Initrd = rec.Env.KernelPath, initrd
+		spec.Disks = []vmm.Disk{{Path: rec.Disk, Format: "qcow2"}}
+		spec.Cmdline = fmt.Sprintf("pyro_channel=virtio-serial pyro_root=/dev/vda pyro_hostname=pyro-%s", rec.ID[:8])
+	}
+	cfg := superviseConfig{
+		Mode: rec.Mode, Backend: e.opts.Backend, Spec: spec, ControlSock: filepath.Join(run, "ctl.sock"),
+		BootTimeout: e.opts.BootTimeout, ExpiresAt: rec.ExpiresAt,
+	}
+	data, _ := json.MarshalIndent(cfg, "", "  ")
+	cfgPath := filepath.Join(dir, "supervisor.json")
+	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+		return nil, 0, err
+	}
+	exe, err := selfExe()
+	if err != nil {
+		return nil, 0, err
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, "supervisor.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer logf.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, 0, err
+	}
+	defer pr.Close()
+	cmd := exec.Command(exe, SuperviseCommand, dir)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{pw}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		return nil, 0, fmt.Errorf("starting supervisor: %w", err)
+	}
+	pw.Close()
+	pid := cmd.Process.Pid
+	// Reap the supervisor when it exits, for long-lived callers (MCP server).
+	go cmd.Wait()
+
+	got := make(chan *supervisor.Ready, 1)
+	go func() {
+		var r supervisor.Ready
+		line, err := bufio.NewReader(pr).ReadBytes('\n')
+		if err != nil || json.Unmarshal(line, &r) != nil {
+			r = supervisor.Ready{Error: "supervisor exited before the guest was ready: " + tail(filepath.Join(dir, "supervisor.log"), 800)}
+		}
+		got <- &r
+	}()
+	select {
+	case r := <-got:
+		if !r.OK {
+			syscall.Kill(-pid, syscall.SIGKILL)
+			class := errdefs.ErrUnavailable
+			if r.ErrorCode == "timeout" {
+				class = errdefs.ErrTimeout
+			}
+			console := tail(filepath.Join(dir, "console.log"), 1500)
+			msg := r.Error
+			if console != "" {
+				msg += "\n--- guest console (last lines) ---\n" + console
+			}
+			return nil, 0, errdefs.New(class, "run 'pyro doctor'; pass --allow-host-compat to run on the host without isolation", "booting the guest: %s", msg)
+		}
+		return r, pid, nil
+	case <-ctx.Done():
+		syscall.Kill(-pid, syscall.SIGKILL)
+		return nil, 0, ctx.Err()
+	}
+}
+
+// RunSupervisor is the body of `pyro __supervise DIR`: fd 3 is the ready pipe.
+func RunSupervisor(ctx context.Context, dir string, log *slog.Logger) error {
+	data, err := os.ReadFile(filepath.Join(dir, "supervisor.json"))
+	if err != nil {
+		return err
+	}
+	var cfg superviseConfig
+	if err := json.Unmarshal(data, &cfg); err != nil {
+		return err
+	}
+	ready := os.NewFile(3, "ready")
+	b, err := newBackend(cfg.Mode, cfg.Spec.Kernel, log)
+	if err != nil {
+		if ready != nil {
+			data, _ := json.Marshal(supervisor.Ready{Error: err.Error(), ErrorCode: "unavailable"})
+			ready.Write(append(data, '\n'))
+			ready.Close()
+		}
+		return err
+	}
+	return supervisor.Run(ctx, b, supervisor.Config{
+		Spec: cfg.Spec, ControlSock: cfg.ControlSock, BootTimeout: cfg.BootTimeout, ExpiresAt: cfg.ExpiresAt,
+		Software: "pyro " + version.Version, Logger: log,
+	}, ready)
+}
+
+// alive reports whether rec's supervisor process is running.
+func (e *Engine) alive(rec *vmRecord) bool {
+	return rec.SupervisorPID > 0 && isSupervisor(rec.SupervisorPID, rec.ID)
+}
+
+// isSupervisor checks pid is a live (not zombie) supervisor of id, so a
+// recycled pid is never mistaken for ours.
+func isSupervisor(pid int, id string) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+		return false
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return false
+	}
+	return strings.Contains(string(cmdline), SuperviseCommand) && strings.Contains(string(cmdline), id)
+}
+
+func (e *Engine) killProcesses(rec *vmRecord) {
+	if rec.SupervisorPID > 0 && isSupervisor(rec.SupervisorPID, rec.ID) {
+		syscall.Kill(-rec.SupervisorPID, syscall.SIGKILL)
+		syscall.Kill(rec.SupervisorPID, syscall.SIGKILL)
+	}
+	if rec.VMMPid > 0 && isVMM(rec.VMMPid, rec.ID) {
+		syscall.Kill(rec.VMMPid, syscall.SIGKILL)
+	}
+}
+
+// isVMM checks pid is a live process whose command line names this VM's files.
+func isVMM(pid int, id string) bool {
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return err == nil && strings.Contains(string(cmdline), id[:12])
+}
+
+func dialUnix(ctx context.Context, path string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", path)
+}
+
+// tail returns up to n bytes from the end of a file, trimmed to whole lines.
+func tail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := fi.Size() - n
+	if off < 0 {
+		off = 0
+	}
+	buf := make([]byte, fi.Size()-off)
+	f.ReadAt(buf, off)
+	s := string(buf)
+	if off > 0 {
+		if i := strings.IndexByte(s, '\n'); i >= 0 {
+			s = s[i+1:]
+		}
+	}
+	return strings.TrimSpace(s)
+}
