@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -82,7 +83,7 @@ func TestBootSmoke(t *testing.T) {
 	defer os.RemoveAll(sockDir)
 	sock := filepath.Join(sockDir, "a.sock")
 
-	appendArgs := "console=ttyS0 quiet panic=-1 reboot=t tsc=reliable pyro_root=/dev/vda pyro_hostname=smoke pyro_channel=virtio-serial"
+	appendArgs := "console=ttyS0 quiet panic=-1 reboot=t tsc=reliable pyro_root=/dev/vda pyro_hostname=smoke pyro_channel=virtio-serial pyro_net=1 pyro_ip=10.0.2.15/24 pyro_gw=10.0.2.2 pyro_dns=10.0.2.3"
 	if khz := hostTSCkHz(); khz > 0 {
 		appendArgs += " tsc_early_khz=" + strconv.Itoa(khz)
 	}
@@ -95,6 +96,7 @@ func TestBootSmoke(t *testing.T) {
 		"-kernel", inst.KernelPath, "-initrd", initrd, "-append", appendArgs,
 		"-drive", "id=root,file="+overlay+",format=qcow2,if=none",
 		"-device", "virtio-blk-device,drive=root",
+		"-netdev", "user,id=n0", "-device", "virtio-net-device,netdev=n0",
 		"-device", "virtio-serial-device",
 		"-chardev", "socket,id=c0,path="+sock+",server=on,wait=off",
 		"-device", "virtserialport,chardev=c0,name=pyro.agent",
@@ -164,8 +166,13 @@ func TestBootSmoke(t *testing.T) {
 	if got := run(agentproto.ExecRequest{Argv: []string{"cat", "/workspace/hello.txt"}}); got != "hi" {
 		t.Errorf("hello.txt = %q", got)
 	}
-	if p, err := c.Ping(ctx); err != nil || p.Hostname != "smoke" {
+	if p, err := c.Ping(ctx); err != nil || p.Hostname != "smoke" || !slices.Contains(p.Addresses, "10.0.2.15/24") {
 		t.Errorf("ping = %+v, %v", p, err)
+	}
+	// The agent configured eth0 itself: default route (gateway 10.0.2.2 is
+	// 0202000A in /proc/net/route) and resolv.conf.
+	if got := run(agentproto.ExecRequest{Shell: "grep -c '^eth0\t00000000\t0202000A' /proc/net/route; cat /etc/resolv.conf"}); got != "1\nnameserver 10.0.2.3" {
+		t.Errorf("route/resolv.conf = %q", got)
 	}
 
 	if err := c.Shutdown(ctx); err != nil {
