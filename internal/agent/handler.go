@@ -44,6 +44,10 @@ type Config struct {
 	Reap *Reaper
 	// Logger receives diagnostics; nil discards.
 	Logger *slog.Logger
+	// Durable makes every exec and put_archive flush the guest's writes to
+	// its disk before answering, so a command's effects survive the VMM
+	// being killed right after it returns (a workspace's promise).
+	Durable bool
 }
 
 // DefaultEnv is what a guest command sees before its own variables.
@@ -95,13 +99,17 @@ func (h *Handler) Handle(ctx context.Context, s *agentproto.Stream) (any, error)
 		if err := decode(s.Params, &req); err != nil {
 			return nil, err
 		}
-		return h.exec(ctx, s, req)
+		res, err := h.exec(ctx, s, req)
+		h.flush()
+		return res, err
 	case agentproto.MethodPutArchive:
 		var req agentproto.PutArchiveRequest
 		if err := decode(s.Params, &req); err != nil {
 			return nil, err
 		}
-		return h.putArchive(ctx, req, s)
+		res, err := h.putArchive(ctx, req, s)
+		h.flush()
+		return res, err
 	case agentproto.MethodShutdown:
 		unix.Sync()
 		if h.cfg.PowerOff != nil {
@@ -110,6 +118,12 @@ func (h *Handler) Handle(ctx context.Context, s *agentproto.Stream) (any, error)
 		return struct{}{}, nil
 	}
 	return nil, errdefs.New(errdefs.ErrInvalidArgument, "upgrade the guest agent (rebuild the initramfs)", "unknown method %q", s.Method)
+}
+
+func (h *Handler) flush() {
+	if h.cfg.Durable {
+		unix.Sync()
+	}
 }
 
 func decode(raw json.RawMessage, v any) error {

@@ -30,7 +30,9 @@ func serve(t *testing.T) (*agentproto.Client, string) {
 	os.Mkdir(filepath.Join(root, "workspace"), 0o755)
 	host, guest := net.Pipe()
 	done := make(chan error, 1)
-	go func() { done <- agentproto.Serve(context.Background(), guest, agent.NewHandler(agent.Config{FSRoot: root})) }()
+	go func() {
+		done <- agentproto.Serve(context.Background(), guest, agent.NewHandler(agent.Config{FSRoot: root}))
+	}()
 	c, err := agentproto.NewClient(t.Context(), host)
 	if err != nil {
 		t.Fatal(err)

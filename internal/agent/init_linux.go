@@ -123,7 +123,7 @@ func RunInit() {
 		}
 	}
 	reaper := NewReaper()
-	h := NewHandler(Config{FSRoot: "/", Reap: reaper, PowerOff: powerOff, Logger: log})
+	h := NewHandler(Config{FSRoot: "/", Reap: reaper, PowerOff: powerOff, Logger: log, Durable: true})
 	log.Info("ready", "channel", p.Channel, "setup", time.Since(start).Round(time.Millisecond))
 	switch p.Channel {
 	case "vsock":
@@ -450,4 +450,3 @@ func addDefaultRoute(gw net.IP, ifindex int) error {
 	}
 	return nil
 }
-

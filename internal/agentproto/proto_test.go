@@ -76,7 +76,9 @@ func TestVersionMismatch(t *testing.T) {
 	t.Run("host newer", func(t *testing.T) {
 		host, guest := net.Pipe()
 		done := make(chan error, 1)
-		go func() { done <- agentproto.Serve(context.Background(), guest, agent.NewHandler(agent.Config{FSRoot: t.TempDir()})) }()
+		go func() {
+			done <- agentproto.Serve(context.Background(), guest, agent.NewHandler(agent.Config{FSRoot: t.TempDir()}))
+		}()
 		b, _ := json.Marshal(agentproto.Hello{Proto: agentproto.Version + 1, Software: "pyro 9.9"})
 		agentproto.WriteFrame(host, agentproto.Frame{Type: agentproto.TypeHello, Payload: b})
 		f, err := agentproto.ReadFrame(host)
