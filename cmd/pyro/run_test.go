@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -99,4 +100,15 @@ func processesMentioning(needles ...string) []string {
 		}
 	}
 	return out
+}
+
+// killProcessesMentioning SIGKILLs every process whose command line contains
+// one of needles (the VMMs and supervisors of a script that failed).
+func killProcessesMentioning(needles ...string) {
+	for _, p := range processesMentioning(needles...) {
+		pid, _ := strconv.Atoi(strings.SplitN(p, ":", 2)[0])
+		if pid > 0 {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }

@@ -40,10 +40,19 @@ func TestScripts(t *testing.T) {
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("PATH", pyroBinDir+string(os.PathListSeparator)+env.Getenv("PATH"))
 			env.Setenv("HOME", env.WorkDir)
-			env.Setenv("PYRO_STATE_DIR", filepath.Join(env.WorkDir, ".state"))
-			runDir := filepath.Join(os.TempDir(), "pyro-ts-"+filepath.Base(env.WorkDir))
+			// Short and unique: unix socket paths must stay under 108 bytes.
+			runDir, err := os.MkdirTemp("", "pyro-ts-")
+			if err != nil {
+				return err
+			}
+			stateDir := filepath.Join(env.WorkDir, ".state")
 			env.Setenv("PYRO_RUNTIME_DIR", runDir)
-			env.Defer(func() { os.RemoveAll(runDir) })
+			env.Setenv("PYRO_STATE_DIR", stateDir)
+			// A failing script must not leave guests running.
+			env.Defer(func() {
+				killProcessesMentioning(runDir, stateDir)
+				os.RemoveAll(runDir)
+			})
 			// Environments are slow to build: scripts share the real cache
 			// (the one `pyro env pull` fills for the user) unless told otherwise.
 			env.Setenv("PYRO_CACHE_DIR", testCacheDir())

@@ -427,7 +427,10 @@ func (e *Engine) remove(ctx context.Context, st *state.Store, id string) error {
 	}
 	rec.State = StateDeleting
 	st.Write(id, &rec)
-	e.stopLocked(ctx, &rec)
+	// The disk goes away with the record, so there is nothing to flush:
+	// kill at once instead of a graceful power-off.
+	e.killProcesses(&rec)
+	os.RemoveAll(e.runDir(rec.ID))
 	if err := st.Remove(id); err != nil {
 		return fmt.Errorf("removing %s %s: %w", st.Kind, id, err)
 	}
