@@ -44,9 +44,9 @@ type Config struct {
 	Reap *Reaper
 	// Logger receives diagnostics; nil discards.
 	Logger *slog.Logger
-	// Durable makes every exec and put_archive flush the guest's writes to
-	// its disk before answering, so a command's effects survive the VMM
-	// being killed right after it returns (a workspace's promise).
+	// Durable makes put_archive, and exec when the request asks for it,
+	// flush the guest's writes to its disk before answering, so their
+	// effects survive the VMM being killed right after (a workspace's promise).
 	Durable bool
 }
 
@@ -100,7 +100,9 @@ func (h *Handler) Handle(ctx context.Context, s *agentproto.Stream) (any, error)
 			return nil, err
 		}
 		res, err := h.exec(ctx, s, req)
-		h.flush()
+		if req.Sync {
+			h.flush()
+		}
 		return res, err
 	case agentproto.MethodPutArchive:
 		var req agentproto.PutArchiveRequest

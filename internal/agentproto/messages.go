@@ -57,6 +57,9 @@ type ExecRequest struct {
 	TimeoutMs int64             `json:"timeout_ms,omitempty"` // 0: no timeout
 	MaxOutput int               `json:"max_output,omitempty"` // per stream; 0: DefaultMaxOutput
 	Stdin     bool              `json:"stdin,omitempty"`      // host will send TypeData/TypeEOF as stdin
+	// Sync asks the guest to flush its writes to disk before answering, so
+	// the command's effects survive the VMM being killed right after.
+	Sync bool `json:"sync,omitempty"`
 }
 
 // DefaultMaxOutput caps each of stdout and stderr.

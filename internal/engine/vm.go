@@ -317,7 +317,8 @@ func (e *Engine) exec(ctx context.Context, rec *vmRecord, o ExecOptions, stdout,
 		return nil, err
 	}
 	defer c.Close()
-	req := agentproto.ExecRequest{Argv: o.Command, Shell: o.Shell, Cwd: o.Cwd, Env: o.Env, TimeoutMs: int64(o.TimeoutSeconds) * 1000}
+	req := agentproto.ExecRequest{Argv: o.Command, Shell: o.Shell, Cwd: o.Cwd, Env: o.Env, TimeoutMs: int64(o.TimeoutSeconds) * 1000,
+		Sync: rec.Kind == kindWorkspace}
 	var outBuf, errBuf bytes.Buffer
 	outW, errW := io.Writer(&outBuf), io.Writer(&errBuf)
 	if stdout != nil {
