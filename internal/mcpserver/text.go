@@ -1,0 +1,142 @@
+package mcpserver
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/pyro-mcp/pyro/internal/engine"
+)
+
+// The readable text block of each result. structuredContent carries the
+// full JSON; the text is what a model or a person reads first.
+
+func jsonText(v any) string {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+const hostCompatWarning = "WARNING: execution_mode=host_compat: this ran on the host WITHOUT isolation\n"
+
+// execText renders the result of vm_run, vm_exec and workspace_exec.
+func execText[T *engine.RunResult | *engine.VMExecResult | *engine.WorkspaceExecResult](r T) string {
+	var b strings.Builder
+	var res *engine.ExecResult
+	var mode string
+	switch v := any(r).(type) {
+	case *engine.RunResult:
+		res, mode = &v.ExecResult, v.ExecutionMode
+		fmt.Fprintf(&b, "exit_code=%d duration_ms=%d environment=%s backend=%s boot_ms=%d (vm %s deleted)\n",
+			v.ExitCode, v.DurationMs, v.Environment, v.Backend, v.BootMs, v.VMID)
+	case *engine.VMExecResult:
+		res, mode = &v.ExecResult, v.ExecutionMode
+		fmt.Fprintf(&b, "exit_code=%d duration_ms=%d environment=%s backend=%s (vm %s deleted)\n",
+			v.ExitCode, v.DurationMs, v.Environment, v.Backend, v.VMID)
+	case *engine.WorkspaceExecResult:
+		res, mode = &v.ExecResult, v.ExecutionMode
+		fmt.Fprintf(&b, "exit_code=%d duration_ms=%d workspace=%s sequence=%d cwd=%s", v.ExitCode, v.DurationMs, v.WorkspaceID, v.Sequence, v.Cwd)
+		if v.Restarted {
+			b.WriteString(" (the workspace was restarted from its disk first)")
+		}
+		b.WriteString("\n")
+	}
+	if mode == engine.ModeHostCompat {
+		b.WriteString(hostCompatWarning)
+	}
+	if res.TimedOut {
+		fmt.Fprintf(&b, "TIMED OUT: %s\n", res.Message)
+	}
+	writeStream(&b, "stdout", res.Stdout, res.StdoutTruncated)
+	writeStream(&b, "stderr", res.Stderr, res.StderrTruncated)
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func writeStream(b *strings.Builder, name, s string, truncated bool) {
+	if s == "" {
+		fmt.Fprintf(b, "[%s: empty]\n", name)
+		return
+	}
+	fmt.Fprintf(b, "[%s]\n%s", name, s)
+	if !strings.HasSuffix(s, "\n") {
+		b.WriteString("\n")
+	}
+	if truncated {
+		fmt.Fprintf(b, "[%s truncated]\n", name)
+	}
+}
+
+func vmText(verb string) func(*engine.VM) string {
+	return func(v *engine.VM) string {
+		head := fmt.Sprintf("vm %s %s: environment=%s state=%s running=%v backend=%s", v.VMID, verb, v.Environment, v.State, v.Running, v.Backend)
+		if verb == "" {
+			head = fmt.Sprintf("vm %s: environment=%s state=%s running=%v backend=%s", v.VMID, v.Environment, v.State, v.Running, v.Backend)
+		}
+		if v.ExecutionMode == engine.ModeHostCompat {
+			head += "\n" + strings.TrimSpace(hostCompatWarning)
+		}
+		return head + "\n" + jsonText(v)
+	}
+}
+
+func wsText(verb string) func(*engine.Workspace) string {
+	return func(w *engine.Workspace) string {
+		head := fmt.Sprintf("workspace %s", w.WorkspaceID)
+		if verb != "" {
+			head += " " + verb
+		}
+		head += fmt.Sprintf(": environment=%s state=%s running=%v commands=%d seed=%s", w.Environment, w.State, w.Running, w.CommandCount, w.WorkspaceSeed.Mode)
+		if w.ExecutionMode == engine.ModeHostCompat {
+			head += "\n" + strings.TrimSpace(hostCompatWarning)
+		}
+		return head + "\n" + jsonText(w)
+	}
+}
+
+func logsText(l *engine.WorkspaceLogs) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "workspace %s: %d command(s)\n", l.WorkspaceID, l.Count)
+	for _, e := range l.Entries {
+		fmt.Fprintf(&b, "#%d exit_code=%d duration_ms=%d cwd=%s: %s\n", e.Sequence, e.ExitCode, e.DurationMs, e.Cwd, shellJoin(e.Command))
+		if e.Error != "" {
+			fmt.Fprintf(&b, "error: %s\n", e.Error)
+		}
+		if e.TimedOut {
+			b.WriteString("TIMED OUT\n")
+		}
+		if e.Stdout != "" {
+			writeStream(&b, "stdout", e.Stdout, e.StdoutTruncated)
+		}
+		if e.Stderr != "" {
+			writeStream(&b, "stderr", e.Stderr, e.StderrTruncated)
+		}
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// shellJoin shows ["/bin/sh","-c","x"] as x.
+func shellJoin(argv []string) string {
+	if len(argv) == 3 && argv[0] == "/bin/sh" && argv[1] == "-c" {
+		return argv[2]
+	}
+	return strings.Join(argv, " ")
+}
+
+func envListText(l *EnvironmentList) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "catalog %s:\n", l.CatalogVersion)
+	for _, e := range l.Environments {
+		inst := "not installed (pulled on first use)"
+		if e.Installed {
+			inst = "installed"
+		}
+		def := ""
+		if e.Default {
+			def = " (default)"
+		}
+		fmt.Fprintf(&b, "- %s%s %s, %s: %s\n", e.Name, def, e.Version, inst, e.Description)
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
