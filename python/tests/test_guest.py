@@ -1,0 +1,207 @@
+"""pyro_mcp against real guests: a handful of boots, through the real pyro binary."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import select
+import subprocess
+import tarfile
+import tempfile
+import time
+import unittest
+
+from helpers import GuestTestCase, pyro_bin
+
+from pyro_mcp import InvalidArgumentError, NotFoundError, Pyro, PyroError, create_server
+
+ENV = "debian:12"
+
+
+class RunInVMTest(GuestTestCase):
+    def test_run_in_vm_defaults_and_exit_code(self):
+        r = self.pyro.run_in_vm(ENV, "echo out; echo err >&2; exit 3")
+        self.assertEqual(r["exit_code"], 3)  # not an exception
+        self.assertEqual(r["stdout"], "out\n")
+        self.assertEqual(r["stderr"], "err\n")
+        self.assertFalse(r["timed_out"])
+        self.assertEqual((r["vcpu_count"], r["mem_mib"], r["network"]), (1, 1024, False))
+        self.assertEqual(r["environment"], ENV)
+        self.assertEqual(r["execution_mode"], "guest")
+        self.assertEqual(r["command"], ["sh", "-c", "echo out; echo err >&2; exit 3"])
+        for k in ("vm_id", "backend", "duration_ms", "boot_ms", "total_ms", "stdout_truncated", "stderr_truncated"):
+            self.assertIn(k, r)
+
+    def test_errors(self):
+        with self.assertRaises(NotFoundError) as cm:
+            self.pyro.run_in_vm("debian:nope", "true")
+        e = cm.exception
+        self.assertEqual(e.code, "not_found")
+        self.assertIn("debian:nope", e.message)
+        self.assertIn("debian:12", e.hint)
+        self.assertEqual(e.returncode, 125)
+        with self.assertRaises(NotFoundError):
+            self.pyro.inspect_environment("debian:nope")
+        with self.assertRaises(NotFoundError) as cm:
+            self.pyro.status_workspace("0123456789abcdef")
+        self.assertIn("0123456789abcdef", cm.exception.message)
+        with self.assertRaises(NotFoundError):
+            self.pyro.exec_workspace("0123456789abcdef", command="true")
+        with self.assertRaises(NotFoundError):
+            self.pyro.status_vm("0123456789abcdef")
+        with self.assertRaises(InvalidArgumentError) as cm:  # rejected by pyro itself
+            self.pyro.run_in_vm(ENV, "true", mem_mib=0)
+        self.assertEqual(cm.exception.code, "invalid_argument")
+
+    def test_environments(self):
+        envs = self.pyro.list_environments()
+        names = [e["name"] for e in envs["environments"]]
+        self.assertIn(ENV, names)
+        self.assertIn("catalog_version", envs)
+        info = self.pyro.inspect_environment(ENV)
+        self.assertEqual(info["name"], ENV)
+        self.assertTrue(info["installed"])
+        pulled = self.pyro.pull_environment(ENV)  # already cached: instant
+        self.assertEqual(pulled["source"], "cache")
+        # prune against an empty private cache, never the shared one
+        with tempfile.TemporaryDirectory(prefix="pyro-py-cache-", dir="/tmp") as cache:
+            res = Pyro(env=dict(self.env, PYRO_CACHE_DIR=cache)).prune_environments()
+        self.assertEqual(res["freed_bytes"], 0)
+
+
+class VMLifecycleTest(GuestTestCase):
+    def test_create_start_exec_autocleans(self):
+        vm = self.pyro.create_vm(ENV, mem_mib=512, ttl_seconds=300)
+        vm_id = vm["vm_id"]
+        self.assertEqual((vm["state"], vm["vcpu_count"], vm["mem_mib"], vm["ttl_seconds"]), ("created", 1, 512, 300))
+        self.assertFalse(vm["running"])
+        try:
+            started = self.pyro.start_vm(vm_id)
+            self.assertEqual(started["state"], "running")
+            self.assertTrue(started["running"])
+            self.assertEqual(self.pyro.status_vm(vm_id)["state"], "running")
+            net = self.pyro.network_info_vm(vm_id)
+            self.assertEqual((net["network"], net["mode"]), (False, "none"))
+            r = self.pyro.exec_vm(vm_id, command=["sh", "-c", "echo $((6*7))"], timeout_seconds=20)
+            self.assertEqual((r["exit_code"], r["stdout"], r["cleaned"]), (0, "42\n", True))
+            with self.assertRaises(NotFoundError):  # exec auto-cleaned the VM
+                self.pyro.status_vm(vm_id)
+        except BaseException:
+            try:
+                self.pyro.delete_vm(vm_id)
+            except PyroError:
+                pass
+            raise
+
+    def test_create_stop_delete_reap_without_boot(self):
+        vm = self.pyro.create_vm(ENV)
+        self.assertEqual((vm["vcpu_count"], vm["mem_mib"], vm["ttl_seconds"]), (1, 1024, 600))
+        self.assertEqual(self.pyro.stop_vm(vm["vm_id"])["running"], False)
+        self.assertEqual(self.pyro.delete_vm(vm["vm_id"]), {"vm_id": vm["vm_id"], "deleted": True})
+        reaped = self.pyro.reap_expired()
+        self.assertEqual(reaped["count"], 0)
+
+
+class WorkspaceTest(GuestTestCase):
+    def test_workspace_flow(self):
+        src = tempfile.mkdtemp(prefix="pyro-py-seed-", dir=self.tmp)
+        with open(os.path.join(src, "README.md"), "w") as f:
+            f.write("# demo\n")
+        with open(os.path.join(src, "run.sh"), "w") as f:
+            f.write("echo \"hello from $(pwd)\"\nls\n")
+        ws = self.pyro.create_workspace(ENV, seed_path=src)
+        wid = ws["workspace_id"]
+        try:
+            self.assertEqual((ws["vcpu_count"], ws["mem_mib"], ws["ttl_seconds"]), (1, 1024, 3600))
+            self.assertTrue(ws["running"])
+            self.assertEqual(ws["workspace_seed"]["mode"], "directory")
+            self.assertEqual(ws["workspace_seed"]["source_path"], src)
+
+            r = self.pyro.exec_workspace(wid, command="sh run.sh")
+            self.assertEqual(r["exit_code"], 0, r)
+            self.assertEqual(r["stdout"], "hello from /workspace\nREADME.md\nrun.sh\n")
+            self.assertEqual((r["workspace_id"], r["sequence"], r["cwd"]), (wid, 1, "/workspace"))
+
+            # a .tar.gz pushed into a subdirectory
+            archive = os.path.join(self.tmp, "more.tar.gz")
+            with tarfile.open(archive, "w:gz") as tf:
+                data = b"print('v2')\n"
+                ti = tarfile.TarInfo("app.py")
+                ti.size = len(data)
+                tf.addfile(ti, io.BytesIO(data))
+            pushed = self.pyro.push_workspace_sync(wid, archive, dest="/workspace/src")
+            self.assertEqual((pushed["workspace_id"], pushed["dest"], pushed["mode"]), (wid, "/workspace/src", "tar_archive"))
+            # a directory with the default dest
+            more = tempfile.mkdtemp(prefix="pyro-py-more-", dir=self.tmp)
+            with open(os.path.join(more, "notes.txt"), "w") as f:
+                f.write("pushed\n")
+            pushed = self.pyro.push_workspace_sync(wid, more)
+            self.assertEqual((pushed["dest"], pushed["mode"]), ("/workspace", "directory"))
+
+            r = self.pyro.exec_workspace(wid, command=["cat", "src/app.py", "notes.txt", "README.md"])
+            self.assertEqual(r["stdout"], "print('v2')\npushed\n# demo\n")
+
+            r = self.pyro.exec_workspace(wid, command="exit 7")
+            self.assertEqual(r["exit_code"], 7)  # not an exception
+            r = self.pyro.exec_workspace(wid, command="sleep 20", timeout_seconds=1)
+            self.assertTrue(r["timed_out"])
+            self.assertEqual(r["exit_code"], 124)
+
+            st = self.pyro.status_workspace(wid)
+            self.assertEqual(st["command_count"], 4)
+            self.assertEqual(st["workspace_seed"]["mode"], "directory")
+            logs = self.pyro.logs_workspace(wid)
+            self.assertEqual(logs["count"], 4)
+            self.assertEqual([e["sequence"] for e in logs["entries"]], [1, 2, 3, 4])
+            self.assertEqual(logs["entries"][0]["stdout"], "hello from /workspace\nREADME.md\nrun.sh\n")
+            self.assertEqual(logs["entries"][2]["exit_code"], 7)
+            self.assertTrue(logs["entries"][3]["timed_out"])
+        finally:
+            deleted = self.pyro.delete_workspace(wid)
+        self.assertEqual(deleted, {"workspace_id": wid, "deleted": True})
+        with self.assertRaises(NotFoundError):
+            self.pyro.status_workspace(wid)
+
+
+class MCPServerTest(unittest.TestCase):
+    def test_create_server_speaks_mcp(self):
+        b = pyro_bin()
+        srv = create_server()
+        self.assertEqual(srv.command[1:], ["mcp", "serve"])
+        if os.environ.get("PYRO_BIN"):
+            self.assertEqual(os.path.realpath(srv.command[0]), os.path.realpath(b))
+        probe = subprocess.run([b, "mcp", "serve", "--help"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if probe.returncode != 0:
+            self.skipTest("this pyro has no 'mcp serve' yet: " + (probe.stderr.strip().splitlines() or [""])[0])
+        proc = srv.start(stderr=subprocess.DEVNULL)
+        try:
+            req = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "pyro_mcp-tests", "version": "0"}}}
+            proc.stdin.write((json.dumps(req) + "\n").encode())
+            proc.stdin.flush()
+            deadline = time.monotonic() + 30
+            line = b""
+            while not line.endswith(b"\n") and time.monotonic() < deadline:
+                ready, _, _ = select.select([proc.stdout], [], [], 1)
+                if ready:
+                    chunk = os.read(proc.stdout.fileno(), 65536)
+                    if not chunk:
+                        break
+                    line += chunk
+            resp = json.loads(line.decode().splitlines()[0])
+            self.assertEqual(resp.get("id"), 1, resp)
+            self.assertIn("serverInfo", resp["result"])
+        finally:
+            proc.stdin.close()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
