@@ -11,5 +11,6 @@ func (a *App) commands() []*cobra.Command {
 		a.newVMCmd(),
 		a.newDoctorCmd(),
 		a.newSuperviseCmd(),
+		a.newMCPCmd(),
 	}
 }
