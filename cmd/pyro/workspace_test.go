@@ -35,6 +35,29 @@ func init() {
 		ts.Check(tw.Close())
 		ts.Check(f.Close())
 	}
+	// mkseedtar: write seed.tar holding a.txt and an empty directory b/.
+	scriptCmdRegistry["mkseedtar"] = func(ts *testscript.TestScript, neg bool, args []string) {
+		f, err := os.Create(ts.MkAbs("seed.tar"))
+		ts.Check(err)
+		tw := tar.NewWriter(f)
+		ts.Check(tw.WriteHeader(&tar.Header{Name: "a.txt", Mode: 0o644, Size: 2, Typeflag: tar.TypeReg}))
+		_, err = tw.Write([]byte("a\n"))
+		ts.Check(err)
+		ts.Check(tw.WriteHeader(&tar.Header{Name: "b/", Mode: 0o755, Typeflag: tar.TypeDir}))
+		ts.Check(tw.Close())
+		ts.Check(f.Close())
+	}
+	// mode0700 PATH: PATH is private to the user.
+	scriptCmdRegistry["mode0700"] = func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 1 {
+			ts.Fatalf("usage: mode0700 PATH")
+		}
+		fi, err := os.Stat(args[0])
+		ts.Check(err)
+		if fi.Mode().Perm() != 0o700 {
+			ts.Fatalf("%s has mode %v, want 0700", args[0], fi.Mode().Perm())
+		}
+	}
 	// killvmm ID: SIGKILL the VM process (QEMU) of a workspace, as a crash would.
 	scriptCmdRegistry["killvmm"] = func(ts *testscript.TestScript, neg bool, args []string) {
 		if len(args) != 1 {
