@@ -78,6 +78,11 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o CreateOptions)
 	if err != nil {
 		return nil, err
 	}
+	// Expired VMs and workspaces hold memory and disk: creating is a good
+	// moment to collect them, so a TTL holds even if nobody runs reap.
+	if _, err := e.ReapExpired(ctx); err != nil {
+		e.log.Warn("reaping expired objects", "err", err)
+	}
 	st := e.storeOf(kind)
 	id := state.NewID()
 	dir, err := st.Create(id)
