@@ -8,7 +8,21 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 
 tmp="$(mktemp -d /tmp/pyro-pyt-XXXXXX)"
-trap 'rm -rf "$tmp"' EXIT
+cleanup() {
+  # Delete whatever a failing example left in its private state, then the dir.
+  if [[ -n "${PYRO_BIN:-}" && -d "$tmp/s" ]]; then
+    PYRO_STATE_DIR="$tmp/s" PYRO_RUNTIME_DIR="$tmp/r" "$PYTHON" - "$PYRO_BIN" <<'PY' || true
+import json, subprocess, sys
+b = sys.argv[1]
+for kind, key, idk in (("workspace", "workspaces", "workspace_id"), ("vm", "vms", "vm_id")):
+    out = subprocess.run([b, "--json", kind, "list"], capture_output=True, text=True).stdout
+    for item in (json.loads(out or "{}").get(key) or []):
+        subprocess.run([b, kind, "delete", item[idk]], capture_output=True)
+PY
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 
 if [[ -z "${PYRO_BIN:-}" || "${PYRO_PY_REBUILD:-1}" == "1" ]]; then
   echo "== building pyro into $tmp"
