@@ -7,14 +7,15 @@ import json
 import os
 import select
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
 import unittest
 
-from helpers import GuestTestCase, pyro_bin
+from helpers import PYTHON_DIR, GuestTestCase, pyro_bin
 
-from pyro_mcp import InvalidArgumentError, NotFoundError, Pyro, PyroError, create_server
+from pyro_mcp import InvalidArgumentError, NotFoundError, Pyro, PyroError, PyroTimeoutError, create_server
 
 ENV = "debian:12"
 
@@ -53,6 +54,17 @@ class RunInVMTest(GuestTestCase):
         with self.assertRaises(InvalidArgumentError) as cm:  # rejected by pyro itself
             self.pyro.run_in_vm(ENV, "true", mem_mib=0)
         self.assertEqual(cm.exception.code, "invalid_argument")
+
+    def test_call_timeout_stops_pyro_and_cleans_up(self):
+        # No allowance beyond the command's 2 s: the facade's guard fires during
+        # boot, sends pyro SIGTERM, and pyro deletes the VM before exiting.
+        p = Pyro(env=self.env, call_timeout_seconds=0)
+        start = time.monotonic()
+        with self.assertRaises(PyroTimeoutError) as cm:
+            p.run_in_vm(ENV, "sleep 60", timeout_seconds=2)
+        self.assertEqual(cm.exception.code, "timeout")
+        self.assertLess(time.monotonic() - start, 40)
+        self.assertEqual(self.cli("vm", "list")["count"], 0)
 
     def test_environments(self):
         envs = self.pyro.list_environments()
@@ -164,43 +176,73 @@ class WorkspaceTest(GuestTestCase):
             self.pyro.status_workspace(wid)
 
 
+INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {},
+    "clientInfo": {"name": "pyro_mcp-tests", "version": "0"}}}
+
+
+def _initialize(proc) -> dict:
+    """Send MCP initialize on proc's stdin; return the first response line, decoded."""
+    proc.stdin.write((json.dumps(INITIALIZE) + "\n").encode())
+    proc.stdin.flush()
+    deadline = time.monotonic() + 30
+    line = b""
+    while not line.endswith(b"\n") and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 1)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            line += chunk
+    return json.loads(line.decode().splitlines()[0])
+
+
+def _close(proc) -> int:
+    proc.stdin.close()
+    try:
+        rc = proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = proc.wait()
+    proc.stdout.close()
+    return rc
+
+
 class MCPServerTest(unittest.TestCase):
-    def test_create_server_speaks_mcp(self):
-        b = pyro_bin()
+    @classmethod
+    def setUpClass(cls):
+        cls.bin = pyro_bin()
+        probe = subprocess.run([cls.bin, "mcp", "serve", "--help"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        cls.missing = "" if probe.returncode == 0 else (probe.stderr.strip().splitlines() or ["?"])[0]
+
+    def setUp(self):
+        if self.missing:
+            self.skipTest("this pyro has no 'mcp serve' yet: " + self.missing)
+
+    def test_create_server_start(self):
         srv = create_server()
         self.assertEqual(srv.command[1:], ["mcp", "serve"])
         if os.environ.get("PYRO_BIN"):
-            self.assertEqual(os.path.realpath(srv.command[0]), os.path.realpath(b))
-        probe = subprocess.run([b, "mcp", "serve", "--help"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        if probe.returncode != 0:
-            self.skipTest("this pyro has no 'mcp serve' yet: " + (probe.stderr.strip().splitlines() or [""])[0])
+            self.assertEqual(os.path.realpath(srv.command[0]), os.path.realpath(self.bin))
         proc = srv.start(stderr=subprocess.DEVNULL)
         try:
-            req = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                "protocolVersion": "2025-06-18", "capabilities": {},
-                "clientInfo": {"name": "pyro_mcp-tests", "version": "0"}}}
-            proc.stdin.write((json.dumps(req) + "\n").encode())
-            proc.stdin.flush()
-            deadline = time.monotonic() + 30
-            line = b""
-            while not line.endswith(b"\n") and time.monotonic() < deadline:
-                ready, _, _ = select.select([proc.stdout], [], [], 1)
-                if ready:
-                    chunk = os.read(proc.stdout.fileno(), 65536)
-                    if not chunk:
-                        break
-                    line += chunk
-            resp = json.loads(line.decode().splitlines()[0])
+            resp = _initialize(proc)
             self.assertEqual(resp.get("id"), 1, resp)
             self.assertIn("serverInfo", resp["result"])
         finally:
-            proc.stdin.close()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
+            self.assertEqual(_close(proc), 0)
+
+    def test_create_server_run_serves_stdio(self):
+        code = "import sys; from pyro_mcp import create_server; sys.exit(create_server().run())"
+        env = dict(os.environ, PYRO_BIN=self.bin, PYTHONPATH=PYTHON_DIR)
+        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env=env)
+        try:
+            resp = _initialize(proc)
+            self.assertEqual(resp.get("id"), 1, resp)
+            self.assertIn("protocolVersion", resp["result"])
+        finally:
+            self.assertEqual(_close(proc), 0)
 
 
 if __name__ == "__main__":
