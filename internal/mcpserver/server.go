@@ -116,7 +116,8 @@ func (r *Relay) Publish(p catalog.Progress) {
 	}
 }
 
-func (r *Relay) subscribe(f func(catalog.Progress)) (cancel func()) {
+// Subscribe calls f with every event until cancel is called.
+func (r *Relay) Subscribe(f func(catalog.Progress)) (cancel func()) {
 	if r == nil {
 		return func() {}
 	}
@@ -148,7 +149,7 @@ func (s *Server) track(ctx context.Context, req *mcp.CallToolRequest, what strin
 	}
 	var mu sync.Mutex
 	detail := ""
-	unsub := s.pulls.subscribe(func(p catalog.Progress) {
+	unsub := s.pulls.Subscribe(func(p catalog.Progress) {
 		msg := "pulling " + p.Environment + ": " + p.Phase
 		if p.Step != "" {
 			msg += " " + p.Step
@@ -228,4 +229,19 @@ func (s *Server) fail(ctx context.Context, tool string, err error) error {
 	}
 	s.log.Info("tool failed", "tool", tool, "code", code, "err", err)
 	return &toolError{code: code, err: err}
+}
+
+// Dial connects an in-process MCP client to srv over in-memory transports:
+// the cheapest way to drive the tools from Go (tests, benchmarks).
+// Closing the returned session ends the server side too.
+func Dial(ctx context.Context, srv *mcp.Server, opts *mcp.ClientOptions) (*mcp.ClientSession, error) {
+	ct, st := mcp.NewInMemoryTransports()
+	if _, err := srv.Connect(ctx, st, nil); err != nil {
+		return nil, fmt.Errorf("connecting the server: %w", err)
+	}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "pyro-inprocess", Version: version.Version}, opts).Connect(ctx, ct, nil)
+	if err != nil {
+		return nil, fmt.Errorf("connecting the client: %w", err)
+	}
+	return cs, nil
 }

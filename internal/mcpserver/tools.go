@@ -14,8 +14,7 @@ import (
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
 
-// ToolNames lists every tool, in the order tools/list reports them
-// (the go-sdk sorts by name).
+// ToolNames lists every tool, sorted by name as tools/list reports them.
 var ToolNames = []string{
 	"vm_create", "vm_delete", "vm_exec", "vm_list_environments", "vm_network_info", "vm_reap_expired",
 	"vm_run", "vm_start", "vm_status", "vm_stop",
