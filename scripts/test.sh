@@ -7,3 +7,5 @@ cd "$(dirname "$0")/.."
 export CGO_ENABLED=0
 go vet ./...
 go test -count=1 -timeout 40m ./... "$@"
+# The Python facade and its example, against real guests.
+python/run_tests.sh
