@@ -108,7 +108,7 @@ type CreateVMOptions struct {
 type ExecOptions struct {
 	Command        string
 	Argv           []string
-	Cwd            string            // default: / for VMs, /workspace for workspaces
+	Cwd            string            // default: the agent's for VMs, /workspace for workspaces
 	Env            map[string]string // added to the guest's environment
 	TimeoutSeconds int               // default 30; the result then has TimedOut set
 	// Stdout and Stderr, when set, receive the output as it arrives; the
