@@ -1,0 +1,463 @@
+// Package firecracker is the Firecracker backend: a microVM per machine,
+// configured through Firecracker's HTTP API on a unix socket (plain
+// net/http, no generated client), booted from the uncompressed vmlinux
+// derived from the environment's bzImage, with the agent reached over
+// Firecracker's vsock (a unix socket and a CONNECT/OK handshake).
+//
+// Firecracker has no qcow2, so a machine gets the environment's raw ext4
+// read-only as /dev/vda plus a raw scratch disk as /dev/vdb, and the guest
+// agent (pyro_rootmode=overlay) mounts an overlayfs whose upper and work
+// directories live on the scratch disk. Networking is a TAP device per VM,
+// routed and masqueraded by the host, with host services out of reach; see
+// net.go and docs/reference/firecracker.md.
+//
+//	b, err := firecracker.New(firecracker.Options{ProbeKernel: inst.KernelPath})
+//	m, err := b.Start(ctx, vmm.MachineSpec{ID: "ab12", Dir: dir, Kernel: bzImage, Initrd: i, Disks: ...})
+//	conn, err := m.AgentConn(ctx)
+package firecracker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/kvm"
+	"github.com/pyro-mcp/pyro/internal/paths"
+	"github.com/pyro-mcp/pyro/internal/vmlinux"
+	"github.com/pyro-mcp/pyro/internal/vmm"
+)
+
+// DefaultBin is the binary looked up on PATH.
+const DefaultBin = "firecracker"
+
+// Options configures a Backend. The zero value finds everything itself.
+type Options struct {
+	// Bin is firecracker; empty means $PYRO_FIRECRACKER_BIN, else PATH.
+	Bin string
+	// Jailer, when set, runs Firecracker through the jailer; nil reads
+	// PYRO_FIRECRACKER_JAILER and friends (see JailerFromEnv).
+	Jailer *Jailer
+	// KVM, when set, is a probe result to use instead of probing.
+	KVM *kvm.Result
+	// ProbeKernel is a guest kernel the kvm probe may boot (with QEMU) to
+	// verify KVM really runs a guest.
+	ProbeKernel string
+	// Explicit is set when the user asked for firecracker by name: then a
+	// KVM that looks fine but could not be test-booted (no QEMU) is
+	// trusted; automatic selection needs a verified KVM.
+	Explicit bool
+	// CacheDir holds derived vmlinux kernels; empty means paths.CacheDir().
+	CacheDir string
+	// VsockPort is the guest port of the agent; 0 means DefaultVsockPort.
+	VsockPort uint32
+	Logger    *slog.Logger
+}
+
+// Backend starts Firecracker microVMs.
+type Backend struct {
+	bin, version string
+	jailer       *Jailer
+	kvm          kvm.Result
+	cacheDir     string
+	port         uint32
+	log          *slog.Logger
+	run          runner
+}
+
+var _ vmm.Backend = (*Backend)(nil)
+
+// FindBinary resolves Firecracker: bin, else $PYRO_FIRECRACKER_BIN, else PATH.
+func FindBinary(bin string) (string, error) {
+	if bin == "" {
+		bin = os.Getenv("PYRO_FIRECRACKER_BIN")
+	}
+	if bin == "" {
+		bin = DefaultBin
+	}
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		return "", errdefs.Wrap(errdefs.ErrFailedPrecondition, err,
+			"install firecracker from github.com/firecracker-microvm/firecracker/releases (or set PYRO_FIRECRACKER_BIN), or use --backend qemu",
+			"%s not found", bin)
+	}
+	return p, nil
+}
+
+// Version is the first line of `firecracker --version`, e.g. "Firecracker v1.12.0".
+func Version(ctx context.Context, bin string) string {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	out, _ := exec.CommandContext(ctx, bin, "--version").Output()
+	for _, l := range strings.Split(string(out), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			return l
+		}
+	}
+	return ""
+}
+
+// ProbeKVM runs the shared kvm probe, test-booting kernel with QEMU when
+// QEMU is installed (Firecracker itself cannot be asked without a guest).
+func ProbeKVM(ctx context.Context, kernel string) kvm.Result {
+	qemu, _ := exec.LookPath(qemuBin())
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return kvm.Probe(ctx, kvm.Options{QEMU: qemu, Kernel: kernel})
+}
+
+func qemuBin() string {
+	if b := os.Getenv("PYRO_QEMU_BIN"); b != "" {
+		return b
+	}
+	return "qemu-system-x86_64"
+}
+
+// KVMUsable says whether Firecracker may run on k: a verified (or forced)
+// KVM, or, when the user chose firecracker explicitly, a device that looks
+// right but could not be test-booted.
+func KVMUsable(k kvm.Result, explicit bool) bool {
+	return k.Usable || (explicit && k.Verdict == kvm.Unverified)
+}
+
+// New finds Firecracker and checks KVM.
+func New(opts Options) (*Backend, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	bin, err := FindBinary(opts.Bin)
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{bin: bin, jailer: opts.Jailer, cacheDir: opts.CacheDir, port: opts.VsockPort, log: log, run: execRunner}
+	if b.cacheDir == "" {
+		b.cacheDir = paths.CacheDir()
+	}
+	if b.port == 0 {
+		b.port = DefaultVsockPort
+	}
+	if b.jailer == nil {
+		if b.jailer, err = JailerFromEnv(); err != nil {
+			return nil, err
+		}
+	}
+	if opts.KVM != nil {
+		b.kvm = *opts.KVM
+	} else {
+		b.kvm = ProbeKVM(context.Background(), opts.ProbeKernel)
+	}
+	if !KVMUsable(b.kvm, opts.Explicit) {
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition,
+			"firecracker needs a working KVM (see 'pyro doctor'); use --backend qemu, which falls back to TCG",
+			"firecracker cannot run here: KVM is %s: %s", b.kvm.Verdict, b.kvm.Reason)
+	}
+	b.version = Version(context.Background(), bin)
+	log.Debug("firecracker backend", "bin", bin, "version", b.version, "kvm", b.kvm.Verdict, "jailer", b.jailer != nil)
+	return b, nil
+}
+
+// Binary is the Firecracker executable in use.
+func (b *Backend) Binary() string { return b.bin }
+
+// FirecrackerVersion is what `firecracker --version` printed.
+func (b *Backend) FirecrackerVersion() string { return b.version }
+
+// KVM is the probe result the backend was accepted on.
+func (b *Backend) KVM() kvm.Result { return b.kvm }
+
+// Capabilities implements vmm.Backend.
+func (b *Backend) Capabilities() vmm.Capabilities {
+	return vmm.Capabilities{
+		Kind: vmm.KindFirecracker, Accel: "kvm", Isolated: true, Network: canAdminNet(), Channel: "vsock",
+		Persistent: true, MaxVCPUs: min(32, runtime.NumCPU()), MaxMemMiB: maxMemMiB(),
+		Description: "Firecracker microVM under KVM (read-only base + overlay on a scratch disk, vsock agent channel)",
+	}
+}
+
+// Plan returns what Start would do for spec, without touching the host
+// (for logs, dry runs and tests). Kernel paths are used as given.
+func (b *Backend) Plan(spec vmm.MachineSpec) (*Plan, error) {
+	return BuildPlan(spec, planConfig{VsockPort: b.port})
+}
+
+// Start implements vmm.Backend. ctx bounds only the start-up; Firecracker
+// (and the jailer) get Pdeathsig SIGKILL, so they die with the caller.
+func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine, error) {
+	if err := checkSpec(spec); err != nil {
+		return nil, err
+	}
+	if spec.Network && !canAdminNet() {
+		return nil, errNoNetAdmin()
+	}
+	kernel, err := vmlinux.Cached(b.cacheDir, spec.Kernel)
+	if err != nil {
+		return nil, errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "firecracker needs an uncompressed vmlinux; reinstall the environment with 'pyro env pull'", "guest kernel")
+	}
+	spec.Kernel = kernel
+
+	m := &machine{dir: spec.Dir, done: make(chan struct{}), port: b.port, log: b.log, run: b.run}
+	cfg := planConfig{VsockPort: b.port}
+	var argv []string
+	owner := -1
+	if j := b.jailer; j != nil {
+		jid := "pyro-" + spec.ID
+		root := j.ChrootDir(b.bin, jid)
+		m.jailDir = filepath.Dir(root)
+		_ = os.RemoveAll(m.jailDir)
+		if err := os.MkdirAll(root, 0o750); err != nil {
+			return nil, fmt.Errorf("creating the jailer chroot: %w", err)
+		}
+		staged := map[string]string{}
+		stage := func(p string, writable bool) error {
+			if p == "" || staged[p] != "" {
+				return nil
+			}
+			in, err := j.stage(root, p, writable)
+			staged[p] = in
+			return err
+		}
+		if err := stage(spec.Kernel, false); err != nil {
+			return nil, err
+		}
+		if err := stage(spec.Initrd, false); err != nil {
+			return nil, err
+		}
+		for _, d := range spec.Disks {
+			if err := stage(d.Path, !d.ReadOnly); err != nil {
+				return nil, err
+			}
+		}
+		cfg.SockDir = root
+		cfg.Root = func(p string) string {
+			if s, ok := staged[p]; ok {
+				return s
+			}
+			if rel, err := filepath.Rel(root, p); err == nil && !strings.HasPrefix(rel, "..") {
+				return "/" + rel
+			}
+			return p
+		}
+		argv = append([]string{j.Bin}, j.Args(b.bin, jid)...)
+		owner = j.UID
+		if err := os.WriteFile(filepath.Join(root, LogFile), nil, 0o600); err == nil {
+			_ = os.Chown(filepath.Join(root, LogFile), j.UID, j.GID)
+		}
+	}
+	plan, err := BuildPlan(spec, cfg)
+	if err != nil {
+		return nil, err
+	}
+	m.plan = plan
+	if argv == nil {
+		logPath := filepath.Join(spec.Dir, LogFile)
+		if err := os.WriteFile(logPath, nil, 0o600); err != nil {
+			return nil, fmt.Errorf("creating firecracker log: %w", err)
+		}
+		argv = []string{b.bin, "--api-sock", plan.APISocket, "--id", "pyro-" + spec.ID, "--log-path", logPath, "--level", "Warning"}
+	}
+	for _, s := range []string{plan.APISocket, plan.VsockUDS} {
+		_ = os.Remove(s)
+	}
+	if plan.Net != nil {
+		if err := plan.Net.Setup(ctx, b.run, owner); err != nil {
+			m.cleanup()
+			return nil, err
+		}
+		m.net = plan.Net
+	}
+
+	// The guest's serial console is Firecracker's stdout.
+	stdout := io.Discard
+	if spec.Console != "" {
+		f, err := os.OpenFile(spec.Console, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			m.cleanup()
+			return nil, fmt.Errorf("opening console log: %w", err)
+		}
+		defer f.Close()
+		stdout = f
+	}
+	stderrPath := filepath.Join(spec.Dir, StderrFile)
+	stderr, err := os.OpenFile(stderrPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		m.cleanup()
+		return nil, fmt.Errorf("creating firecracker stderr file: %w", err)
+	}
+	defer stderr.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = spec.Dir
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	b.log.Debug("starting firecracker", "id", spec.ID, "argv", argv)
+	// Pdeathsig fires when the forking thread exits; keep it alive.
+	runtime.LockOSThread()
+	err = cmd.Start()
+	runtime.UnlockOSThread()
+	if err != nil {
+		m.cleanup()
+		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "check that "+argv[0]+" runs", "starting firecracker")
+	}
+	m.cmd = cmd
+	go func() {
+		m.err = cmd.Wait()
+		m.cleanup()
+		close(m.done)
+	}()
+
+	fail := func(err error, what string) (vmm.Machine, error) {
+		_ = m.Kill()
+		if ctx.Err() != nil {
+			return nil, errdefs.Wrap(errdefs.ErrTimeout, ctx.Err(), "", "%s", what)
+		}
+		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "see "+stderrPath+" and "+filepath.Join(spec.Dir, LogFile), "%s", what)
+	}
+	api := NewClient(plan.APISocket)
+	m.api = api
+	if err := api.WaitReady(ctx, m.done); err != nil {
+		return fail(errors.Join(err, tailErr(stderrPath)), "waiting for the firecracker API")
+	}
+	if err := Boot(ctx, api, plan.Requests); err != nil {
+		return fail(err, "configuring firecracker")
+	}
+	return m, nil
+}
+
+// Boot sends the plan's requests in order, stopping at the first error.
+func Boot(ctx context.Context, api *Client, reqs []Request) error {
+	for _, r := range reqs {
+		if err := api.Send(ctx, r); err != nil {
+			return fmt.Errorf("step %s: %w", r.Step, err)
+		}
+	}
+	return nil
+}
+
+type machine struct {
+	dir     string
+	cmd     *exec.Cmd
+	api     *Client
+	plan    *Plan
+	net     *NetPlan
+	jailDir string
+	port    uint32
+	log     *slog.Logger
+	run     runner
+	done    chan struct{}
+	err     error // valid after done closes
+
+	once sync.Once
+}
+
+var _ vmm.Machine = (*machine)(nil)
+
+func (m *machine) Pid() int { return m.cmd.Process.Pid }
+
+// AgentConn dials the agent through the vsock device, retrying while the
+// guest boots.
+func (m *machine) AgentConn(ctx context.Context) (io.ReadWriteCloser, error) {
+	c, err := DialVsock(ctx, m.plan.VsockUDS, m.port, m.done)
+	if err != nil {
+		select {
+		case <-m.done:
+			return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "see "+filepath.Join(m.dir, StderrFile), "firecracker exited before the agent connected")
+		default:
+		}
+		if ctx.Err() != nil {
+			return nil, errdefs.Wrap(errdefs.ErrTimeout, err, "", "connecting to the guest agent over vsock")
+		}
+		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "", "connecting to the guest agent over vsock")
+	}
+	return c, nil
+}
+
+// Shutdown asks the guest to stop (SendCtrlAltDel, x86 only) and kills
+// Firecracker if it has not exited by ctx's deadline. The engine normally
+// stops a guest through the agent first; this is the VMM-level fallback.
+func (m *machine) Shutdown(ctx context.Context) error {
+	if m.api != nil {
+		_ = m.api.Do(ctx, http.MethodPut, "/actions", InstanceActionInfo{ActionType: ActionSendCtrlAltDel}, nil)
+	}
+	select {
+	case <-m.done:
+		return nil
+	case <-ctx.Done():
+		return m.Kill()
+	}
+}
+
+// Wait blocks until Firecracker exits. A guest reboot (our power-off) is a
+// clean exit.
+func (m *machine) Wait() error {
+	<-m.done
+	var ee *exec.ExitError
+	if errors.As(m.err, &ee) {
+		if t := tailErr(filepath.Join(m.dir, StderrFile)); t != nil {
+			return fmt.Errorf("firecracker: %w: %v", m.err, t)
+		}
+		return fmt.Errorf("firecracker: %w", m.err)
+	}
+	return m.err
+}
+
+// Kill ends Firecracker's process group at once and reaps it.
+func (m *machine) Kill() error {
+	select {
+	case <-m.done:
+		return nil
+	default:
+	}
+	if err := syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("killing firecracker: %w", err)
+	}
+	<-m.done
+	return nil
+}
+
+// cleanup removes the TAP and the jail directory (the staged hard links,
+// never the files they point at).
+func (m *machine) cleanup() {
+	m.once.Do(func() {
+		if m.api != nil {
+			m.api.Close()
+		}
+		if m.net != nil {
+			m.net.Teardown(context.Background(), m.run)
+		}
+		if m.jailDir != "" {
+			_ = os.RemoveAll(m.jailDir)
+		}
+	})
+}
+
+func tailErr(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	s := strings.TrimSpace(string(b))
+	if i := strings.LastIndex(s, "\n"); i >= 0 {
+		s = s[i+1:]
+	}
+	return errors.New(s)
+}
+
+func maxMemMiB() int {
+	var si syscall.Sysinfo_t
+	if syscall.Sysinfo(&si) != nil {
+		return 256
+	}
+	total := int(uint64(si.Totalram) * uint64(si.Unit) >> 20)
+	return max(256, total-max(1024, total/8))
+}

@@ -1,0 +1,113 @@
+package firecracker
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"github.com/pyro-mcp/pyro/internal/errdefs"
+)
+
+// Jailer runs Firecracker through its jailer: chrooted under
+// ChrootBase/firecracker/<id>/root, in its own namespaces and cgroup, as
+// UID:GID. Configure it with PYRO_FIRECRACKER_JAILER (the jailer binary),
+// PYRO_FIRECRACKER_UID, PYRO_FIRECRACKER_GID and
+// PYRO_FIRECRACKER_CHROOT_BASE, or Options.Jailer.
+type Jailer struct {
+	Bin        string
+	UID, GID   int
+	ChrootBase string // default /srv/jailer
+	NetNS      string // optional: --netns PATH
+}
+
+// DefaultChrootBase is the jailer's own default.
+const DefaultChrootBase = "/srv/jailer"
+
+// JailerFromEnv reads the jailer configuration; nil when
+// PYRO_FIRECRACKER_JAILER is unset.
+func JailerFromEnv() (*Jailer, error) {
+	bin := os.Getenv("PYRO_FIRECRACKER_JAILER")
+	if bin == "" {
+		return nil, nil
+	}
+	j := &Jailer{Bin: bin, ChrootBase: os.Getenv("PYRO_FIRECRACKER_CHROOT_BASE"), NetNS: os.Getenv("PYRO_FIRECRACKER_NETNS")}
+	for _, v := range []struct {
+		env string
+		dst *int
+	}{{"PYRO_FIRECRACKER_UID", &j.UID}, {"PYRO_FIRECRACKER_GID", &j.GID}} {
+		s := os.Getenv(v.env)
+		if s == "" {
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "set "+v.env+" to the unprivileged id the jailed firecracker runs as",
+				"PYRO_FIRECRACKER_JAILER is set but %s is not", v.env)
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "use a numeric id", "%s=%q is not a numeric id", v.env, s)
+		}
+		*v.dst = n
+	}
+	return j, nil
+}
+
+func (j *Jailer) base() string {
+	if j.ChrootBase == "" {
+		return DefaultChrootBase
+	}
+	return j.ChrootBase
+}
+
+// ChrootDir is the jail root for a VM: <base>/<exec-file name>/<id>/root.
+func (j *Jailer) ChrootDir(fcBin, id string) string {
+	return filepath.Join(j.base(), filepath.Base(fcBin), id, "root")
+}
+
+// Args is the jailer command line; Firecracker's own arguments follow "--"
+// and are resolved inside the chroot.
+func (j *Jailer) Args(fcBin, id string) []string {
+	a := []string{
+		"--id", id, "--exec-file", fcBin,
+		"--uid", strconv.Itoa(j.UID), "--gid", strconv.Itoa(j.GID),
+		"--chroot-base-dir", j.base(),
+	}
+	if j.NetNS != "" {
+		a = append(a, "--netns", j.NetNS)
+	}
+	return append(a, "--", "--api-sock", "/"+APISocket, "--log-path", "/"+LogFile, "--level", "Warning")
+}
+
+// stage makes host files visible inside the jail: a hard link (so that a
+// writable scratch disk's writes land in the real file), else, for
+// read-only files only, a copy. It returns the path Firecracker sees.
+func (j *Jailer) stage(root, hostPath string, writable bool) (string, error) {
+	name := filepath.Base(hostPath)
+	dst := filepath.Join(root, name)
+	_ = os.Remove(dst)
+	err := os.Link(hostPath, dst)
+	if err != nil {
+		if writable || !errors.Is(err, syscall.EXDEV) {
+			return "", errdefs.Wrap(errdefs.ErrFailedPrecondition, err,
+				"put PYRO_FIRECRACKER_CHROOT_BASE on the same filesystem as pyro's state and cache directories",
+				"linking %s into the jailer chroot", hostPath)
+		}
+		if err := copyFile(hostPath, dst); err != nil {
+			return "", fmt.Errorf("copying %s into the jailer chroot: %w", hostPath, err)
+		}
+	}
+	if writable {
+		if err := os.Chown(dst, j.UID, j.GID); err != nil {
+			return "", fmt.Errorf("chown %s: %w", dst, err)
+		}
+	}
+	return "/" + name, nil
+}
+
+func copyFile(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, 0o644)
+}
