@@ -26,6 +26,10 @@ type Options struct {
 	Progress func(Progress)
 	// Backend forces a backend: "auto" (default), "qemu" or "host_compat".
 	Backend string
+	// Registry is the OCI registry environments are pulled from,
+	// "HOST[:PORT]/prefix"; "" means $PYRO_ENV_REGISTRY or the config file,
+	// "none" means always build locally.
+	Registry string
 }
 
 // Client runs commands in microVMs. It is safe for concurrent use, and any
@@ -52,7 +56,7 @@ func New(opts *Options) (*Client, error) {
 		relay.Subscribe(opts.Progress)
 	}
 	e, err := engine.New(engine.Options{CacheDir: opts.CacheDir, StateDir: opts.StateDir, RuntimeDir: opts.RuntimeDir,
-		Logger: opts.Logger, Progress: relay.Publish, Backend: opts.Backend})
+		Logger: opts.Logger, Progress: relay.Publish, Backend: opts.Backend, Registry: opts.Registry})
 	if err != nil {
 		return nil, err
 	}
@@ -81,6 +85,19 @@ func CreateServer(opts *Options) (*mcp.Server, error) {
 // ListEnvironments returns the catalog with each entry's install state.
 func (c *Client) ListEnvironments(ctx context.Context) ([]Environment, error) {
 	return c.eng.Catalog().List(ctx)
+}
+
+// RemoveEnvironment uninstalls an environment; its blobs are freed by the
+// next PruneEnvironments unless a VM or workspace still uses them.
+func (c *Client) RemoveEnvironment(ctx context.Context, name string) error {
+	return c.eng.Catalog().Remove(ctx, name)
+}
+
+// PushEnvironment publishes an installed environment to an OCI registry as
+// an artifact, so that a team can host its own catalog. ref is
+// "HOST[:PORT]/repo:tag", or "HOST[:PORT]/prefix" to publish at prefix/NAME.
+func (c *Client) PushEnvironment(ctx context.Context, name, ref string) (*PushResult, error) {
+	return c.eng.Catalog().Push(ctx, name, ref)
 }
 
 // PullEnvironment installs an environment if it is not already: from the

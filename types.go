@@ -55,7 +55,18 @@ type (
 	PruneResult = catalog.PruneResult
 	// Progress is one step of an environment pull.
 	Progress = catalog.Progress
+	// PushResult is what PushEnvironment published: `pyro env push --json`.
+	PushResult = catalog.PushResult
 )
+
+// CatalogVersion names this revision of the environment catalog.
+const CatalogVersion = catalog.CatalogVersion
+
+// EnvironmentList is `pyro env list --json`: the catalog and its version.
+type EnvironmentList struct {
+	CatalogVersion string        `json:"catalog_version"`
+	Environments   []Environment `json:"environments"`
+}
 
 // PullResult is the outcome of PullEnvironment: `pyro env pull --json`.
 type PullResult struct {

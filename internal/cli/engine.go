@@ -7,13 +7,14 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pyro-mcp/pyro/internal/engine"
+	"github.com/pyro-mcp/pyro"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
 
-// engine opens the engine with pull progress going to stderr.
-func (a *App) engine() (*engine.Engine, error) {
-	return engine.New(engine.Options{Logger: a.logger(), Progress: a.newProgressPrinter().print})
+// client opens the SDK (the CLI's one path to the engine), with pull
+// progress going to stderr.
+func (a *App) client() (*pyro.Client, error) {
+	return pyro.New(&pyro.Options{Logger: a.logger(), Progress: a.newProgressPrinter().print})
 }
 
 // createFlags are the VM shape flags shared by run, vm create and workspace create.
@@ -23,24 +24,24 @@ type createFlags struct {
 }
 
 func (f *createFlags) register(cmd *cobra.Command, defaultTTL int) {
-	cmd.Flags().IntVar(&f.vcpus, "vcpu-count", engine.DefaultVCPUs, "virtual CPUs")
-	cmd.Flags().IntVar(&f.mem, "mem-mib", engine.DefaultMemMiB, "guest memory in MiB")
+	cmd.Flags().IntVar(&f.vcpus, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs")
+	cmd.Flags().IntVar(&f.mem, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
 	cmd.Flags().IntVar(&f.ttl, "ttl-seconds", defaultTTL, "seconds before the VM is stopped and reaped")
 	cmd.Flags().BoolVar(&f.network, "network", false, "give the guest outbound network access (never the host's loopback)")
 	cmd.Flags().BoolVar(&f.hostOK, "allow-host-compat", false, "if no guest can boot, run on the host in a private directory WITHOUT isolation")
 }
 
-func (f *createFlags) options(env string) (engine.CreateOptions, error) {
+func (f *createFlags) options(env string) (pyro.CreateVMOptions, error) {
 	// The engine reads 0 as "the default"; on the command line 0 is a mistake.
 	for _, v := range []struct {
 		name string
 		val  int
 	}{{"--vcpu-count", f.vcpus}, {"--mem-mib", f.mem}, {"--ttl-seconds", f.ttl}} {
 		if v.val <= 0 {
-			return engine.CreateOptions{}, errdefs.New(errdefs.ErrInvalidArgument, "give a positive number", "%s %d is out of range", v.name, v.val)
+			return pyro.CreateVMOptions{}, errdefs.New(errdefs.ErrInvalidArgument, "give a positive number", "%s %d is out of range", v.name, v.val)
 		}
 	}
-	return engine.CreateOptions{Environment: env, VCPUCount: f.vcpus, MemMiB: f.mem, TTLSeconds: f.ttl, Network: f.network, AllowHostCompat: f.hostOK}, nil
+	return pyro.CreateVMOptions{Environment: env, VCPUCount: f.vcpus, MemMiB: f.mem, TTLSeconds: f.ttl, Network: f.network, AllowHostCompat: f.hostOK}, nil
 }
 
 func timeoutOption(t int) (int, error) {
@@ -52,28 +53,31 @@ func timeoutOption(t int) (int, error) {
 
 // splitCommand separates `ENV -- CMD...` style arguments: before is what
 // precedes --, the command what follows it.
-func splitCommand(cmd *cobra.Command, args []string, before int, usage string) ([]string, engine.ExecOptions, error) {
+func splitCommand(cmd *cobra.Command, args []string, before int, usage string) ([]string, pyro.ExecOptions, error) {
 	dash := cmd.ArgsLenAtDash()
 	if dash < 0 {
-		return nil, engine.ExecOptions{}, errdefs.New(errdefs.ErrInvalidArgument, "usage: "+usage, "missing -- before the command")
+		return nil, pyro.ExecOptions{}, errdefs.New(errdefs.ErrInvalidArgument, "usage: "+usage, "missing -- before the command")
 	}
 	if dash != before {
-		return nil, engine.ExecOptions{}, errdefs.New(errdefs.ErrInvalidArgument, "usage: "+usage, "expected %d argument(s) before --, got %d", before, dash)
+		return nil, pyro.ExecOptions{}, errdefs.New(errdefs.ErrInvalidArgument, "usage: "+usage, "expected %d argument(s) before --, got %d", before, dash)
+	}
+	if len(args) == dash {
+		return nil, pyro.ExecOptions{}, errdefs.New(errdefs.ErrInvalidArgument, "give the command after --, e.g. "+usage, "empty command")
 	}
 	return args[:dash], commandOptions(args[dash:]), nil
 }
 
 // commandOptions runs a single argument that looks like shell through
 // /bin/sh -c ("make && make test"); anything else is an argv.
-func commandOptions(argv []string) engine.ExecOptions {
+func commandOptions(argv []string) pyro.ExecOptions {
 	if len(argv) == 1 && strings.ContainsAny(argv[0], " \t\n;&|<>()$`\\\"'*?[]{}~") {
-		return engine.ExecOptions{Shell: argv[0]}
+		return pyro.ExecOptions{Command: argv[0]}
 	}
-	return engine.ExecOptions{Command: argv}
+	return pyro.ExecOptions{Argv: argv}
 }
 
 // exitFor maps a finished guest command to pyro's exit status.
-func exitFor(r *engine.ExecResult) int {
+func exitFor(r *pyro.ExecResult) int {
 	if r.TimedOut {
 		return ExitTimeout
 	}
@@ -81,7 +85,7 @@ func exitFor(r *engine.ExecResult) int {
 }
 
 // printExecSummary writes the one-line human summary of a command on stderr.
-func (a *App) printExecSummary(prefix string, r *engine.ExecResult, extra string) {
+func (a *App) printExecSummary(prefix string, r *pyro.ExecResult, extra string) {
 	if r.TimedOut {
 		fmt.Fprintf(a.Stderr, "[%s] %s\n", prefix, r.Message)
 	}
@@ -95,14 +99,11 @@ func (a *App) printExecSummary(prefix string, r *engine.ExecResult, extra string
 func init() {
 	// pyro doctor --boot-test boots the default environment and runs `true`.
 	DoctorBootTest = func(ctx context.Context) error {
-		e, err := engine.New(engine.Options{})
+		c, err := pyro.New(nil)
 		if err != nil {
 			return err
 		}
-		res, err := e.Run(ctx, engine.RunOptions{
-			CreateOptions: engine.CreateOptions{Environment: "debian:12", MemMiB: 256},
-			ExecOptions:   engine.ExecOptions{Command: []string{"true"}, TimeoutSeconds: 30},
-		}, nil, nil)
+		res, err := c.RunInVM(ctx, pyro.RunOptions{Environment: pyro.DefaultEnvironment, MemMiB: 256, Argv: []string{"true"}})
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/pyro-mcp/pyro"
 	"github.com/pyro-mcp/pyro/internal/catalog"
 )
 
@@ -26,8 +27,8 @@ building it locally with mmdebstrap.`,
 	}
 	var registry string
 	env.PersistentFlags().StringVar(&registry, "registry", "", `registry to pull from, "HOST[:PORT]/prefix" ("none" to always build; default $PYRO_ENV_REGISTRY)`)
-	open := func(progress func(catalog.Progress)) (*catalog.Store, error) {
-		return catalog.Open(catalog.Options{Registry: registry, Logger: a.logger(), Progress: progress})
+	open := func(progress func(catalog.Progress)) (*pyro.Client, error) {
+		return pyro.New(&pyro.Options{Registry: registry, Logger: a.logger(), Progress: progress})
 	}
 
 	list := &cobra.Command{
@@ -39,12 +40,12 @@ building it locally with mmdebstrap.`,
 			if err != nil {
 				return err
 			}
-			envs, err := s.List(cmd.Context())
+			envs, err := s.ListEnvironments(cmd.Context())
 			if err != nil {
 				return err
 			}
 			if a.JSON {
-				return a.printJSON(EnvListJSON{CatalogVersion: catalog.CatalogVersion, Environments: envs})
+				return a.printJSON(pyro.EnvironmentList{CatalogVersion: pyro.CatalogVersion, Environments: envs})
 			}
 			tw := tabwriter.NewWriter(a.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tVERSION\tINSTALLED\tSIZE\tDESCRIPTION")
@@ -76,25 +77,19 @@ building it locally with mmdebstrap.`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			pr := a.newProgressPrinter()
-			var source string
-			s, err := open(func(p catalog.Progress) {
-				if p.Phase == "done" {
-					source = p.Source
-				}
-				pr.print(p)
-			})
+			s, err := open(pr.print)
 			if err != nil {
 				return err
 			}
-			inst, err := s.Pull(cmd.Context(), args[0])
+			res, err := s.PullEnvironment(cmd.Context(), args[0])
 			pr.finish()
 			if err != nil {
 				return err
 			}
 			if a.JSON {
-				return a.printJSON(EnvPullJSON{Installed: inst, Source: source})
+				return a.printJSON(res)
 			}
-			fmt.Fprintf(a.Stdout, "%s %s installed (source: %s)\n", inst.Name, inst.Version, source)
+			fmt.Fprintf(a.Stdout, "%s %s installed (source: %s)\n", res.Name, res.Version, res.Source)
 			return nil
 		},
 	}
@@ -108,25 +103,23 @@ building it locally with mmdebstrap.`,
 			if err != nil {
 				return err
 			}
-			info, err := s.Inspect(cmd.Context(), args[0])
+			info, err := s.InspectEnvironment(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			if a.JSON {
-				return a.printJSON(EnvInspectJSON{Name: info.Entry.Name, Version: info.Entry.Version,
-					Description: info.Entry.Description, Default: info.Entry.Default, Installed: info.Installed,
-					Problem: info.Problem, RegistryRef: info.Registry, Manifest: info.Manifest, Paths: info.Paths})
+				return a.printJSON(info)
 			}
 			w := a.Stdout
-			fmt.Fprintf(w, "name:         %s\n", info.Entry.Name)
-			fmt.Fprintf(w, "version:      %s\n", info.Entry.Version)
-			fmt.Fprintf(w, "description:  %s\n", info.Entry.Description)
+			fmt.Fprintf(w, "name:         %s\n", info.Name)
+			fmt.Fprintf(w, "version:      %s\n", info.Version)
+			fmt.Fprintf(w, "description:  %s\n", info.Description)
 			fmt.Fprintf(w, "installed:    %v\n", info.Installed)
 			if info.Problem != "" {
-				fmt.Fprintf(w, "problem:      %s (run 'pyro env pull %s')\n", info.Problem, info.Entry.Name)
+				fmt.Fprintf(w, "problem:      %s (run 'pyro env pull %s')\n", info.Problem, info.Name)
 			}
-			if info.Registry != "" {
-				fmt.Fprintf(w, "registry ref: %s\n", info.Registry)
+			if info.RegistryRef != "" {
+				fmt.Fprintf(w, "registry ref: %s\n", info.RegistryRef)
 			}
 			if m := info.Manifest; m != nil {
 				fmt.Fprintf(w, "installed version: %s\n", m.Version)
@@ -160,20 +153,20 @@ building it locally with mmdebstrap.`,
 			}
 			var removed []string
 			if all {
-				envs, err := s.List(cmd.Context())
+				envs, err := s.ListEnvironments(cmd.Context())
 				if err != nil {
 					return err
 				}
 				for _, e := range envs {
 					if e.Installed {
-						if err := s.Remove(cmd.Context(), e.Name); err != nil {
+						if err := s.RemoveEnvironment(cmd.Context(), e.Name); err != nil {
 							return err
 						}
 						removed = append(removed, e.Name)
 					}
 				}
 			}
-			res, err := s.Prune(cmd.Context())
+			res, err := s.PruneEnvironments(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -201,7 +194,7 @@ building it locally with mmdebstrap.`,
 			if err != nil {
 				return err
 			}
-			res, err := s.Push(cmd.Context(), args[0], args[1])
+			res, err := s.PushEnvironment(cmd.Context(), args[0], args[1])
 			pr.finish()
 			if err != nil {
 				return err
@@ -215,31 +208,6 @@ building it locally with mmdebstrap.`,
 	}
 	env.AddCommand(list, pull, inspect, prune, push)
 	return env
-}
-
-// EnvListJSON is `pyro env list --json`.
-type EnvListJSON struct {
-	CatalogVersion string              `json:"catalog_version"`
-	Environments   []catalog.EnvStatus `json:"environments"`
-}
-
-// EnvPullJSON is `pyro env pull --json`.
-type EnvPullJSON struct {
-	*catalog.Installed
-	Source string `json:"source"` // cache, registry or build
-}
-
-// EnvInspectJSON is `pyro env inspect --json`.
-type EnvInspectJSON struct {
-	Name        string             `json:"name"`
-	Version     string             `json:"version"`
-	Description string             `json:"description"`
-	Default     bool               `json:"default"`
-	Installed   bool               `json:"installed"`
-	Problem     string             `json:"problem,omitempty"`
-	RegistryRef string             `json:"registry_ref,omitempty"`
-	Manifest    *catalog.Manifest  `json:"manifest,omitempty"`
-	Paths       *catalog.Installed `json:"paths,omitempty"`
 }
 
 // progressPrinter writes pull/push progress on stderr: one log line per

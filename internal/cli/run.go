@@ -2,11 +2,10 @@ package cli
 
 import (
 	"fmt"
-	"io"
 
 	"github.com/spf13/cobra"
 
-	"github.com/pyro-mcp/pyro/internal/engine"
+	"github.com/pyro-mcp/pyro"
 )
 
 func (a *App) newRunCmd() *cobra.Command {
@@ -36,15 +35,17 @@ pyro itself failed). A single COMMAND argument containing shell syntax runs with
 			if err != nil {
 				return err
 			}
-			e, err := a.engine()
+			c, err := a.client()
 			if err != nil {
 				return err
 			}
-			var stdout, stderr io.Writer
+			ro := pyro.RunOptions{Environment: opts.Environment, VCPUCount: opts.VCPUCount, MemMiB: opts.MemMiB,
+				TTLSeconds: opts.TTLSeconds, Network: opts.Network, AllowHostCompat: opts.AllowHostCompat,
+				Command: ex.Command, Argv: ex.Argv, TimeoutSeconds: ex.TimeoutSeconds}
 			if !a.JSON {
-				stdout, stderr = a.Stdout, a.Stderr
+				ro.Stdout, ro.Stderr = a.Stdout, a.Stderr
 			}
-			res, err := e.Run(cmd.Context(), engine.RunOptions{CreateOptions: opts, ExecOptions: ex}, stdout, stderr)
+			res, err := c.RunInVM(cmd.Context(), ro)
 			if err != nil {
 				return err
 			}
@@ -57,7 +58,7 @@ pyro itself failed). A single COMMAND argument containing shell syntax runs with
 			return nil
 		},
 	}
-	f.register(cmd, engine.DefaultVMTTLSeconds)
-	cmd.Flags().IntVar(&timeout, "timeout-seconds", engine.DefaultTimeoutSeconds, "kill the command (exit 124) after this many seconds")
+	f.register(cmd, pyro.DefaultVMTTLSeconds)
+	cmd.Flags().IntVar(&timeout, "timeout-seconds", pyro.DefaultTimeoutSeconds, "kill the command (exit 124) after this many seconds")
 	return cmd
 }

@@ -2,13 +2,12 @@ package cli
 
 import (
 	"fmt"
-	"io"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/pyro-mcp/pyro/internal/engine"
+	"github.com/pyro-mcp/pyro"
 )
 
 // newVMCmd is the advanced lifecycle: create, start, exec, stop, delete,
@@ -18,16 +17,16 @@ func (a *App) newVMCmd() *cobra.Command {
 		Use:   "vm",
 		Short: "Advanced VM lifecycle: create, start, exec (auto-cleans), stop, delete, status",
 	}
-	vm.AddCommand(a.vmCreateCmd(), a.vmIDCmd("start", "Boot a created or stopped VM", func(cmd *cobra.Command, e *engine.Engine, id string) (any, error) {
+	vm.AddCommand(a.vmCreateCmd(), a.vmIDCmd("start", "Boot a created or stopped VM", func(cmd *cobra.Command, e *pyro.Client, id string) (any, error) {
 		return e.StartVM(cmd.Context(), id)
-	}), a.vmExecCmd(), a.vmIDCmd("stop", "Power a VM off (its disk stays until delete)", func(cmd *cobra.Command, e *engine.Engine, id string) (any, error) {
+	}), a.vmExecCmd(), a.vmIDCmd("stop", "Power a VM off (its disk stays until delete)", func(cmd *cobra.Command, e *pyro.Client, id string) (any, error) {
 		return e.StopVM(cmd.Context(), id)
-	}), a.vmIDCmd("delete", "Stop a VM and remove its disk and state", func(cmd *cobra.Command, e *engine.Engine, id string) (any, error) {
+	}), a.vmIDCmd("delete", "Stop a VM and remove its disk and state", func(cmd *cobra.Command, e *pyro.Client, id string) (any, error) {
 		return e.DeleteVM(cmd.Context(), id)
-	}), a.vmIDCmd("status", "Show a VM's state and whether its process is alive", func(cmd *cobra.Command, e *engine.Engine, id string) (any, error) {
+	}), a.vmIDCmd("status", "Show a VM's state and whether its process is alive", func(cmd *cobra.Command, e *pyro.Client, id string) (any, error) {
 		return e.StatusVM(cmd.Context(), id)
-	}), a.vmIDCmd("network-info", "Show a VM's network configuration", func(cmd *cobra.Command, e *engine.Engine, id string) (any, error) {
-		return e.NetworkInfo(cmd.Context(), id)
+	}), a.vmIDCmd("network-info", "Show a VM's network configuration", func(cmd *cobra.Command, e *pyro.Client, id string) (any, error) {
+		return e.NetworkInfoVM(cmd.Context(), id)
 	}), a.vmListCmd(), a.vmReapCmd())
 	return vm
 }
@@ -43,7 +42,7 @@ func (a *App) vmCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e, err := a.engine()
+			e, err := a.client()
 			if err != nil {
 				return err
 			}
@@ -54,17 +53,17 @@ func (a *App) vmCreateCmd() *cobra.Command {
 			return a.printVM(vm)
 		},
 	}
-	f.register(cmd, engine.DefaultVMTTLSeconds)
+	f.register(cmd, pyro.DefaultVMTTLSeconds)
 	return cmd
 }
 
-func (a *App) vmIDCmd(use, short string, do func(*cobra.Command, *engine.Engine, string) (any, error)) *cobra.Command {
+func (a *App) vmIDCmd(use, short string, do func(*cobra.Command, *pyro.Client, string) (any, error)) *cobra.Command {
 	return &cobra.Command{
 		Use:   use + " VM_ID",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
+			e, err := a.client()
 			if err != nil {
 				return err
 			}
@@ -72,7 +71,7 @@ func (a *App) vmIDCmd(use, short string, do func(*cobra.Command, *engine.Engine,
 			if err != nil {
 				return err
 			}
-			if vm, ok := v.(*engine.VM); ok {
+			if vm, ok := v.(*pyro.VM); ok {
 				return a.printVM(vm)
 			}
 			if a.JSON {
@@ -99,15 +98,14 @@ func (a *App) vmExecCmd() *cobra.Command {
 			if ex.TimeoutSeconds, err = timeoutOption(timeout); err != nil {
 				return err
 			}
-			e, err := a.engine()
+			e, err := a.client()
 			if err != nil {
 				return err
 			}
-			var stdout, stderr io.Writer
 			if !a.JSON {
-				stdout, stderr = a.Stdout, a.Stderr
+				ex.Stdout, ex.Stderr = a.Stdout, a.Stderr
 			}
-			res, err := e.ExecVM(cmd.Context(), before[0], ex, stdout, stderr)
+			res, err := e.ExecVM(cmd.Context(), before[0], ex)
 			if err != nil {
 				return err
 			}
@@ -119,7 +117,7 @@ func (a *App) vmExecCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().IntVar(&timeout, "timeout-seconds", engine.DefaultTimeoutSeconds, "kill the command (exit 124) after this many seconds")
+	cmd.Flags().IntVar(&timeout, "timeout-seconds", pyro.DefaultTimeoutSeconds, "kill the command (exit 124) after this many seconds")
 	return cmd
 }
 
@@ -129,7 +127,7 @@ func (a *App) vmListCmd() *cobra.Command {
 		Short: "List VMs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := a.engine()
+			e, err := a.client()
 			if err != nil {
 				return err
 			}
@@ -156,7 +154,7 @@ func (a *App) vmReapCmd() *cobra.Command {
 		Short: "Stop and delete every VM past its TTL",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := a.engine()
+			e, err := a.client()
 			if err != nil {
 				return err
 			}
@@ -176,7 +174,7 @@ func (a *App) vmReapCmd() *cobra.Command {
 	}
 }
 
-func (a *App) printVM(v *engine.VM) error {
+func (a *App) printVM(v *pyro.VM) error {
 	if a.JSON {
 		return a.printJSON(v)
 	}

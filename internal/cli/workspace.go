@@ -2,14 +2,13 @@ package cli
 
 import (
 	"fmt"
-	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/pyro-mcp/pyro/internal/engine"
+	"github.com/pyro-mcp/pyro"
 )
 
 // newWorkspaceCmd is the workspace-first surface: a sandbox that stays alive
@@ -42,11 +41,12 @@ func (a *App) wsCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e, err := a.engine()
+			e, err := a.client()
 			if err != nil {
 				return err
 			}
-			w, err := e.CreateWorkspace(cmd.Context(), engine.CreateWorkspaceOptions{CreateOptions: opts, SeedPath: seed})
+			w, err := e.CreateWorkspace(cmd.Context(), pyro.CreateWorkspaceOptions{Environment: opts.Environment, VCPUCount: opts.VCPUCount,
+				MemMiB: opts.MemMiB, TTLSeconds: opts.TTLSeconds, Network: opts.Network, AllowHostCompat: opts.AllowHostCompat, SeedPath: seed})
 			if err != nil {
 				return err
 			}
@@ -56,7 +56,7 @@ func (a *App) wsCreateCmd() *cobra.Command {
 			return printFields(a.Stdout, w)
 		},
 	}
-	f.register(cmd, engine.DefaultWorkspaceTTLSeconds)
+	f.register(cmd, pyro.DefaultWorkspaceTTL)
 	cmd.Flags().StringVar(&seed, "seed-path", "", "host directory or .tar/.tar.gz/.tgz to fill /workspace from")
 	return cmd
 }
@@ -69,11 +69,11 @@ func (a *App) wsSyncCmd() *cobra.Command {
 		Short: "Import a host directory or archive into a started workspace",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
+			e, err := a.client()
 			if err != nil {
 				return err
 			}
-			r, err := e.PushWorkspaceSync(cmd.Context(), args[0], args[1], dest)
+			r, err := e.PushWorkspaceSync(cmd.Context(), args[0], args[1], &pyro.PushOptions{Dest: dest})
 			if err != nil {
 				return err
 			}
@@ -83,7 +83,7 @@ func (a *App) wsSyncCmd() *cobra.Command {
 			return printFields(a.Stdout, r)
 		},
 	}
-	push.Flags().StringVar(&dest, "dest", engine.WorkspaceRoot, "where under /workspace to put it")
+	push.Flags().StringVar(&dest, "dest", pyro.WorkspaceRoot, "where under /workspace to put it")
 	sync.AddCommand(push)
 	return sync
 }
@@ -104,15 +104,14 @@ func (a *App) wsExecCmd() *cobra.Command {
 			if ex.TimeoutSeconds, err = timeoutOption(timeout); err != nil {
 				return err
 			}
-			e, err := a.engine()
+			e, err := a.client()
 			if err != nil {
 				return err
 			}
-			var stdout, stderr io.Writer
 			if !a.JSON {
-				stdout, stderr = a.Stdout, a.Stderr
+				ex.Stdout, ex.Stderr = a.Stdout, a.Stderr
 			}
-			r, err := e.ExecWorkspace(cmd.Context(), before[0], ex, stdout, stderr)
+			r, err := e.ExecWorkspace(cmd.Context(), before[0], ex)
 			if err != nil {
 				return err
 			}
@@ -127,7 +126,7 @@ func (a *App) wsExecCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().IntVar(&timeout, "timeout-seconds", engine.DefaultTimeoutSeconds, "kill the command (exit 124) after this many seconds")
+	cmd.Flags().IntVar(&timeout, "timeout-seconds", pyro.DefaultTimeoutSeconds, "kill the command (exit 124) after this many seconds")
 	return cmd
 }
 
@@ -137,7 +136,7 @@ func (a *App) wsStatusCmd() *cobra.Command {
 		Short: "Show a workspace: state, resources, seed, commands, whether its VM runs",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
+			e, err := a.client()
 			if err != nil {
 				return err
 			}
@@ -159,7 +158,7 @@ func (a *App) wsLogsCmd() *cobra.Command {
 		Short: "Show the workspace's persisted command history",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
+			e, err := a.client()
 			if err != nil {
 				return err
 			}
@@ -198,7 +197,7 @@ func (a *App) wsDeleteCmd() *cobra.Command {
 		Short: "Stop the workspace's VM and remove its disk, logs and state",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
+			e, err := a.client()
 			if err != nil {
 				return err
 			}
@@ -221,7 +220,7 @@ func (a *App) wsListCmd() *cobra.Command {
 		Short: "List workspaces",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := a.engine()
+			e, err := a.client()
 			if err != nil {
 				return err
 			}
@@ -253,11 +252,11 @@ func (a *App) wsStartStopCmd(verb string) *cobra.Command {
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.engine()
+			e, err := a.client()
 			if err != nil {
 				return err
 			}
-			var w *engine.Workspace
+			var w *pyro.Workspace
 			if verb == "start" {
 				w, err = e.StartWorkspace(cmd.Context(), args[0])
 			} else {

@@ -27,6 +27,9 @@ type Options struct {
 	Logger     *slog.Logger
 	// Progress receives environment pull/build progress (may be nil).
 	Progress func(catalog.Progress)
+	// Registry is the OCI registry environments are pulled from: "" means
+	// $PYRO_ENV_REGISTRY or the config file, "none" means build locally.
+	Registry string
 	// Backend forces a backend: "auto" (default), "qemu", "host_compat".
 	Backend string
 	// BootTimeout bounds boot to the agent handshake; default 90 s (TCG is slow).
@@ -73,7 +76,7 @@ func New(opts Options) (*Engine, error) {
 	if opts.BootTimeout == 0 {
 		opts.BootTimeout = 90 * time.Second
 	}
-	cat, err := catalog.Open(catalog.Options{Dir: opts.CacheDir, Logger: opts.Logger, Progress: opts.Progress})
+	cat, err := catalog.Open(catalog.Options{Dir: opts.CacheDir, Registry: opts.Registry, Logger: opts.Logger, Progress: opts.Progress})
 	if err != nil {
 		return nil, err
 	}
