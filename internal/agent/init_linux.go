@@ -27,6 +27,8 @@ var (
 	bootModules  = []string{"virtio_ring", "virtio", "virtio_mmio", "virtio_blk", "virtio_console"}
 	netModules   = []string{"failover", "net_failover", "virtio_net"}
 	vsockModules = []string{"vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport"}
+	// overlayModules serve pyro_rootmode=overlay.
+	overlayModules = []string{"overlay"}
 	// lateModules load after the agent is ready: nothing waits for them.
 	lateModules = []string{"virtio_balloon"}
 )
@@ -42,14 +44,43 @@ type BootParams struct {
 	Gateway   string
 	DNS       string
 	VsockPort uint32
+	// RootMode is "rw" (default: Root is the VM's own writable disk, a
+	// qcow2 overlay under QEMU) or "overlay" (Firecracker: Root is the
+	// shared base mounted read-only, and an overlayfs keeps its upper and
+	// work directories on the Scratch disk).
+	RootMode string
+	Scratch  string // pyro_scratch, the overlay's writable disk
+	// PowerOff is "poweroff" (default) or "reboot": Firecracker has no
+	// power-off, a guest reboot (reboot=k) is what ends it.
+	PowerOff string
+	// ModParams maps a module to the "param=value ..." string given on the
+	// kernel command line as module.param=value (e.g. Firecracker's
+	// virtio_mmio.device=): the kernel applies those only to built-in
+	// code, so the agent passes them when it loads the module.
+	ModParams map[string]string
 }
 
 // ParseCmdline reads the pyro_* arguments from a kernel command line.
 func ParseCmdline(cmdline string) BootParams {
-	p := BootParams{Channel: "virtio-serial", Root: "/dev/vda", Hostname: "pyro", VsockPort: 1024}
+	p := BootParams{Channel: "virtio-serial", Root: "/dev/vda", Hostname: "pyro", VsockPort: 1024, RootMode: "rw",
+		Scratch: "/dev/vdb", PowerOff: "poweroff", ModParams: map[string]string{}}
 	for _, f := range strings.Fields(cmdline) {
-		k, v, _ := strings.Cut(f, "=")
+		k, v, hasValue := strings.Cut(f, "=")
+		if mod, param, ok := strings.Cut(k, "."); ok && mod != "" && param != "" && !strings.HasPrefix(k, "pyro_") {
+			mod = strings.ReplaceAll(mod, "-", "_")
+			if hasValue {
+				param += "=" + v
+			}
+			p.ModParams[mod] = strings.TrimSpace(p.ModParams[mod] + " " + param)
+			continue
+		}
 		switch k {
+		case "pyro_rootmode":
+			p.RootMode = v
+		case "pyro_scratch":
+			p.Scratch = v
+		case "pyro_poweroff":
+			p.PowerOff = v
 		case "pyro_channel":
 			p.Channel = v
 		case "pyro_root":
@@ -101,23 +132,29 @@ func RunInit() {
 		},
 	}))
 	slog.SetDefault(log)
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	p := ParseCmdline(string(cmdline))
+	if p.PowerOff == "reboot" {
+		offCmd = unix.LINUX_REBOOT_CMD_RESTART
+	}
 	fatal := func(err error) {
 		log.Error("fatal; powering off", "err", err)
 		unix.Sync()
-		unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+		unix.Reboot(offCmd)
 		select {}
 	}
-	cmdline, _ := os.ReadFile("/proc/cmdline")
-	p := ParseCmdline(string(cmdline))
 	os.Setenv("PATH", envGet(DefaultEnv, "PATH"))
 	if strings.Contains(string(cmdline), "pyro_bench_marker=1") {
 		// bench/'s floor: the kernel reached our /init; print and power off.
 		fmt.Fprintln(console, "PYRO-BENCH-MARKER")
-		unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+		unix.Reboot(offCmd)
 		select {}
 	}
 
 	mods := append([]string{}, bootModules...)
+	if p.RootMode == "overlay" {
+		mods = append(mods, overlayModules...)
+	}
 	if p.Net {
 		mods = append(mods, netModules...)
 	}
@@ -125,10 +162,11 @@ func RunInit() {
 		mods = append(mods, vsockModules...)
 	}
 	found := findModules()
+	modParams = p.ModParams
 	loadModules(log, found, mods)
 	late := openModules(found, lateModules)
 	tModules := time.Since(start)
-	if err := switchRoot(p.Root); err != nil {
+	if err := switchRoot(p); err != nil {
 		fatal(err)
 	}
 	tRoot := time.Since(start)
@@ -211,34 +249,93 @@ func openModules(found map[string]string, names []string) []*os.File {
 	return files
 }
 
+// modParams are the command line's module.param=value arguments, by module.
+var modParams map[string]string
+
+// offCmd is how the agent ends the machine: power-off, or a reboot under
+// Firecracker (pyro_poweroff=reboot).
+var offCmd = unix.LINUX_REBOOT_CMD_POWER_OFF
+
+// moduleName is a module file's name as the kernel knows it.
+func moduleName(path string) string {
+	name := filepath.Base(path)
+	for _, ext := range []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"} {
+		name = strings.TrimSuffix(name, ext)
+	}
+	return strings.ReplaceAll(name, "-", "_")
+}
+
 func loadOpened(log *slog.Logger, files []*os.File) {
 	for _, f := range files {
 		flags := 0
 		if !strings.HasSuffix(f.Name(), ".ko") {
 			flags = unix.MODULE_INIT_COMPRESSED_FILE
 		}
-		if err := unix.FinitModule(int(f.Fd()), "", flags); err != nil && !errors.Is(err, unix.EEXIST) {
+		if err := unix.FinitModule(int(f.Fd()), modParams[moduleName(f.Name())], flags); err != nil && !errors.Is(err, unix.EEXIST) {
 			log.Warn("loading module", "module", filepath.Base(f.Name()), "err", err)
 		}
 		f.Close()
 	}
 }
 
-// switchRoot mounts the root disk at /newroot, moves the early mounts
-// into it, mounts the rest and makes it /.
-func switchRoot(dev string) error {
+// waitDisk waits for a block device node to appear.
+func waitDisk(dev string) error {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if _, err := os.Stat(dev); err == nil {
-			break
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("root disk %s did not appear within 15s (is virtio_blk loaded?)", dev)
+			return fmt.Errorf("disk %s did not appear within 15s (is virtio_blk loaded?)", dev)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := unix.Mount(dev, "/newroot", "ext4", 0, ""); err != nil {
-		return fmt.Errorf("mounting %s on /newroot: %w", dev, err)
+}
+
+// mountRoot builds the future root at /newroot: the VM's own disk
+// read-write, or (pyro_rootmode=overlay) the shared base read-only under
+// an overlayfs whose upper and work directories live on the scratch disk,
+// so the VM's writes persist there across reboots.
+func mountRoot(p BootParams) error {
+	if err := waitDisk(p.Root); err != nil {
+		return err
+	}
+	os.MkdirAll("/newroot", 0o755)
+	if p.RootMode != "overlay" {
+		if err := unix.Mount(p.Root, "/newroot", "ext4", 0, ""); err != nil {
+			return fmt.Errorf("mounting %s on /newroot: %w", p.Root, err)
+		}
+		return nil
+	}
+	if err := waitDisk(p.Scratch); err != nil {
+		return err
+	}
+	for _, d := range []string{"/lower", "/scratch"} {
+		os.MkdirAll(d, 0o755)
+	}
+	if err := unix.Mount(p.Root, "/lower", "ext4", unix.MS_RDONLY, "noload"); err != nil {
+		return fmt.Errorf("mounting %s read-only on /lower: %w", p.Root, err)
+	}
+	if err := unix.Mount(p.Scratch, "/scratch", "ext4", 0, ""); err != nil {
+		return fmt.Errorf("mounting scratch %s: %w", p.Scratch, err)
+	}
+	for _, d := range []string{"/scratch/upper", "/scratch/work"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	opts := "lowerdir=/lower,upperdir=/scratch/upper,workdir=/scratch/work"
+	if err := unix.Mount("overlay", "/newroot", "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mounting the overlay root (%s): %w (is the overlay module in the environment?)", opts, err)
+	}
+	return nil
+}
+
+// switchRoot mounts the root (see mountRoot) at /newroot, moves the early
+// mounts into it, mounts the rest and makes it /.
+func switchRoot(p BootParams) error {
+	if err := mountRoot(p); err != nil {
+		return err
 	}
 	// Free the initramfs copy of the modules and of ourselves: the page
 	// cache holds our running text, the rest is dead weight in RAM.
@@ -283,7 +380,7 @@ func powerOff() {
 	unix.Kill(-1, unix.SIGKILL)
 	unix.Sync()
 	unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
-	unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	unix.Reboot(offCmd)
 }
 
 // serveVirtioSerial serves the host on the virtio-serial port named name.
