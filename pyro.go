@@ -24,7 +24,8 @@ type Options struct {
 	Logger     *slog.Logger
 	// Progress receives environment pull progress (may be nil).
 	Progress func(Progress)
-	// Backend forces a backend: "auto" (default), "qemu" or "host_compat".
+	// Backend forces a backend: "auto" (default), "firecracker", "qemu" or
+	// "host_compat"; "" means $PYRO_BACKEND, else auto.
 	Backend string
 	// Registry is the OCI registry environments are pulled from,
 	// "HOST[:PORT]/prefix"; "" means $PYRO_ENV_REGISTRY or the config file,

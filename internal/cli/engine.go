@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -14,13 +15,20 @@ import (
 // client opens the SDK (the CLI's one path to the engine), with pull
 // progress going to stderr.
 func (a *App) client() (*pyro.Client, error) {
-	return pyro.New(&pyro.Options{Logger: a.logger(), Progress: a.newProgressPrinter().print})
+	return a.clientFor("")
+}
+
+// clientFor is client with a backend choice (--backend); "" means
+// $PYRO_BACKEND, else auto.
+func (a *App) clientFor(backend string) (*pyro.Client, error) {
+	return pyro.New(&pyro.Options{Logger: a.logger(), Progress: a.newProgressPrinter().print, Backend: backend})
 }
 
 // createFlags are the VM shape flags shared by run, vm create and workspace create.
 type createFlags struct {
 	vcpus, mem, ttl int
 	network, hostOK bool
+	backend         string
 }
 
 func (f *createFlags) register(cmd *cobra.Command, defaultTTL int) {
@@ -29,6 +37,11 @@ func (f *createFlags) register(cmd *cobra.Command, defaultTTL int) {
 	cmd.Flags().IntVar(&f.ttl, "ttl-seconds", defaultTTL, "seconds before the VM is stopped and reaped")
 	cmd.Flags().BoolVar(&f.network, "network", false, "give the guest outbound network access (never the host's loopback)")
 	cmd.Flags().BoolVar(&f.hostOK, "allow-host-compat", false, "if no guest can boot, run on the host in a private directory WITHOUT isolation")
+	def := os.Getenv("PYRO_BACKEND")
+	if def == "" {
+		def = "auto"
+	}
+	cmd.Flags().StringVar(&f.backend, "backend", def, "VMM to boot with: auto, firecracker, qemu or host_compat (default from $PYRO_BACKEND); later starts keep it")
 }
 
 func (f *createFlags) options(env string) (pyro.CreateVMOptions, error) {

@@ -35,7 +35,7 @@ pyro itself failed). A single COMMAND argument containing shell syntax runs with
 			if err != nil {
 				return err
 			}
-			c, err := a.client()
+			c, err := a.clientFor(f.backend)
 			if err != nil {
 				return err
 			}

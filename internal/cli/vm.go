@@ -42,7 +42,7 @@ func (a *App) vmCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e, err := a.client()
+			e, err := a.clientFor(f.backend)
 			if err != nil {
 				return err
 			}

@@ -41,7 +41,7 @@ func (a *App) wsCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e, err := a.client()
+			e, err := a.clientFor(f.backend)
 			if err != nil {
 				return err
 			}

@@ -30,7 +30,9 @@ type Options struct {
 	// Registry is the OCI registry environments are pulled from: "" means
 	// $PYRO_ENV_REGISTRY or the config file, "none" means build locally.
 	Registry string
-	// Backend forces a backend: "auto" (default), "qemu", "host_compat".
+	// Backend forces a backend: "auto" (default), "firecracker", "qemu",
+	// "host_compat". Auto picks firecracker when its binary is found and
+	// KVM is verified, else qemu (KVM or TCG).
 	Backend string
 	// BootTimeout bounds boot to the agent handshake; default 90 s (TCG is slow).
 	BootTimeout time.Duration
@@ -72,6 +74,9 @@ func New(opts Options) (*Engine, error) {
 	}
 	if opts.Backend == "" {
 		opts.Backend = "auto"
+	}
+	if err := checkBackendChoice(opts.Backend); err != nil {
+		return nil, err
 	}
 	if opts.BootTimeout == 0 {
 		opts.BootTimeout = 90 * time.Second

@@ -29,6 +29,7 @@ const SuperviseCommand = "__supervise"
 type superviseConfig struct {
 	Mode        string          `json:"execution_mode"`
 	Backend     string          `json:"backend"`
+	Kind        vmm.Kind        `json:"backend_kind,omitempty"`
 	Spec        vmm.MachineSpec `json:"spec"`
 	ControlSock string          `json:"control_sock"`
 	BootTimeout time.Duration   `json:"boot_timeout"`
@@ -67,11 +68,12 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 			return nil, 0, err
 		}
 		spec.Kernel, spec.Initrd = rec.Env.KernelPath, initrd
-		spec.Disks = []vmm.Disk{{Path: rec.Disk, Format: "qcow2"}}
-		spec.Cmdline = fmt.Sprintf("pyro_channel=virtio-serial pyro_root=/dev/vda pyro_hostname=pyro-%s", rec.ID[:8])
+		if err := e.guestSpec(rec, &spec); err != nil {
+			return nil, 0, err
+		}
 	}
 	cfg := superviseConfig{
-		Mode: rec.Mode, Backend: e.opts.Backend, Spec: spec, ControlSock: filepath.Join(run, "ctl.sock"),
+		Mode: rec.Mode, Backend: e.opts.Backend, Kind: vmm.Kind(rec.BackendKind), Spec: spec, ControlSock: filepath.Join(run, "ctl.sock"),
 		BootTimeout: e.opts.BootTimeout, ExpiresAt: rec.ExpiresAt,
 	}
 	data, _ := json.MarshalIndent(cfg, "", "  ")
@@ -148,7 +150,7 @@ func RunSupervisor(ctx context.Context, dir string, log *slog.Logger) error {
 		return err
 	}
 	ready := os.NewFile(3, "ready")
-	b, err := newBackend(cfg.Mode, cfg.Spec.Kernel, log)
+	b, err := newBackend(cfg.Mode, cfg.Kind, cfg.Spec.Kernel, log)
 	if err != nil {
 		if ready != nil {
 			data, _ := json.Marshal(supervisor.Ready{Error: err.Error(), ErrorCode: "unavailable"})

@@ -15,29 +15,34 @@ import (
 	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/state"
+	"github.com/pyro-mcp/pyro/internal/vmm"
 )
 
 // vmRecord is what a VM's record.json holds.
 type vmRecord struct {
-	ID              string             `json:"id"`
-	Kind            string             `json:"kind"` // kindVM or kindWorkspace
-	Environment     string             `json:"environment"`
-	VCPUCount       int                `json:"vcpu_count"`
-	MemMiB          int                `json:"mem_mib"`
-	TTLSeconds      int                `json:"ttl_seconds"`
-	Network         bool               `json:"network"`
-	AllowHostCompat bool               `json:"allow_host_compat"`
-	Mode            string             `json:"execution_mode"`
-	Backend         string             `json:"backend"`
-	State           string             `json:"state"`
-	CreatedAt       time.Time          `json:"created_at"`
-	ExpiresAt       time.Time          `json:"expires_at"`
-	StartedAt       *time.Time         `json:"started_at,omitempty"`
-	BootMs          int64              `json:"boot_ms,omitempty"`
-	SupervisorPID   int                `json:"supervisor_pid,omitempty"`
-	VMMPid          int                `json:"vmm_pid,omitempty"`
-	Env             *catalog.Installed `json:"env,omitempty"`
-	Disk            string             `json:"disk,omitempty"`
+	ID              string `json:"id"`
+	Kind            string `json:"kind"` // kindVM or kindWorkspace
+	Environment     string `json:"environment"`
+	VCPUCount       int    `json:"vcpu_count"`
+	MemMiB          int    `json:"mem_mib"`
+	TTLSeconds      int    `json:"ttl_seconds"`
+	Network         bool   `json:"network"`
+	AllowHostCompat bool   `json:"allow_host_compat"`
+	Mode            string `json:"execution_mode"`
+	Backend         string `json:"backend"`
+	// BackendKind is the VMM the guest boots with ("qemu", "firecracker";
+	// empty in older records means qemu), fixed at create time so that
+	// every start of the VM uses the same one (its disk depends on it).
+	BackendKind   string             `json:"backend_kind,omitempty"`
+	State         string             `json:"state"`
+	CreatedAt     time.Time          `json:"created_at"`
+	ExpiresAt     time.Time          `json:"expires_at"`
+	StartedAt     *time.Time         `json:"started_at,omitempty"`
+	BootMs        int64              `json:"boot_ms,omitempty"`
+	SupervisorPID int                `json:"supervisor_pid,omitempty"`
+	VMMPid        int                `json:"vmm_pid,omitempty"`
+	Env           *catalog.Installed `json:"env,omitempty"`
+	Disk          string             `json:"disk,omitempty"`
 	// Workspace is set on workspaces only.
 	Workspace *wsState `json:"workspace,omitempty"`
 }
@@ -78,6 +83,12 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o CreateOptions)
 	if err != nil {
 		return nil, err
 	}
+	var vkind vmm.Kind
+	if mode == ModeGuest {
+		if vkind, err = e.guestKind(inst.KernelPath); err != nil {
+			return nil, err
+		}
+	}
 	// Expired VMs and workspaces hold memory and disk: creating is a good
 	// moment to collect them, so a TTL holds even if nobody runs reap.
 	if _, err := e.ReapExpired(ctx); err != nil {
@@ -99,14 +110,15 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o CreateOptions)
 	if inst != nil {
 		probe = inst.KernelPath
 	}
-	rec.Backend = e.backendName(mode, probe)
+	rec.BackendKind = string(vkind)
+	rec.Backend = e.backendName(mode, vkind, probe)
 	if mode == ModeGuest {
 		if err := e.catalog.Acquire(id, inst); err != nil {
 			st.Remove(id)
 			return nil, err
 		}
-		rec.Disk = filepath.Join(dir, "disk.qcow2")
-		if err := createOverlay(ctx, inst.RootfsPath, rec.Disk); err != nil {
+		rec.Disk = filepath.Join(dir, diskName(vkind))
+		if err := createDisk(ctx, vkind, inst, rec.Disk); err != nil {
 			e.catalog.Release(id)
 			st.Remove(id)
 			return nil, err
@@ -134,7 +146,7 @@ func (e *Engine) chooseMode(ctx context.Context, o CreateOptions) (string, *cata
 		}
 		return ModeHostCompat, nil, nil
 	}
-	guestErr := guestAvailable()
+	guestErr := e.guestTools()
 	var inst *catalog.Installed
 	if guestErr == nil {
 		var err error
@@ -149,7 +161,7 @@ func (e *Engine) chooseMode(ctx context.Context, o CreateOptions) (string, *cata
 	if guestErr == nil {
 		return ModeGuest, inst, nil
 	}
-	if o.AllowHostCompat && e.opts.Backend != "qemu" {
+	if o.AllowHostCompat && e.opts.Backend != BackendQEMU && e.opts.Backend != BackendFirecracker {
 		e.log.Warn("no guest can boot here; running on the host WITHOUT isolation (allow_host_compat)", "reason", guestErr)
 		return ModeHostCompat, nil, nil
 	}
