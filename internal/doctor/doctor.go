@@ -224,10 +224,16 @@ func Run(ctx context.Context, opts Options) *Report {
 	runAll(ctx, r, phase2)
 
 	r.Backends = backends(qemu, kernel, r.KVM, tcg, fcPath, fcVersion)
+	// The engine's automatic choice: firecracker when it works, else the
+	// first working QEMU mode.
 	for _, b := range r.Backends {
-		if b.Works && b.Isolated {
+		if b.Name == Firecracker && b.Works {
 			r.Selected, r.OK = b.Name, true
-			break
+		}
+	}
+	for _, b := range r.Backends {
+		if r.Selected == "" && b.Works && b.Isolated {
+			r.Selected, r.OK = b.Name, true
 		}
 	}
 	if opts.RunBootTest {
@@ -288,19 +294,27 @@ func backends(qemu, kernel string, k, tcg kvm.Result, fcPath, fcVersion string) 
 	out = append(out, tb)
 
 	fb := Backend{Name: Firecracker, Isolated: true}
-	if fcPath == "" {
+	fcName := fcPath
+	if fcVersion != "" {
+		fcName += " (" + fcVersion + ")"
+	}
+	switch {
+	case fcPath == "":
 		fb.Reason = "not installed"
 		fb.Fix = "install the firecracker binary from github.com/firecracker-microvm/firecracker/releases (or set PYRO_FIRECRACKER_BIN); it also needs a usable KVM"
-	} else {
-		fb.Reason = fmt.Sprintf("found %s (%s) but pyro does not drive Firecracker yet", fcPath, fcVersion)
-		fb.Fix = "nothing to do: pyro uses QEMU on this host"
+	case k.Usable:
+		fb.Works = true
+		fb.Reason = fmt.Sprintf("found %s and KVM runs a guest (%s); pyro boots new VMs with it by default", fcName, k.Reason)
+	default:
+		fb.Reason = fmt.Sprintf("found %s but not used: firecracker needs a working KVM, and KVM is %s here: %s", fcName, k.Verdict, k.Reason)
+		fb.Fix = "nothing to do: pyro uses QEMU on this host; on a host with hardware KVM it picks firecracker (or pass --backend firecracker)"
 	}
 	out = append(out, fb)
 
 	out = append(out, Backend{Name: HostCompat, Works: true, Isolated: false,
 		Reason: "runs commands directly on the host without isolation; used only with --allow-host-compat"})
 
-	// Preference: KVM first, TCG next.
+	// Preference: firecracker when it works (see Run), then KVM, then TCG.
 	return out
 }
 

@@ -60,6 +60,8 @@ func TestRunPicksBackend(t *testing.T) {
 		{"tcg boot fails", allTools, pvm, tcgBad, "/k", "", false, map[string]bool{QEMUTCG: false, HostCompat: true}},
 		{"no qemu at all", []string{"mmdebstrap"}, absent, kvm.Result{}, "/k", "", false, map[string]bool{QEMUKVM: false, QEMUTCG: false, HostCompat: true}},
 		{"firecracker on PATH is reported, not used", append(allTools, "firecracker"), pvm, tcgOK, "/k", QEMUTCG, true, map[string]bool{Firecracker: false}},
+		{"firecracker with real kvm is selected", append(allTools, "firecracker"), usable, tcgOK, "/k", Firecracker, true, map[string]bool{Firecracker: true, QEMUKVM: true}},
+		{"firecracker with unverified kvm is not", append(allTools, "firecracker"), unverified, tcgOK, "/k", QEMUTCG, true, map[string]bool{Firecracker: false}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -75,7 +77,7 @@ func TestRunPicksBackend(t *testing.T) {
 					t.Errorf("%s does not work and says nothing about a fix", b.Name)
 				}
 			}
-			if tt.name == "firecracker on PATH is reported, not used" && !strings.Contains(r.Backends[2].Reason, "/usr/bin/firecracker") {
+			if strings.HasPrefix(tt.name, "firecracker") && !strings.Contains(r.Backends[2].Reason, "/usr/bin/firecracker") {
 				t.Errorf("firecracker reason %q lacks its path", r.Backends[2].Reason)
 			}
 		})
