@@ -1,0 +1,107 @@
+package firecracker
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pyro-mcp/pyro/internal/catalog"
+)
+
+// TestRealFirecracker boots real guests through the pyro binary with
+// --backend firecracker: a one-shot run, and a workspace that is written,
+// stopped, started again and read back. It needs a firecracker binary, a
+// KVM that really runs a guest, and debian:12 installed; it skips, naming
+// what is missing, otherwise.
+func TestRealFirecracker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots real guests")
+	}
+	bin, err := FindBinary("")
+	if err != nil {
+		t.Skipf("firecracker is not installed (PATH or PYRO_FIRECRACKER_BIN): %v", err)
+	}
+	s, err := catalog.Open(catalog.Options{Registry: "none"})
+	if err != nil {
+		t.Skipf("no pyro cache: %v", err)
+	}
+	inst, err := s.Resolve(context.Background(), "debian:12")
+	if err != nil {
+		t.Skipf("debian:12 is not installed (pyro env pull debian:12): %v", err)
+	}
+	if k := ProbeKVM(t.Context(), inst.KernelPath); !k.Usable {
+		t.Skipf("firecracker found at %s but KVM cannot run a guest here (%s: %s)", bin, k.Verdict, k.Reason)
+	}
+
+	root := repoRoot(t)
+	tmp := shortDir(t)
+	pyro := filepath.Join(tmp, "pyro")
+	build := exec.Command("go", "build", "-o", pyro, "./cmd/pyro")
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building pyro: %v\n%s", err, out)
+	}
+	env := append(os.Environ(), "PYRO_BIN="+pyro, "PYRO_AGENT_BIN="+pyro,
+		"PYRO_STATE_DIR="+filepath.Join(tmp, "state"), "PYRO_RUNTIME_DIR="+filepath.Join(tmp, "run"), "PYRO_BACKEND=")
+	run := func(args ...string) map[string]any {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, pyro, append([]string{"--json"}, args...)...)
+		cmd.Env = env
+		out, err := cmd.Output()
+		var m map[string]any
+		if jerr := json.Unmarshal(out, &m); jerr != nil {
+			t.Fatalf("pyro %s: %v %v\n%s", strings.Join(args, " "), err, jerr, out)
+		}
+		return m
+	}
+
+	r := run("run", "--backend", "firecracker", "debian:12", "--", "sh", "-c", "cat /proc/cmdline; echo hello")
+	if r["backend"] != "firecracker" || r["exit_code"] != float64(0) || !strings.Contains(r["stdout"].(string), "hello") {
+		t.Fatalf("run: %v", r)
+	}
+	if !strings.Contains(r["stdout"].(string), "pyro_rootmode=overlay") {
+		t.Errorf("guest cmdline lacks the overlay root: %v", r["stdout"])
+	}
+
+	ws := run("workspace", "create", "--backend", "firecracker", "debian:12")
+	id, _ := ws["workspace_id"].(string)
+	if id == "" || ws["backend"] != "firecracker" {
+		t.Fatalf("workspace create: %v", ws)
+	}
+	defer run("workspace", "delete", id)
+	if e := run("workspace", "exec", id, "--", "sh", "-c", "echo persisted > /workspace/f && echo x > /etc/pyro-test"); e["exit_code"] != float64(0) {
+		t.Fatalf("workspace exec: %v", e)
+	}
+	run("workspace", "stop", id)
+	run("workspace", "start", id)
+	e := run("workspace", "exec", id, "--", "cat", "/workspace/f", "/etc/pyro-test")
+	if e["exit_code"] != float64(0) || e["stdout"] != "persisted\nx\n" {
+		t.Fatalf("after restart: %v", e)
+	}
+	if st := run("workspace", "status", id); st["backend"] != "firecracker" {
+		t.Errorf("restarted workspace backend %v", st["backend"])
+	}
+}
+
+func repoRoot(t *testing.T) string {
+	_, file, _, _ := runtime.Caller(0)
+	dir := filepath.Dir(file)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		if filepath.Dir(dir) == dir {
+			t.Fatal("repository root not found")
+		}
+		dir = filepath.Dir(dir)
+	}
+}
