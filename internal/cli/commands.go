@@ -12,5 +12,6 @@ func (a *App) commands() []*cobra.Command {
 		a.newDoctorCmd(),
 		a.newSuperviseCmd(),
 		a.newMCPCmd(),
+		a.newDemoCmd(),
 	}
 }
