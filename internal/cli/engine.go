@@ -126,3 +126,55 @@ func init() {
 		return nil
 	}
 }
+
+// execRun is what an exec-style verb does once its command line is parsed:
+// run the command (streaming to ex.Stdout/ex.Stderr when set) and return
+// the result to print, its command part, and the summary line's fields.
+type execRun func(ctx context.Context, c *pyro.Client, id string, ex pyro.ExecOptions) (any, *pyro.ExecResult, string, error)
+
+// idExecCmd builds `VERB exec ID [--timeout-seconds N] -- COMMAND...`, whose
+// exit status is the guest command's.
+func (a *App) idExecCmd(idName, short, prefix string, run execRun) *cobra.Command {
+	var timeout int
+	usage := fmt.Sprintf("pyro %s exec %s [--timeout-seconds N] -- COMMAND [ARG...]", strings.Fields(prefix)[0], idName)
+	cmd := &cobra.Command{
+		Use:   "exec " + idName + " -- COMMAND [ARG...]",
+		Short: short,
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a.execCommand = true
+			before, ex, err := splitCommand(cmd, args, 1, usage)
+			if err != nil {
+				return err
+			}
+			if ex.TimeoutSeconds, err = timeoutOption(timeout); err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if !a.JSON {
+				ex.Stdout, ex.Stderr = a.Stdout, a.Stderr
+			}
+			res, er, extra, err := run(cmd.Context(), c, before[0], ex)
+			if err != nil {
+				return err
+			}
+			return a.finishExec(prefix, res, er, extra)
+		},
+	}
+	cmd.Flags().IntVar(&timeout, "timeout-seconds", pyro.DefaultTimeoutSeconds, "kill the command (exit 124) after this many seconds")
+	return cmd
+}
+
+// finishExec sets pyro's exit status from a guest command and prints the
+// result: the JSON object, or the one-line summary on stderr.
+func (a *App) finishExec(prefix string, res any, er *pyro.ExecResult, extra string) error {
+	a.exitCode = exitFor(er)
+	if a.JSON {
+		return a.printJSON(res)
+	}
+	a.printExecSummary(prefix, er, extra)
+	return nil
+}

@@ -49,13 +49,8 @@ pyro itself failed). A single COMMAND argument containing shell syntax runs with
 			if err != nil {
 				return err
 			}
-			a.exitCode = exitFor(&res.ExecResult)
-			if a.JSON {
-				return a.printJSON(res)
-			}
-			a.printExecSummary("run", &res.ExecResult, fmt.Sprintf("environment=%s execution_mode=%s backend=%s boot_ms=%d ",
+			return a.finishExec("run", res, &res.ExecResult, fmt.Sprintf("environment=%s execution_mode=%s backend=%s boot_ms=%d ",
 				res.Environment, res.ExecutionMode, res.Backend, res.BootMs))
-			return nil
 		},
 	}
 	f.register(cmd, pyro.DefaultVMTTLSeconds)

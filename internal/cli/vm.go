@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -83,42 +84,14 @@ func (a *App) vmIDCmd(use, short string, do func(*cobra.Command, *pyro.Client, s
 }
 
 func (a *App) vmExecCmd() *cobra.Command {
-	var timeout int
-	const usage = "pyro vm exec VM_ID [--timeout-seconds N] -- COMMAND [ARG...]"
-	cmd := &cobra.Command{
-		Use:   "exec VM_ID -- COMMAND [ARG...]",
-		Short: "Run one command in a VM, then delete the VM (exec auto-cleans)",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			a.execCommand = true
-			before, ex, err := splitCommand(cmd, args, 1, usage)
+	return a.idExecCmd("VM_ID", "Run one command in a VM, then delete the VM (exec auto-cleans)", "vm exec",
+		func(ctx context.Context, c *pyro.Client, id string, ex pyro.ExecOptions) (any, *pyro.ExecResult, string, error) {
+			res, err := c.ExecVM(ctx, id, ex)
 			if err != nil {
-				return err
+				return nil, nil, "", err
 			}
-			if ex.TimeoutSeconds, err = timeoutOption(timeout); err != nil {
-				return err
-			}
-			e, err := a.client()
-			if err != nil {
-				return err
-			}
-			if !a.JSON {
-				ex.Stdout, ex.Stderr = a.Stdout, a.Stderr
-			}
-			res, err := e.ExecVM(cmd.Context(), before[0], ex)
-			if err != nil {
-				return err
-			}
-			a.exitCode = exitFor(&res.ExecResult)
-			if a.JSON {
-				return a.printJSON(res)
-			}
-			a.printExecSummary("vm exec", &res.ExecResult, fmt.Sprintf("vm_id=%s ", res.VMID))
-			return nil
-		},
-	}
-	cmd.Flags().IntVar(&timeout, "timeout-seconds", pyro.DefaultTimeoutSeconds, "kill the command (exit 124) after this many seconds")
-	return cmd
+			return res, &res.ExecResult, fmt.Sprintf("vm_id=%s ", res.VMID), nil
+		})
 }
 
 func (a *App) vmListCmd() *cobra.Command {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -89,45 +90,17 @@ func (a *App) wsSyncCmd() *cobra.Command {
 }
 
 func (a *App) wsExecCmd() *cobra.Command {
-	var timeout int
-	const usage = "pyro workspace exec WORKSPACE_ID [--timeout-seconds N] -- COMMAND [ARG...]"
-	cmd := &cobra.Command{
-		Use:   "exec WORKSPACE_ID -- COMMAND [ARG...]",
-		Short: "Run one command in /workspace; the workspace stays alive",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			a.execCommand = true
-			before, ex, err := splitCommand(cmd, args, 1, usage)
+	return a.idExecCmd("WORKSPACE_ID", "Run one command in /workspace; the workspace stays alive", "workspace exec",
+		func(ctx context.Context, c *pyro.Client, id string, ex pyro.ExecOptions) (any, *pyro.ExecResult, string, error) {
+			r, err := c.ExecWorkspace(ctx, id, ex)
 			if err != nil {
-				return err
+				return nil, nil, "", err
 			}
-			if ex.TimeoutSeconds, err = timeoutOption(timeout); err != nil {
-				return err
+			if r.Restarted && ex.Stderr != nil {
+				fmt.Fprintf(ex.Stderr, "[workspace] the VM was not running: booted it again from its disk (/workspace kept)\n")
 			}
-			e, err := a.client()
-			if err != nil {
-				return err
-			}
-			if !a.JSON {
-				ex.Stdout, ex.Stderr = a.Stdout, a.Stderr
-			}
-			r, err := e.ExecWorkspace(cmd.Context(), before[0], ex)
-			if err != nil {
-				return err
-			}
-			a.exitCode = exitFor(&r.ExecResult)
-			if a.JSON {
-				return a.printJSON(r)
-			}
-			if r.Restarted {
-				fmt.Fprintf(a.Stderr, "[workspace] the VM was not running: booted it again from its disk (/workspace kept)\n")
-			}
-			a.printExecSummary("workspace exec", &r.ExecResult, fmt.Sprintf("workspace_id=%s sequence=%d ", r.WorkspaceID, r.Sequence))
-			return nil
-		},
-	}
-	cmd.Flags().IntVar(&timeout, "timeout-seconds", pyro.DefaultTimeoutSeconds, "kill the command (exit 124) after this many seconds")
-	return cmd
+			return r, &r.ExecResult, fmt.Sprintf("workspace_id=%s sequence=%d ", r.WorkspaceID, r.Sequence), nil
+		})
 }
 
 func (a *App) wsStatusCmd() *cobra.Command {
