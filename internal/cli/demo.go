@@ -36,7 +36,7 @@ succeeded, 1 when one failed (its line says why) or pyro itself failed.
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pr := a.newProgressPrinter()
-			c, err := pyro.New(&pyro.Options{Logger: a.logger(), Progress: pr.print})
+			c, err := pyro.New(&pyro.Options{Logger: a.logger(), Progress: pullsOnly(pr.print)})
 			if err != nil {
 				return err
 			}
@@ -113,7 +113,7 @@ with 'ollama pull MODEL'.`,
 				}
 			}
 			pr := a.newProgressPrinter()
-			c, err := pyro.New(&pyro.Options{Logger: a.logger(), Progress: pr.print})
+			c, err := pyro.New(&pyro.Options{Logger: a.logger(), Progress: pullsOnly(pr.print)})
 			if err != nil {
 				return err
 			}
@@ -150,4 +150,15 @@ with 'ollama pull MODEL'.`,
 	f.IntVar(&o.MaxSteps, "max-steps", demo.DefaultMaxSteps, "chat-completions requests at most")
 	f.StringVar(&tools, "tools", strings.Join(demo.DefaultTools, ","), "comma-separated MCP tools offered to the model, or all")
 	return cmd
+}
+
+// pullsOnly passes on the progress of environments actually being fetched
+// or built: a demo need not say that the cache was checked.
+func pullsOnly(f func(pyro.Progress)) func(pyro.Progress) {
+	return func(p pyro.Progress) {
+		if p.Phase == "resolve" || p.Phase == "verify" || (p.Phase == "done" && p.Source == "cache") {
+			return
+		}
+		f(p)
+	}
 }

@@ -154,8 +154,8 @@ func Guided(ctx context.Context, c *pyro.Client, o GuidedOptions) (*GuidedReport
 		if o.Network {
 			net = ", with network"
 		}
-		return true, fmt.Sprintf("workspace %s running%s, /workspace seeded with %d entries from %s (boot %s)",
-			w.WorkspaceID, net, w.WorkspaceSeed.Entries, seed, Seconds(w.BootMs)), w, nil
+		return true, fmt.Sprintf("workspace %s booted in %s%s, /workspace seeded with %d entries from a temp dir",
+			w.WorkspaceID, Seconds(w.BootMs), net, w.WorkspaceSeed.Entries), w, nil
 	}); err != nil {
 		return finish(err)
 	}
@@ -262,7 +262,8 @@ func shortCommand(argv []string) string {
 		s = argv[2]
 	}
 	if len(s) > 40 {
-		s = s[:37] + "..."
+		s, _, _ = strings.Cut(s, " ")
+		s += " ..."
 	}
 	return s
 }
