@@ -41,7 +41,7 @@ var (
 	}
 	// contractFlags are flags the contract names explicitly, per command.
 	contractFlags = map[string][]string{
-		"run": {"vcpu-count", "mem-mib", "timeout-seconds", "ttl-seconds", "network", "allow-host-compat", "json"},
+		"run":                 {"vcpu-count", "mem-mib", "timeout-seconds", "ttl-seconds", "network", "allow-host-compat", "json"},
 		"workspace create":    {"seed-path", "vcpu-count", "mem-mib", "ttl-seconds", "network", "allow-host-compat", "json"},
 		"workspace sync push": {"dest"},
 		"workspace exec":      {"timeout-seconds"},
