@@ -164,7 +164,7 @@ Ids, timings and sizes differ from run to run; the shapes do not. Stdout and std
 interleaved as a terminal shows them; the lines in \`[brackets]\` and the progress lines are
 pyro's stderr.
 
-- pyro: \`$(pyro --version)\`
+- pyro version: \`$(pyro --version | sed "s/^pyro //")\`
 - host: \`$(uname -srm)\`, $(. /etc/os-release && echo "$PRETTY_NAME"), $(nproc) CPUs
 - generated: $(date -u +%Y-%m-%d)
 
