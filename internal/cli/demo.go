@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 
 	"github.com/pyro-mcp/pyro"
 	"github.com/pyro-mcp/pyro/internal/demo"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
-	"github.com/pyro-mcp/pyro/internal/mcpserver"
+	"github.com/pyro-mcp/pyro/internal/version"
 )
 
 // newDemoCmd wires `pyro demo` and `pyro demo ollama`. Results go to
@@ -118,9 +119,18 @@ with 'ollama pull MODEL'.`,
 				return err
 			}
 			ctx := cmd.Context()
-			session, err := mcpserver.Dial(ctx, c.CreateServer(), nil)
+			// The tools run in pyro's own MCP server, in this process. Its
+			// session is closed last: Close waits for calls in flight, so a
+			// VM of a call cancelled by Ctrl-C is deleted before pyro exits.
+			ct, st := mcp.NewInMemoryTransports()
+			ss, err := c.CreateServer().Connect(ctx, st, nil)
 			if err != nil {
-				return err
+				return fmt.Errorf("starting pyro's MCP server: %w", err)
+			}
+			defer ss.Close()
+			session, err := mcp.NewClient(&mcp.Implementation{Name: "pyro-demo-ollama", Version: version.Version}, nil).Connect(ctx, ct, nil)
+			if err != nil {
+				return fmt.Errorf("connecting to pyro's MCP server: %w", err)
 			}
 			defer session.Close()
 			o.Log = func(line string) {
