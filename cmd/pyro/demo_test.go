@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -12,20 +14,47 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/sys/unix"
 )
 
 func init() {
-	// fakeollama start [loop]: serve Ollama's OpenAI-compatible
+	// fakeollama start [loop|sleep]: serve Ollama's OpenAI-compatible
 	// chat-completions API on 127.0.0.1 and export its root as $OLLAMA_URL.
 	// Model "fake" first answers with a vm_run tool call (debian:12,
 	// git --version), then, given that call's result, which must contain
 	// "git version", with a final message; other models get Ollama's 404
 	// "model not found". In loop mode it calls vm_run with an empty command
-	// on every request. A request breaking the protocol gets a 400 naming
-	// the problem, and is remembered.
+	// on every request; in sleep mode, with `sleep 60`. A request breaking
+	// the protocol gets a 400 naming the problem, and is remembered.
 	// fakeollama dead: export $DEAD_URL, a root where nothing listens.
 	// fakeollama requests N: the fake served N requests and saw no violation.
 	scriptCmdRegistry["fakeollama"] = cmdFakeOllama
+	// sigdemo SIGNAL: send SIGNAL to this script's `pyro demo` processes.
+	scriptCmdRegistry["sigdemo"] = func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 1 {
+			ts.Fatalf("usage: sigdemo SIGNAL")
+		}
+		sig := unix.SignalNum("SIG" + args[0])
+		if sig == 0 {
+			ts.Fatalf("unknown signal %s", args[0])
+		}
+		mine := "PYRO_STATE_DIR=" + ts.Getenv("PYRO_STATE_DIR") + "\x00"
+		n := 0
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			env, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+			if strings.HasSuffix(strings.SplitN(string(cmd), "\x00", 2)[0], "pyro") && strings.Contains(string(cmd), "\x00demo\x00") &&
+				strings.Contains(string(env), mine) {
+				pid, _ := strconv.Atoi(e.Name())
+				unix.Kill(pid, sig)
+				n++
+			}
+		}
+		if n == 0 {
+			ts.Fatalf("no pyro demo process of this script")
+		}
+	}
 }
 
 var (
@@ -35,11 +64,14 @@ var (
 
 func cmdFakeOllama(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) == 0 {
-		ts.Fatalf("usage: fakeollama start [loop] | dead | requests N")
+		ts.Fatalf("usage: fakeollama start [loop|sleep] | dead | requests N")
 	}
 	switch args[0] {
 	case "start":
-		f := &fakeOllama{loop: len(args) > 1 && args[1] == "loop"}
+		f := &fakeOllama{}
+		if len(args) > 1 {
+			f.mode = args[1]
+		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		ts.Check(err)
 		srv := &http.Server{Handler: f, ReadHeaderTimeout: 10 * time.Second}
@@ -82,7 +114,7 @@ func cmdFakeOllama(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 type fakeOllama struct {
-	loop       bool
+	mode       string // "", "loop" or "sleep"
 	mu         sync.Mutex
 	requests   int
 	violations []string
@@ -177,8 +209,10 @@ func (f *fakeOllama) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	last := req.Messages[len(req.Messages)-1]
 	id := fmt.Sprintf("call_%d", f.requests)
 	switch {
-	case f.loop:
+	case f.mode == "loop":
 		f.answer(w, "", id, `{"environment":"debian:12","command":""}`)
+	case f.mode == "sleep":
+		f.answer(w, "", id, `{"environment":"debian:12","command":"sleep 60","timeout_seconds":120}`)
 	case last.Role == "user":
 		f.answer(w, "", id, `{"environment":"debian:12","command":"git --version"}`)
 	case last.Role == "tool":
