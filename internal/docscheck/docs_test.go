@@ -128,6 +128,9 @@ func TestDocumentedCommandsParse(t *testing.T) {
 // checkCommandLine finds the command args name in the real cobra tree and
 // parses its flags, as `pyro` would before running it.
 func checkCommandLine(args []string) error {
+	if len(args) > 0 && placeholder.MatchString(args[0]) {
+		return nil // `pyro COMMAND --help`: about every command
+	}
 	root := cli.NewRootCommand()
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
