@@ -250,7 +250,7 @@ func callTool(ctx context.Context, tools Tools, offered []string, tc toolCall, s
 	res, err := tools.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: in})
 	if err != nil {
 		if ctx.Err() != nil {
-			return "", rec, ctx.Err()
+			return "", rec, fmt.Errorf("interrupted during %s (a VM it started is deleted): %w", name, ctx.Err())
 		}
 		msg := "error: " + err.Error()
 		return finish(msg, true, msg)
@@ -420,7 +420,7 @@ func chat(ctx context.Context, hc *http.Client, base string, req chatRequest) (*
 	resp, err := hc.Do(hreq)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, fmt.Errorf("interrupted while waiting for the model: %w", ctx.Err())
 		}
 		var ne net.Error
 		var oe *net.OpError
