@@ -146,6 +146,11 @@ func (a *App) reportError(ctx context.Context, err error) int {
 	case errors.Is(err, errdefs.ErrInvalidArgument) && isUsage(err):
 		code = ExitUsage
 	}
+	if code == ExitInterrupts {
+		// The engine has already stopped and deleted what this command
+		// started; say so rather than print "context canceled".
+		err = errdefs.New(errdefs.ErrInternal, "", "interrupted: stopped, and removed what this command had started")
+	}
 	hint := errdefs.HintOf(err)
 	if a.JSON {
 		_ = a.printJSON(ErrorJSON{Error: ErrorBody{Code: errdefs.Code(err), Message: err.Error(), Hint: hint}})
