@@ -45,6 +45,7 @@ type config struct {
 	TSCkHz    int    // host TSC frequency; 0 leaves it to the guest
 	TBSizeMiB int    // TCG translation cache size; 0 keeps QEMU's default
 	Net       string // NetSlirp or NetPasst
+	TCGCPU    string // CPU model under TCG; "" means max
 }
 
 // buildArgs returns QEMU's arguments (without the program name) for spec.
@@ -71,7 +72,11 @@ func buildArgs(spec vmm.MachineSpec, cfg config) ([]string, error) {
 		if cfg.TBSizeMiB > 0 {
 			tcg += ",tb-size=" + strconv.Itoa(cfg.TBSizeMiB)
 		}
-		a = append(a, "-accel", tcg, "-cpu", "max")
+		cpu := cfg.TCGCPU
+		if cpu == "" {
+			cpu = "max"
+		}
+		a = append(a, "-accel", tcg, "-cpu", cpu)
 	}
 	a = append(a,
 		"-M", "microvm,x-option-roms=off,rtc=on",

@@ -101,6 +101,7 @@ func New(opts Options) (*Backend, error) {
 	}
 	b := &Backend{bin: bin, log: log}
 	b.cfg.TSCkHz = HostTSCkHz()
+	b.cfg.TCGCPU = os.Getenv("PYRO_QEMU_TCG_CPU")
 	switch opts.TBSizeMiB {
 	case 0:
 		b.cfg.TBSizeMiB = DefaultTBSizeMiB
