@@ -332,13 +332,42 @@ mkdir -p "$root/workspace"
 dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Package}\t${Version}\n' > "$PYRO_PKGS"
 # mmdebstrap keeps /proc, /sys and /dev mounted in the chroot while hooks
 # run: unmount them in a private mount namespace so mkfs copies only the tree.
-exec unshare --mount --propagation private sh -c '
+unshare --mount --propagation private sh -c '
 set -eu
 root="$1"
 findmnt -rn -o TARGET | grep "^$root/" | sort -r | while read -r m; do umount -l "$m"; done
+# mmdebstrap'"'"'s own temp files stay out of the image (they have random names).
+mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
+# Reproducible images: no file in the tree is newer than SOURCE_DATE_EPOCH
+# (mkfs.ext4 -d copies each file'"'"'s times into the image).
+find "$root" -newermt "@$SOURCE_DATE_EPOCH" -print0 | xargs -0r touch --no-dereference --date="@$SOURCE_DATE_EPOCH"
 E2FSPROGS_FAKE_TIME="$SOURCE_DATE_EPOCH" "$PYRO_MKFS" -q -F -t ext4 -L root -U "$PYRO_UUID" \
   -E "hash_seed=$PYRO_UUID,root_owner=0:0,lazy_itable_init=0" -d "$root" "$PYRO_OUT"
 ' sh "$root"
+# mkfs.ext4 copies each file's ctime, which nothing can set in the tree, and
+# its atime, which mkfs's own reading moves: set both on every in-use inode
+# of the image (in-use inodes come from the per-group free-inode ranges
+# dumpe2fs prints).
+ipg=$(dumpe2fs -h "$PYRO_OUT" 2>/dev/null | awk -F: '/^Inodes per group/ {print $2 + 0}')
+dumpe2fs "$PYRO_OUT" 2>/dev/null | awk -v ipg="$ipg" -v t="$SOURCE_DATE_EPOCH" '
+/^Group [0-9]+:/ { g = $2 + 0 }
+/^  Free inodes:/ {
+	sub(/^  Free inodes: */, "")
+	n = split($0, r, ", *")
+	split("", free)
+	for (k = 1; k <= n; k++) {
+		if (r[k] == "") continue
+		m = split(r[k], ab, "-")
+		b = (m > 1) ? ab[2] : ab[1]
+		for (x = ab[1] + 0; x <= b + 0; x++) free[x] = 1
+	}
+	for (x = g * ipg + 1; x <= (g + 1) * ipg; x++) if (!(x in free)) {
+		print "sif <" x "> ctime @" t
+		print "sif <" x "> atime @" t
+	}
+}' > "$PYRO_OUT.debugfs"
+E2FSPROGS_FAKE_TIME="$SOURCE_DATE_EPOCH" debugfs -w -f "$PYRO_OUT.debugfs" "$PYRO_OUT" >/dev/null 2>&1
+rm -f "$PYRO_OUT.debugfs"
 `
 
 func (s *Store) buildRootfs(ctx context.Context, entry Entry, dir string, b *built) error {
