@@ -1,6 +1,7 @@
 package agentproto
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,7 @@ const ChunkSize = 64 << 10
 // output (MaxOutput), which bounds that queue.
 type Client struct {
 	rwc   io.ReadWriteCloser
+	in    *bufio.Reader
 	hello Hello
 
 	wmu sync.Mutex // serialises frame writes
@@ -41,7 +43,7 @@ type Client struct {
 // NewClient performs the handshake on rwc (bounded by ctx) and starts
 // reading. On failure rwc is closed.
 func NewClient(ctx context.Context, rwc io.ReadWriteCloser) (*Client, error) {
-	c := &Client{rwc: rwc, streams: map[uint32]*queue{}, done: make(chan struct{})}
+	c := &Client{rwc: rwc, in: bufio.NewReaderSize(rwc, ReadBufferSize), streams: map[uint32]*queue{}, done: make(chan struct{})}
 	type res struct {
 		h   Hello
 		err error
@@ -72,7 +74,7 @@ func (c *Client) handshake() (Hello, error) {
 	if err := WriteFrame(c.rwc, Frame{Type: TypeHello, Payload: mine}); err != nil {
 		return Hello{}, errdefs.Wrap(errdefs.ErrUnavailable, err, "check that the guest booted (see its console log)", "sending agent hello")
 	}
-	f, err := ReadFrame(c.rwc)
+	f, err := ReadFrame(c.in)
 	if err != nil {
 		return Hello{}, errdefs.Wrap(errdefs.ErrUnavailable, err, "check that the guest booted (see its console log)", "reading agent hello")
 	}
@@ -130,7 +132,7 @@ func (c *Client) fail(err error) {
 
 func (c *Client) readLoop() {
 	for {
-		f, err := ReadFrame(c.rwc)
+		f, err := ReadFrame(c.in)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = errors.New("agent closed the connection")

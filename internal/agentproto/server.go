@@ -1,6 +1,7 @@
 package agentproto
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -105,6 +106,7 @@ func (w *streamWriter) Write(p []byte) (int, error) {
 
 type server struct {
 	rwc io.ReadWriteCloser
+	in  *bufio.Reader // buffered: a frame's header and payload in one read
 	h   Handler
 	log *slog.Logger
 	wmu sync.Mutex
@@ -126,7 +128,7 @@ type serverStream struct {
 // handlers it started (whose contexts are cancelled) before returning. A
 // closed connection is a normal end: Serve returns nil.
 func Serve(ctx context.Context, rwc io.ReadWriteCloser, h Handler) error {
-	s := &server{rwc: rwc, h: h, log: slog.Default()}
+	s := &server{rwc: rwc, in: bufio.NewReaderSize(rwc, ReadBufferSize), h: h, log: slog.Default()}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { rwc.Close() })
@@ -142,7 +144,7 @@ func Serve(ctx context.Context, rwc io.ReadWriteCloser, h Handler) error {
 	var mu sync.Mutex
 	streams := map[uint32]*serverStream{}
 	for {
-		f, err := ReadFrame(rwc)
+		f, err := ReadFrame(s.in)
 		if err != nil {
 			mu.Lock()
 			for _, st := range streams {
@@ -224,7 +226,7 @@ func (s *server) respond(id uint32, res any, herr error) {
 }
 
 func (s *server) handshake() error {
-	f, err := ReadFrame(s.rwc)
+	f, err := ReadFrame(s.in)
 	if err != nil {
 		return err
 	}

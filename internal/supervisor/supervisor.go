@@ -13,6 +13,7 @@
 package supervisor
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -214,6 +215,7 @@ type router struct {
 	log    *slog.Logger
 	hello  agentproto.Hello
 	guest  io.ReadWriteCloser
+	in     *bufio.Reader // buffered reads from the guest
 	gw     sync.Mutex // serialises writes to the guest
 	mu     sync.Mutex
 	next   uint32
@@ -230,7 +232,8 @@ type client struct {
 }
 
 func newRouter(guest io.ReadWriteCloser, hello agentproto.Hello, log *slog.Logger) *router {
-	return &router{log: log, hello: hello, guest: guest, routes: map[uint32]route{}, conns: map[*client]bool{}}
+	return &router{log: log, hello: hello, guest: guest, in: bufio.NewReaderSize(guest, agentproto.ReadBufferSize),
+		routes: map[uint32]route{}, conns: map[*client]bool{}}
 }
 
 func (r *router) toGuest(f agentproto.Frame) error {
@@ -253,7 +256,7 @@ func (r *router) shutdownGuest() {
 // processes that read continuously, so this is accepted for simplicity.
 func (r *router) readGuest() {
 	for {
-		f, err := agentproto.ReadFrame(r.guest)
+		f, err := agentproto.ReadFrame(r.in)
 		if err != nil {
 			r.log.Info("guest connection closed", "err", err)
 			r.close()
@@ -301,7 +304,8 @@ func (r *router) serveClient(conn net.Conn) {
 			r.toGuest(agentproto.Frame{Type: agentproto.TypeCancel, Stream: g})
 		}
 	}()
-	first, err := agentproto.ReadFrame(conn)
+	in := bufio.NewReaderSize(conn, agentproto.ReadBufferSize)
+	first, err := agentproto.ReadFrame(in)
 	if err != nil || first.Type != agentproto.TypeHello {
 		return
 	}
@@ -324,7 +328,7 @@ func (r *router) serveClient(conn net.Conn) {
 	r.conns[c] = true
 	r.mu.Unlock()
 	for {
-		f, err := agentproto.ReadFrame(conn)
+		f, err := agentproto.ReadFrame(in)
 		if err != nil {
 			return
 		}
