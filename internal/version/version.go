@@ -3,4 +3,4 @@
 package version
 
 // Version is overridden at link time with -ldflags "-X ...version.Version=...".
-var Version = "2.4.0-dev"
+var Version = "2.4.0"
