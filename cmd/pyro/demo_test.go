@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -14,7 +12,6 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
-	"golang.org/x/sys/unix"
 )
 
 func init() {
@@ -34,26 +31,7 @@ func init() {
 		if len(args) != 1 {
 			ts.Fatalf("usage: sigdemo SIGNAL")
 		}
-		sig := unix.SignalNum("SIG" + args[0])
-		if sig == 0 {
-			ts.Fatalf("unknown signal %s", args[0])
-		}
-		mine := "PYRO_STATE_DIR=" + ts.Getenv("PYRO_STATE_DIR") + "\x00"
-		n := 0
-		ents, _ := os.ReadDir("/proc")
-		for _, e := range ents {
-			cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-			env, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-			if strings.HasSuffix(strings.SplitN(string(cmd), "\x00", 2)[0], "pyro") && strings.Contains(string(cmd), "\x00demo\x00") &&
-				strings.Contains(string(env), mine) {
-				pid, _ := strconv.Atoi(e.Name())
-				unix.Kill(pid, sig)
-				n++
-			}
-		}
-		if n == 0 {
-			ts.Fatalf("no pyro demo process of this script")
-		}
+		signalPyro(ts, "demo", args[0])
 	}
 }
 

@@ -36,25 +36,7 @@ func init() {
 		if len(args) != 1 {
 			ts.Fatalf("usage: sigrun SIGNAL")
 		}
-		sig := unix.SignalNum("SIG" + args[0])
-		if sig == 0 {
-			ts.Fatalf("unknown signal %s", args[0])
-		}
-		mine := "PYRO_STATE_DIR=" + ts.Getenv("PYRO_STATE_DIR") + "\x00"
-		n := 0
-		ents, _ := os.ReadDir("/proc")
-		for _, e := range ents {
-			cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-			env, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-			if strings.HasSuffix(strings.SplitN(string(cmd), "\x00", 2)[0], "pyro") && strings.Contains(string(cmd), "\x00run\x00") && strings.Contains(string(env), mine) {
-				pid, _ := strconv.Atoi(e.Name())
-				unix.Kill(pid, sig)
-				n++
-			}
-		}
-		if n == 0 {
-			ts.Fatalf("no pyro run process of this script")
-		}
+		signalPyro(ts, "run", args[0])
 	}
 	// sleep DURATION: pause the script.
 	scriptCmdRegistry["sleep"] = func(ts *testscript.TestScript, neg bool, args []string) {
@@ -97,5 +79,30 @@ func init() {
 			}
 		}()
 		ts.Setenv("LOOPBACK_PORT", fmt.Sprint(l.Addr().(*net.TCPAddr).Port))
+	}
+}
+
+// signalPyro sends SIGNAL (INT, TERM, ...) to this script's `pyro VERB`
+// processes (found by their PYRO_STATE_DIR), as a terminal would.
+func signalPyro(ts *testscript.TestScript, verb, signal string) {
+	sig := unix.SignalNum("SIG" + signal)
+	if sig == 0 {
+		ts.Fatalf("unknown signal %s", signal)
+	}
+	mine := "PYRO_STATE_DIR=" + ts.Getenv("PYRO_STATE_DIR") + "\x00"
+	n := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		env, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if strings.HasSuffix(strings.SplitN(string(cmd), "\x00", 2)[0], "pyro") &&
+			strings.Contains(string(cmd), "\x00"+verb+"\x00") && strings.Contains(string(env), mine) {
+			pid, _ := strconv.Atoi(e.Name())
+			unix.Kill(pid, sig)
+			n++
+		}
+	}
+	if n == 0 {
+		ts.Fatalf("no pyro %s process of this script", verb)
 	}
 }

@@ -146,7 +146,7 @@ func (a *App) reportError(ctx context.Context, err error) int {
 	case errors.Is(err, errdefs.ErrInvalidArgument) && isUsage(err):
 		code = ExitUsage
 	}
-	if code == ExitInterrupts {
+	if code == ExitInterrupts && !strings.Contains(err.Error(), "interrupted") {
 		// The engine has already stopped and deleted what this command
 		// started; say so rather than print "context canceled".
 		err = errdefs.New(errdefs.ErrInternal, "", "interrupted: stopped, and removed what this command had started")
