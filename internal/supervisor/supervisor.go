@@ -216,7 +216,7 @@ type router struct {
 	hello  agentproto.Hello
 	guest  io.ReadWriteCloser
 	in     *bufio.Reader // buffered reads from the guest
-	gw     sync.Mutex // serialises writes to the guest
+	gw     sync.Mutex    // serialises writes to the guest
 	mu     sync.Mutex
 	next   uint32
 	routes map[uint32]route
