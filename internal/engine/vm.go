@@ -207,21 +207,32 @@ func (e *Engine) load(ref string) (*vmRecord, error) {
 	return &rec, nil
 }
 
+// locked resolves ref in st, takes its lock and reads its record. The
+// caller must call unlock.
+func (e *Engine) locked(st *state.Store, ref string) (rec *vmRecord, unlock func(), err error) {
+	id, err := st.Resolve(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	lock, err := st.Lock(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec = &vmRecord{}
+	if err := st.Read(id, rec); err != nil {
+		lock.Unlock()
+		return nil, nil, err
+	}
+	return rec, lock.Unlock, nil
+}
+
 // StartVM boots a created or stopped VM and waits for its agent.
 func (e *Engine) StartVM(ctx context.Context, ref string) (*VM, error) {
-	id, err := e.vms.Resolve(ref)
+	rec, unlock, err := e.locked(e.vms, ref)
 	if err != nil {
 		return nil, err
 	}
-	lock, err := e.vms.Lock(id)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Unlock()
-	rec, err := e.load(id)
-	if err != nil {
-		return nil, err
-	}
+	defer unlock()
 	if err := e.startLocked(ctx, rec); err != nil {
 		return nil, err
 	}
@@ -380,22 +391,14 @@ func (e *Engine) dial(ctx context.Context, rec *vmRecord) (*agentproto.Client, e
 
 // StopVM powers a VM off; its disk stays.
 func (e *Engine) StopVM(ctx context.Context, ref string) (*VM, error) {
-	id, err := e.vms.Resolve(ref)
+	rec, unlock, err := e.locked(e.vms, ref)
 	if err != nil {
 		return nil, err
 	}
-	lock, err := e.vms.Lock(id)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Unlock()
-	rec, err := e.load(id)
-	if err != nil {
-		return nil, err
-	}
+	defer unlock()
 	e.stopLocked(ctx, rec)
 	rec.State = StateStopped
-	if err := e.vms.Write(id, rec); err != nil {
+	if err := e.vms.Write(rec.ID, rec); err != nil {
 		return nil, err
 	}
 	return rec.view(false, ""), nil

@@ -529,22 +529,14 @@ func (e *Engine) StartWorkspace(ctx context.Context, ref string) (*Workspace, er
 
 // StopWorkspace powers the workspace's VM off; /workspace stays on its disk.
 func (e *Engine) StopWorkspace(ctx context.Context, ref string) (*Workspace, error) {
-	id, err := e.wss.Resolve(ref)
+	rec, unlock, err := e.locked(e.wss, ref)
 	if err != nil {
 		return nil, err
 	}
-	lock, err := e.wss.Lock(id)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Unlock()
-	var rec vmRecord
-	if err := e.wss.Read(id, &rec); err != nil {
-		return nil, err
-	}
-	e.stopLocked(ctx, &rec)
+	defer unlock()
+	e.stopLocked(ctx, rec)
 	rec.State = StateStopped
-	if err := e.wss.Write(id, &rec); err != nil {
+	if err := e.wss.Write(rec.ID, rec); err != nil {
 		return nil, err
 	}
 	return rec.workspaceView(false, ""), nil
