@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,8 +53,8 @@ func (b *benchEnv) facesSuite(ctx context.Context) error {
 		}
 		viaCLI = append(viaCLI, time.Since(t))
 	}
-	sortD(viaMCP)
-	sortD(viaCLI)
+	slices.Sort(viaMCP)
+	slices.Sort(viaCLI)
 	r.line("- `vm_run` of `true` through MCP (stdio, one `pyro mcp serve`): median %s; `pyro run` of the same: median %s; **ratio %.2f** (target ≤ 1.05)\n",
 		ms(pct(viaMCP, .5)), ms(pct(viaCLI, .5)), float64(pct(viaMCP, .5))/float64(pct(viaCLI, .5)))
 
@@ -108,16 +109,8 @@ print(json.dumps(ds))
 	for _, s := range secs {
 		pyDs = append(pyDs, time.Duration(s*float64(time.Second)))
 	}
-	sortD(pyDs)
+	slices.Sort(pyDs)
 	r.line("- workspace exec of `true`, p50: MCP %s (%d calls), Go SDK %s (%d calls), Python facade %s (30 calls; a pyro process per call)\n",
 		ms(pct(mcpDs, .5)), n, ms(pct(sdkDs, .5)), n, ms(pct(pyDs, .5)))
 	return nil
-}
-
-func sortD(ds []time.Duration) {
-	for i := 1; i < len(ds); i++ {
-		for j := i; j > 0 && ds[j] < ds[j-1]; j-- {
-			ds[j], ds[j-1] = ds[j-1], ds[j]
-		}
-	}
 }

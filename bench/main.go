@@ -20,7 +20,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -123,7 +123,7 @@ func timeIt(n int, f func() error) ([]time.Duration, error) {
 		}
 		ds = append(ds, time.Since(t))
 	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	slices.Sort(ds)
 	return ds, nil
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pyro-mcp/pyro/internal/atomicfile"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/paths"
 )
@@ -340,7 +341,7 @@ func (s *Store) stampPath(digest string) string {
 func (s *Store) stamp(digest string) {
 	if st := fileStamp(s.BlobPath(digest)); st != "" {
 		_ = os.MkdirAll(s.path("verified"), 0o700)
-		_ = writeFileAtomic(s.stampPath(digest), []byte(st))
+		_ = atomicfile.WriteFile(s.stampPath(digest), []byte(st), 0o600)
 	}
 }
 
@@ -438,27 +439,7 @@ func (s *Store) writeManifest(m *Manifest) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.manifestPath(m.Name), append(data, '\n'))
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return atomicfile.WriteFile(s.manifestPath(m.Name), append(data, '\n'), 0o600)
 }
 
 // lock takes an flock on locks/<name>.lock, waiting until ctx is done.
@@ -671,7 +652,7 @@ func (s *Store) Acquire(leaseID string, inst *Installed) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.path("leases", leaseID+".json"), data)
+	return atomicfile.WriteFile(s.path("leases", leaseID+".json"), data, 0o600)
 }
 
 // Release drops a lease. Releasing an unknown lease is not an error.

@@ -17,6 +17,7 @@ import (
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/paths"
 	"github.com/pyro-mcp/pyro/internal/state"
+	"github.com/pyro-mcp/pyro/internal/vmm"
 )
 
 // Options configure an Engine. Zero values use pyro's standard directories.
@@ -123,7 +124,7 @@ func (e *Engine) validateCreate(o *CreateOptions) error {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("use a vcpu_count from 1 to %d (this host's CPUs)", maxCPU),
 			"vcpu_count %d is out of range", o.VCPUCount)
 	}
-	maxMem := hostMemMiB() - 512
+	maxMem := vmm.HostMemMiB() - 512
 	if o.MemMiB < MinMemMiB || (maxMem > 0 && o.MemMiB > maxMem) {
 		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("use a mem_mib from %d to %d (this host's memory less 512 MiB)", MinMemMiB, maxMem),
 			"mem_mib %d is out of range", o.MemMiB)
@@ -132,18 +133,6 @@ func (e *Engine) validateCreate(o *CreateOptions) error {
 		return errdefs.New(errdefs.ErrInvalidArgument, "use a positive ttl_seconds", "ttl_seconds %d is negative", o.TTLSeconds)
 	}
 	return nil
-}
-
-func hostMemMiB() int {
-	data, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	var kb int
-	if _, err := fmt.Sscanf(string(data), "MemTotal: %d kB", &kb); err != nil {
-		return 0
-	}
-	return kb / 1024
 }
 
 func validateExec(o *ExecOptions) error {

@@ -17,7 +17,6 @@ import (
 	"github.com/pyro-mcp/pyro/internal/agentproto"
 	"github.com/pyro-mcp/pyro/internal/archive"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
-	"github.com/pyro-mcp/pyro/internal/state"
 )
 
 // WorkspaceRoot is where a workspace's files live in the guest.
@@ -553,5 +552,3 @@ func (e *Engine) DeleteWorkspace(ctx context.Context, ref string) (*WorkspaceDel
 	}
 	return &WorkspaceDeleteResult{WorkspaceID: id, Deleted: true}, nil
 }
-
-var _ = state.NewID

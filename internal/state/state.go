@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pyro-mcp/pyro/internal/atomicfile"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/paths"
 )
@@ -139,7 +140,7 @@ func (s *Store) Write(id string, v any) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(filepath.Join(s.Path(id), RecordFile), append(data, '\n'), 0o600)
+	return atomicfile.WriteFile(filepath.Join(s.Path(id), RecordFile), append(data, '\n'), 0o600)
 }
 
 // Remove deletes id's directory and everything in it.
@@ -154,32 +155,6 @@ func (s *Store) Remove(id string) error {
 		return err
 	}
 	return os.RemoveAll(trash)
-}
-
-// WriteFileAtomic writes data to path via a temp file, fsync and rename.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // Lock is an flock held on a file.

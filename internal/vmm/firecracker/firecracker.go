@@ -181,7 +181,7 @@ func (b *Backend) KVM() kvm.Result { return b.kvm }
 func (b *Backend) Capabilities() vmm.Capabilities {
 	return vmm.Capabilities{
 		Kind: vmm.KindFirecracker, Accel: "kvm", Isolated: true, Network: canAdminNet(), Channel: "vsock",
-		Persistent: true, MaxVCPUs: min(32, runtime.NumCPU()), MaxMemMiB: maxMemMiB(),
+		Persistent: true, MaxVCPUs: min(32, runtime.NumCPU()), MaxMemMiB: vmm.MaxGuestMemMiB(),
 		Description: "Firecracker microVM under KVM (read-only base + overlay on a scratch disk, vsock agent channel)",
 	}
 }
@@ -442,22 +442,8 @@ func (m *machine) cleanup() {
 }
 
 func tailErr(path string) error {
-	b, err := os.ReadFile(path)
-	if err != nil || len(b) == 0 {
-		return nil
+	if t := vmm.LastLine(path); t != "" {
+		return errors.New(t)
 	}
-	s := strings.TrimSpace(string(b))
-	if i := strings.LastIndex(s, "\n"); i >= 0 {
-		s = s[i+1:]
-	}
-	return errors.New(s)
-}
-
-func maxMemMiB() int {
-	var si syscall.Sysinfo_t
-	if syscall.Sysinfo(&si) != nil {
-		return 256
-	}
-	total := int(uint64(si.Totalram) * uint64(si.Unit) >> 20)
-	return max(256, total-max(1024, total/8))
+	return nil
 }

@@ -194,7 +194,7 @@ func (b *Backend) Capabilities() vmm.Capabilities {
 		Channel:     "virtio-serial",
 		Persistent:  true,
 		MaxVCPUs:    runtime.NumCPU(),
-		MaxMemMiB:   maxMemMiB(),
+		MaxMemMiB:   vmm.MaxGuestMemMiB(),
 		Description: desc,
 	}
 }
@@ -431,7 +431,10 @@ func (m *machine) Wait() error {
 	<-m.done
 	var ee *exec.ExitError
 	if errors.As(m.err, &ee) {
-		return fmt.Errorf("qemu: %w%s", m.err, tail(filepath.Join(m.dir, StderrFile)))
+		if t := vmm.LastLine(filepath.Join(m.dir, StderrFile)); t != "" {
+			return fmt.Errorf("qemu: %w: %s", m.err, t)
+		}
+		return fmt.Errorf("qemu: %w", m.err)
 	}
 	return m.err
 }
@@ -456,18 +459,6 @@ func (m *machine) killPasst() {
 			_ = syscall.Kill(-m.passt.Process.Pid, syscall.SIGKILL)
 		}
 	})
-}
-
-func tail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil || len(b) == 0 {
-		return ""
-	}
-	s := strings.TrimSpace(string(b))
-	if i := strings.LastIndex(s, "\n"); i >= 0 {
-		s = s[i+1:]
-	}
-	return ": " + s
 }
 
 // HostTSCkHz is the host's TSC frequency in kHz, passed to the guest as
@@ -495,20 +486,4 @@ func HostTSCkHz() int {
 		}
 	}
 	return 0
-}
-
-// HostMemMiB is the host's total RAM.
-func HostMemMiB() int {
-	var si syscall.Sysinfo_t
-	if syscall.Sysinfo(&si) != nil {
-		return 0
-	}
-	return int(uint64(si.Totalram) * uint64(si.Unit) >> 20)
-}
-
-// maxMemMiB leaves the host a margin: 1 GiB or an eighth, whichever is more.
-func maxMemMiB() int {
-	total := HostMemMiB()
-	margin := max(1024, total/8)
-	return max(256, total-margin)
 }
