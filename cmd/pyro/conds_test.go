@@ -7,6 +7,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/pyro-mcp/pyro/internal/aptsource"
 	"github.com/pyro-mcp/pyro/internal/paths"
 )
 
@@ -27,6 +28,8 @@ var (
 	scriptCmdRegistry  = map[string]scriptCmd{}
 	scriptCondRegistry = map[string]func() (bool, error){
 		"root": func() (bool, error) { return os.Geteuid() == 0, nil },
+		// mirror: the host's apt names a Debian mirror ($DEBIAN_MIRROR).
+		"mirror": func() (bool, error) { return aptsource.Mirror("", "bookworm") != "", nil },
 	}
 )
 

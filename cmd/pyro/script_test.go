@@ -4,11 +4,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/pyro-mcp/pyro/internal/aptsource"
 )
 
 // pyroBinDir holds a real, statically linked pyro binary built once per test
@@ -58,6 +61,11 @@ func TestScripts(t *testing.T) {
 			env.Setenv("PYRO_CACHE_DIR", testCacheDir())
 			env.Setenv("GOARCH", runtime.GOARCH)
 			env.Setenv("HOST_KERNEL", hostKernel())
+			// The Debian mirror the host's apt uses: the one address off this
+			// machine a test may reach. Never written into a script.
+			mirror := aptsource.Mirror("", "bookworm")
+			env.Setenv("DEBIAN_MIRROR", mirror)
+			env.Setenv("DEBIAN_MIRROR_RE", regexp.QuoteMeta(mirror))
 			return nil
 		},
 		Cmds:      scriptCmds(),

@@ -21,13 +21,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pyro-mcp/pyro/internal/aptsource"
 	"github.com/pyro-mcp/pyro/internal/cpio"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
-
-// DefaultMirror is the Debian mirror environments are built from unless
-// $PYRO_DEBIAN_MIRROR says otherwise.
-const DefaultMirror = "http://deb.debian.org/debian"
 
 // DefaultSourceDateEpoch pins every timestamp a build writes (mmdebstrap,
 // mkfs.ext4, the modules cpio) so that two builds of the same packages give
@@ -53,11 +50,26 @@ var GuestModules = []string{
 // relative to that directory), so the guest needs no modprobe.
 const ModulesLoadFile = "modules.pyro"
 
-func mirror() string {
-	if m := os.Getenv("PYRO_DEBIAN_MIRROR"); m != "" {
+// mirror is the Debian mirror builds use: $PYRO_DEBIAN_MIRROR, else the
+// one the host's apt is configured with, else "" (mmdebstrap's own
+// default). It is resolved at run time, never written into pyro.
+func mirror() string { return aptsource.Mirror("", Suite) }
+
+// mirrorArgs are mmdebstrap's trailing mirror arguments: none when no
+// mirror is known, so that mmdebstrap picks its default.
+func mirrorArgs() []string {
+	if m := mirror(); m != "" {
+		return []string{m}
+	}
+	return nil
+}
+
+// mirrorName describes the mirror for messages.
+func mirrorName() string {
+	if m := mirror(); m != "" {
 		return m
 	}
-	return DefaultMirror
+	return "(mmdebstrap's default)"
 }
 
 func sourceDateEpoch() int64 {
@@ -157,7 +169,7 @@ func (s *Store) runLogged(ctx context.Context, env []string, name string, args .
 		if strings.Contains(out, "unshare") || strings.Contains(out, "subuid") {
 			hint = "build as root, or allow unprivileged user namespaces and give your user a /etc/subuid range; or set PYRO_ENV_REGISTRY to pull prebuilt environments"
 		} else if strings.Contains(out, "Could not resolve") || strings.Contains(out, "Failed to fetch") || strings.Contains(out, "Temporary failure") {
-			hint = "check network access to the Debian mirror " + mirror() + " (override with PYRO_DEBIAN_MIRROR)"
+			hint = "check network access to the Debian mirror " + mirrorName() + " (pyro uses the host's apt sources; override with PYRO_DEBIAN_MIRROR)"
 		}
 		return errdefs.Wrap(errdefs.ErrFailedPrecondition, err, hint, "%s failed:\n%s\n", filepath.Base(name), out)
 	}
@@ -169,8 +181,8 @@ func (s *Store) buildKernel(ctx context.Context, entry Entry, dir string, b *bui
 	env := []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", sourceDateEpoch())}
 	// The extract variant unpacks just the named package: no dependencies,
 	// no maintainer scripts (so no initramfs-tools run).
-	if err := s.runLogged(ctx, env, "mmdebstrap", "--mode=auto", "--variant=extract",
-		"--include="+KernelPackage, Suite, tree, mirror()); err != nil {
+	args := append([]string{"--mode=auto", "--variant=extract", "--include=" + KernelPackage, Suite, tree}, mirrorArgs()...)
+	if err := s.runLogged(ctx, env, "mmdebstrap", args...); err != nil {
 		return fmt.Errorf("extracting %s: %w", KernelPackage, err)
 	}
 	kernels, _ := filepath.Glob(filepath.Join(tree, "boot", "vmlinuz-*"))
@@ -412,7 +424,8 @@ func (s *Store) buildRootfs(ctx context.Context, entry Entry, dir string, b *bui
 	if len(entry.Packages) > 0 {
 		args = append(args, "--include="+strings.Join(entry.Packages, ","))
 	}
-	args = append(args, Suite, "/dev/null", mirror())
+	args = append(args, Suite, "/dev/null")
+	args = append(args, mirrorArgs()...)
 	if err := s.runLogged(ctx, env, "mmdebstrap", args...); err != nil {
 		return fmt.Errorf("building the root filesystem of %s: %w", entry.Name, err)
 	}

@@ -24,7 +24,7 @@ func (a *App) newDemoCmd() *cobra.Command {
 		Long: `Show pyro working end to end, timing each step: boot a fresh debian:12 VM and run
 git --version in it; create a workspace seeded from a small temporary directory; run a
 script from the seed in it; read its logs; delete it. --network gives the workspace
-outbound network and adds a step proving egress (curl -sI http://deb.debian.org/debian/).
+outbound network and adds a step proving egress (curl -sI of the Debian mirror your apt uses).
 
 Each finished step prints one line on stdout, then a line with the total; with --json,
 stdout gets one object with every step instead. The exit status is 0 when every step

@@ -35,7 +35,7 @@ func (f *createFlags) register(cmd *cobra.Command, defaultTTL int) {
 	cmd.Flags().IntVar(&f.vcpus, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs")
 	cmd.Flags().IntVar(&f.mem, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
 	cmd.Flags().IntVar(&f.ttl, "ttl-seconds", defaultTTL, "seconds before the VM is stopped and reaped")
-	cmd.Flags().BoolVar(&f.network, "network", false, "give the guest outbound network access (never the host's loopback)")
+	cmd.Flags().BoolVar(&f.network, "network", false, "give the guest outbound network access (never the host's loopback; services on the host's other addresses ARE reachable)")
 	cmd.Flags().BoolVar(&f.hostOK, "allow-host-compat", false, "if no guest can boot, run on the host in a private directory WITHOUT isolation")
 	def := os.Getenv("PYRO_BACKEND")
 	if def == "" {

@@ -19,7 +19,7 @@ func (a *App) newRunCmd() *cobra.Command {
 delete the VM. pyro's exit status is the command's (124 when it timed out; 125 when
 pyro itself failed). A single COMMAND argument containing shell syntax runs with /bin/sh -c.`,
 		Example: `  pyro run debian:12 -- git --version
-  pyro run debian:12 --network -- curl -sI https://deb.debian.org
+  pyro run debian:12 --network -- curl -sI https://example.com
   pyro run debian:12-build --timeout-seconds 300 -- "cc --version && python3 --version"`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

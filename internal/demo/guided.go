@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro"
+	"github.com/pyro-mcp/pyro/internal/aptsource"
 )
 
 // GuidedOptions configure Guided. The zero value is the plain tour.
@@ -55,9 +56,15 @@ type GuidedReport struct {
 	TotalMs     int64  `json:"total_ms"`
 }
 
-// egressURL is what the network step fetches: Debian's mirror, which the
-// guest of a `--network` VM can always be expected to reach.
-const egressURL = "http://deb.debian.org/debian/"
+// egressURL is what the network step fetches: the Debian mirror the host's
+// apt uses (or $PYRO_DEBIAN_MIRROR), which a `--network` guest can be
+// expected to reach; "" when none is configured.
+func egressURL() string {
+	if m := aptsource.Mirror("", "bookworm"); m != "" {
+		return m + "/"
+	}
+	return ""
+}
 
 // seedFiles are the host files /workspace is seeded with.
 var seedFiles = map[string]string{
@@ -184,14 +191,22 @@ func Guided(ctx context.Context, c *pyro.Client, o GuidedOptions) (*GuidedReport
 
 	// 4. Egress, honestly: curl's own error when there is none.
 	if o.Network {
-		cmd := "curl -sS -o /dev/null -I --max-time 20 -w '%{http_code}' " + egressURL
-		if err := step(exec(cmd, func(r *pyro.WorkspaceExecResult) (bool, string) {
-			code := strings.TrimSpace(r.Stdout)
-			if r.ExitCode != 0 || r.TimedOut || code == "" || code == "000" {
-				return false, "FAILED: no egress to " + egressURL + ": " + commandFailure(&r.ExecResult)
+		url := egressURL()
+		var fn func() (bool, string, any, error)
+		if url == "" {
+			fn = func() (bool, string, any, error) {
+				return false, "FAILED: no Debian mirror in the host's apt sources to try; set PYRO_DEBIAN_MIRROR", nil, nil
 			}
-			return true, fmt.Sprintf("curl -sI %s: HTTP %s", egressURL, code)
-		})); err != nil {
+		} else {
+			fn = exec("curl -sS -o /dev/null -I --max-time 20 -w '%{http_code}' "+url, func(r *pyro.WorkspaceExecResult) (bool, string) {
+				code := strings.TrimSpace(r.Stdout)
+				if r.ExitCode != 0 || r.TimedOut || code == "" || code == "000" {
+					return false, "FAILED: no egress to " + url + ": " + commandFailure(&r.ExecResult)
+				}
+				return true, fmt.Sprintf("curl -sI %s: HTTP %s", url, code)
+			})
+		}
+		if err := step(fn); err != nil {
 			return finish(err)
 		}
 	}
