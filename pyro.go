@@ -9,10 +9,11 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/engine"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/hints"
 	"github.com/pyro-mcp/pyro/internal/mcpserver"
+	"github.com/pyro-mcp/pyro/internal/progress"
 )
 
 // Options configure a Client. A nil *Options uses pyro's standard
@@ -22,7 +23,9 @@ type Options struct {
 	StateDir   string // VM and workspace records; default $PYRO_STATE_DIR or ~/.local/state/pyro
 	RuntimeDir string // sockets (keep it short); default $PYRO_RUNTIME_DIR or $XDG_RUNTIME_DIR/pyro
 	Logger     *slog.Logger
-	// Progress receives environment pull progress (may be nil).
+	// Progress receives the progress of every long operation of the client
+	// (pulls, builds, boots, seeds, pushes); it may be nil. WithProgress
+	// adds a receiver for one call.
 	Progress func(Progress)
 	// Backend forces a backend: "auto" (default), "firecracker", "qemu" or
 	// "host_compat"; "" means $PYRO_BACKEND, else auto.
@@ -31,45 +34,66 @@ type Options struct {
 	// "HOST[:PORT]/prefix"; "" means $PYRO_ENV_REGISTRY or the config file,
 	// "none" means always build locally.
 	Registry string
+	// Binary is the statically linked pyro that runs each VM's supervisor
+	// and, inside the guest, its agent. "" means $PYRO_BIN (and
+	// $PYRO_AGENT_BIN for the agent), else this program when it is pyro,
+	// else the pyro found on $PATH.
+	Binary string
 }
 
 // Client runs commands in microVMs. It is safe for concurrent use, and any
 // number of clients and pyro processes may share the same directories.
 type Client struct {
-	eng   *engine.Engine
-	relay *mcpserver.Relay
-	log   *slog.Logger
+	eng *engine.Engine
+	log *slog.Logger
 }
 
-// New opens a Client.
-//
-// Each VM is watched by a supervisor process, and the guest's agent is the
-// same program: both are a statically linked pyro binary, named by
-// $PYRO_BIN and $PYRO_AGENT_BIN. When those are unset and the running
-// program is not pyro, New sets them to the pyro found on $PATH.
+// New opens a Client. It changes nothing in the calling process.
 func New(opts *Options) (*Client, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
-	findPyro()
-	relay := &mcpserver.Relay{}
-	if opts.Progress != nil {
-		relay.Subscribe(opts.Progress)
-	}
 	e, err := engine.New(engine.Options{CacheDir: opts.CacheDir, StateDir: opts.StateDir, RuntimeDir: opts.RuntimeDir,
-		Logger: opts.Logger, Progress: relay.Publish, Backend: opts.Backend, Registry: opts.Registry})
+		Logger: opts.Logger, Progress: opts.Progress, Backend: opts.Backend, Registry: opts.Registry,
+		Binary: findPyro(opts.Binary)})
 	if err != nil {
 		return nil, err
 	}
-	return &Client{eng: e, relay: relay, log: opts.Logger}, nil
+	return &Client{eng: e, log: opts.Logger}, nil
+}
+
+// findPyro is the pyro binary to use: explicit when set, else $PYRO_BIN,
+// else "" (this program) when it is pyro, else the pyro on $PATH.
+func findPyro(explicit string) string {
+	if explicit != "" {
+		return explicit
+	}
+	if b := os.Getenv("PYRO_BIN"); b != "" {
+		return b
+	}
+	if self, err := os.Executable(); err == nil && filepath.Base(self) == "pyro" {
+		return ""
+	}
+	if p, err := exec.LookPath("pyro"); err == nil {
+		return p
+	}
+	return ""
+}
+
+// WithProgress returns a context whose calls report their progress to f as
+// well as to Options.Progress: for one call's own progress when a client
+// serves several callers.
+func WithProgress(ctx context.Context, f func(Progress)) context.Context {
+	return progress.WithFunc(ctx, f)
 }
 
 // CreateServer returns an MCP server exposing this client's engine as the
 // pyro tools (vm_run, workspace_create, ...), ready to Run on any go-sdk
 // transport: &mcp.StdioTransport{}, a streamable HTTP handler, or
-// in-memory transports.
+// in-memory transports. Before the program exits, Close waits for the
+// calls still running to clean up.
 func (c *Client) CreateServer() *mcp.Server {
-	return mcpserver.New(c.eng, &mcpserver.Options{Logger: c.log, Pulls: c.relay}).MCP()
+	return mcpserver.New(c.eng, &mcpserver.Options{Logger: c.log}).MCP()
 }
 
 // CreateServer is New followed by Client.CreateServer.
@@ -79,6 +103,14 @@ func CreateServer(opts *Options) (*mcp.Server, error) {
 		return nil, err
 	}
 	return c.CreateServer(), nil
+}
+
+// Close waits until every call in flight on the client (MCP tool calls
+// included) has returned, or ctx is done. Calls clean up before they
+// return — a cancelled RunInVM deletes its VM — so a program that cancels
+// its calls on exit waits here first. The client stays usable.
+func (c *Client) Close(ctx context.Context) error {
+	return c.eng.Wait(ctx)
 }
 
 // Environments.
@@ -105,29 +137,12 @@ func (c *Client) PushEnvironment(ctx context.Context, name, ref string) (*PushRe
 // cache, a registry, or a local build. VM and workspace creation pull on
 // demand, so calling it first is optional.
 func (c *Client) PullEnvironment(ctx context.Context, name string) (*PullResult, error) {
-	source := ""
-	cancel := c.relay.Subscribe(func(p catalog.Progress) {
-		if p.Phase == "done" && p.Environment == name {
-			source = p.Source
-		}
-	})
-	inst, err := c.eng.Catalog().Pull(ctx, name)
-	cancel()
-	if err != nil {
-		return nil, err
-	}
-	return &PullResult{InstalledEnvironment: inst, Source: source}, nil
+	return c.eng.Catalog().Pull(ctx, name)
 }
 
 // InspectEnvironment describes an environment: recipe, packages, blobs.
 func (c *Client) InspectEnvironment(ctx context.Context, name string) (*EnvironmentInfo, error) {
-	info, err := c.eng.Catalog().Inspect(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	return &EnvironmentInfo{Name: info.Entry.Name, Version: info.Entry.Version, Description: info.Entry.Description,
-		Default: info.Entry.Default, Installed: info.Installed, Problem: info.Problem, RegistryRef: info.Registry,
-		Manifest: info.Manifest, Paths: info.Paths}, nil
+	return c.eng.Catalog().Inspect(ctx, name)
 }
 
 // PruneEnvironments removes stale installs and unreferenced blobs; blobs
@@ -142,21 +157,13 @@ func (c *Client) PruneEnvironments(ctx context.Context) (*PruneResult, error) {
 // happens (a cancelled ctx included). A command that ran is a result, not
 // an error, whatever its exit code; check ExitCode and TimedOut.
 func (c *Client) RunInVM(ctx context.Context, o RunOptions) (*RunResult, error) {
-	ex, err := execOptions(ExecOptions{Command: o.Command, Argv: o.Argv, Cwd: o.Cwd, Env: o.Env, TimeoutSeconds: o.TimeoutSeconds})
-	if err != nil {
-		return nil, err
-	}
-	return c.eng.Run(ctx, engine.RunOptions{
-		CreateOptions: createOptions(CreateVMOptions{Environment: o.Environment, VCPUCount: o.VCPUCount, MemMiB: o.MemMiB,
-			TTLSeconds: o.TTLSeconds, Network: o.Network, AllowHostCompat: o.AllowHostCompat}),
-		ExecOptions: ex,
-	}, o.Stdout, o.Stderr)
+	return c.eng.Run(ctx, o)
 }
 
 // CreateVM records a VM and prepares its disk, pulling the environment if
 // needed; it does not boot it.
 func (c *Client) CreateVM(ctx context.Context, o CreateVMOptions) (*VM, error) {
-	return c.eng.CreateVM(ctx, createOptions(o))
+	return c.eng.CreateVM(ctx, o)
 }
 
 // StartVM boots a VM; starting a running VM does nothing.
@@ -167,11 +174,7 @@ func (c *Client) StartVM(ctx context.Context, vmID string) (*VM, error) {
 // ExecVM runs one command in a VM, booting it if needed, and then deletes
 // the VM: as the contract says, exec_vm auto-cleans.
 func (c *Client) ExecVM(ctx context.Context, vmID string, o ExecOptions) (*VMExecResult, error) {
-	ex, err := execOptions(o)
-	if err != nil {
-		return nil, err
-	}
-	return c.eng.ExecVM(ctx, vmID, ex, o.Stdout, o.Stderr)
+	return c.eng.ExecVM(ctx, vmID, o)
 }
 
 // StopVM powers a VM off; its disk stays.
@@ -209,11 +212,7 @@ func (c *Client) ReapExpired(ctx context.Context) (*ReapResult, error) {
 // CreateWorkspace creates and boots a persistent workspace, seeding
 // /workspace from SeedPath first when set.
 func (c *Client) CreateWorkspace(ctx context.Context, o CreateWorkspaceOptions) (*Workspace, error) {
-	return c.eng.CreateWorkspace(ctx, engine.CreateWorkspaceOptions{
-		CreateOptions: createOptions(CreateVMOptions{Environment: o.Environment, VCPUCount: o.VCPUCount, MemMiB: o.MemMiB,
-			TTLSeconds: o.TTLSeconds, Network: o.Network, AllowHostCompat: o.AllowHostCompat}),
-		SeedPath: o.SeedPath,
-	})
+	return c.eng.CreateWorkspace(ctx, o)
 }
 
 // PushWorkspaceSync copies a host directory or .tar/.tar.gz/.tgz archive
@@ -229,11 +228,7 @@ func (c *Client) PushWorkspaceSync(ctx context.Context, workspaceID, sourcePath 
 // ExecWorkspace runs one command in the workspace (in /workspace unless
 // o.Cwd says otherwise) and leaves it alive; the command is logged.
 func (c *Client) ExecWorkspace(ctx context.Context, workspaceID string, o ExecOptions) (*WorkspaceExecResult, error) {
-	ex, err := execOptions(o)
-	if err != nil {
-		return nil, err
-	}
-	return c.eng.ExecWorkspace(ctx, workspaceID, ex, o.Stdout, o.Stderr)
+	return c.eng.ExecWorkspace(ctx, workspaceID, o)
 }
 
 // StatusWorkspace reports a workspace.
@@ -267,36 +262,12 @@ func (c *Client) StopWorkspace(ctx context.Context, workspaceID string) (*Worksp
 	return c.eng.StopWorkspace(ctx, workspaceID)
 }
 
-func createOptions(o CreateVMOptions) engine.CreateOptions {
-	return engine.CreateOptions{Environment: o.Environment, VCPUCount: o.VCPUCount, MemMiB: o.MemMiB,
-		TTLSeconds: o.TTLSeconds, Network: o.Network, AllowHostCompat: o.AllowHostCompat}
-}
+// Errors.
 
-func execOptions(o ExecOptions) (engine.ExecOptions, error) {
-	switch {
-	case o.Command != "" && len(o.Argv) > 0:
-		return engine.ExecOptions{}, errdefs.New(errdefs.ErrInvalidArgument, "set Command (a shell string) or Argv, not both", "both Command and Argv are set")
-	case o.Command == "" && len(o.Argv) == 0:
-		return engine.ExecOptions{}, errdefs.New(errdefs.ErrInvalidArgument, "set the command, "+defaultCommandExamples, "empty command")
-	}
-	return engine.ExecOptions{Shell: o.Command, Command: o.Argv, Cwd: o.Cwd, Env: o.Env, TimeoutSeconds: o.TimeoutSeconds}, nil
-}
+// ErrorCode names err's class as the CLI's JSON and the MCP tools do:
+// "not_found", "invalid_argument", "unavailable", ... ("internal" if none).
+func ErrorCode(err error) string { return errdefs.Code(err) }
 
-// findPyro points $PYRO_BIN and $PYRO_AGENT_BIN at the pyro on $PATH when
-// they are unset and this program is not pyro itself.
-func findPyro() {
-	if os.Getenv("PYRO_BIN") != "" {
-		return
-	}
-	if self, err := os.Executable(); err == nil && filepath.Base(self) == "pyro" {
-		return
-	}
-	p, err := exec.LookPath("pyro")
-	if err != nil {
-		return
-	}
-	os.Setenv("PYRO_BIN", p)
-	if os.Getenv("PYRO_AGENT_BIN") == "" {
-		os.Setenv("PYRO_AGENT_BIN", p)
-	}
-}
+// ErrorHint returns what to do about err, or "", naming the SDK's own
+// fields where it matters (AllowHostCompat, PushOptions.Dest, ...).
+func ErrorHint(err error) string { return hints.Render(errdefs.HintOf(err), hints.Go) }

@@ -91,7 +91,7 @@ func TestErrors(t *testing.T) {
 		{"unknown vm", func() error { _, err := c.StatusVM(ctx, "0123456789abcdef"); return err }, pyro.ErrNotFound, ""},
 		{"unknown workspace", func() error { _, err := c.LogsWorkspace(ctx, "nope"); return err }, pyro.ErrNotFound, ""},
 		{"too many vcpus", func() error {
-			_, err := c.CreateVM(ctx, pyro.CreateVMOptions{Environment: "debian:12", VCPUCount: 4096})
+			_, err := c.CreateVM(ctx, pyro.CreateVMOptions{Environment: "debian:12", Shape: pyro.Shape{VCPUCount: 4096}})
 			return err
 		}, pyro.ErrInvalidArgument, "vcpu_count"},
 		{"unknown environment to inspect", func() error { _, err := c.InspectEnvironment(ctx, "arch"); return err }, pyro.ErrNotFound, ""},
@@ -146,7 +146,7 @@ func TestWorkspace(t *testing.T) {
 	os.WriteFile(filepath.Join(seed, "hello.txt"), []byte("hello from the host\n"), 0o644)
 	os.WriteFile(filepath.Join(more, "extra.txt"), []byte("pushed later\n"), 0o644)
 
-	ws, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceOptions{Environment: "debian:12", SeedPath: seed, MemMiB: 512})
+	ws, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceOptions{Environment: "debian:12", SeedPath: seed, Shape: pyro.Shape{MemMiB: 512}})
 	if err != nil {
 		t.Fatalf("%v (hint: %s)", err, pyro.ErrorHint(err))
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/agentproto"
 	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/engine"
@@ -51,7 +52,7 @@ func (b *benchEnv) vmSuite(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	vm, err := e.CreateVM(ctx, engine.CreateOptions{Environment: env})
+	vm, err := e.CreateVM(ctx, api.CreateVMOptions{Environment: env})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/agentproto"
 	"github.com/pyro-mcp/pyro/internal/engine"
 )
@@ -25,13 +26,13 @@ func (b *benchEnv) workspaceSuite(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ws, err := e.CreateWorkspace(ctx, engine.CreateWorkspaceOptions{CreateOptions: engine.CreateOptions{Environment: "debian:12"}})
+	ws, err := e.CreateWorkspace(ctx, api.CreateWorkspaceOptions{Environment: "debian:12"})
 	if err != nil {
 		return err
 	}
 	defer e.DeleteWorkspace(context.WithoutCancel(ctx), ws.WorkspaceID)
 	inproc, err := timeIt(b.n, func() error {
-		_, err := e.ExecWorkspace(ctx, ws.WorkspaceID, engine.ExecOptions{Command: []string{"true"}}, nil, nil)
+		_, err := e.ExecWorkspace(ctx, ws.WorkspaceID, api.ExecOptions{Argv: []string{"true"}})
 		return err
 	})
 	if err != nil {
@@ -84,14 +85,14 @@ func (b *benchEnv) workspaceSuite(ctx context.Context) error {
 	}
 	tarD := time.Since(t)
 	t = time.Now()
-	ws2, err := e.CreateWorkspace(ctx, engine.CreateWorkspaceOptions{CreateOptions: engine.CreateOptions{Environment: "debian:12"}, SeedPath: seed})
+	ws2, err := e.CreateWorkspace(ctx, api.CreateWorkspaceOptions{Environment: "debian:12", SeedPath: seed})
 	if err != nil {
 		return err
 	}
 	seededD := time.Since(t)
 	e.DeleteWorkspace(ctx, ws2.WorkspaceID)
 	t = time.Now()
-	ws3, err := e.CreateWorkspace(ctx, engine.CreateWorkspaceOptions{CreateOptions: engine.CreateOptions{Environment: "debian:12"}})
+	ws3, err := e.CreateWorkspace(ctx, api.CreateWorkspaceOptions{Environment: "debian:12"})
 	if err != nil {
 		return err
 	}
@@ -109,7 +110,7 @@ func (b *benchEnv) workspaceSuite(ctx context.Context) error {
 	}()
 	t = time.Now()
 	for i := 0; i < want; i++ {
-		w, err := e.CreateWorkspace(ctx, engine.CreateWorkspaceOptions{CreateOptions: engine.CreateOptions{Environment: "debian:12-base"}})
+		w, err := e.CreateWorkspace(ctx, api.CreateWorkspaceOptions{Environment: "debian:12-base"})
 		if err != nil {
 			r.line("- idle workspaces: creating number %d failed: %v\n", i+1, err)
 			break

@@ -117,11 +117,11 @@ func (s *Store) build(ctx context.Context, entry Entry, dir string) (*built, err
 		}
 	}
 	b := &built{}
-	s.progress(Progress{Phase: "build", Environment: entry.Name, Step: "kernel"})
+	s.progress(ctx, Progress{Phase: "build", Environment: entry.Name, Step: "kernel"})
 	if err := s.buildKernel(ctx, entry, dir, b); err != nil {
 		return nil, err
 	}
-	s.progress(Progress{Phase: "build", Environment: entry.Name, Step: "mmdebstrap"})
+	s.progress(ctx, Progress{Phase: "build", Environment: entry.Name, Step: "mmdebstrap"})
 	if err := s.buildRootfs(ctx, entry, dir, b); err != nil {
 		return nil, err
 	}

@@ -29,6 +29,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/errcode"
 	"oras.land/oras-go/v2/registry/remote/retry"
 
+	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
 
@@ -190,7 +191,7 @@ func (s *Store) fetchLayer(ctx context.Context, repo *remote.Repository, ref str
 	}
 	defer rc.Close()
 	pr := &progressReader{r: rc, total: layer.Size, report: func(n, total int64) {
-		s.progress(Progress{Phase: "download", Environment: name, Step: step, Bytes: n, Total: total})
+		s.progress(ctx, Progress{Phase: "download", Environment: name, Step: step, Unit: "bytes", Done: n, Total: total})
 	}}
 	vr := content.NewVerifyReader(pr, layer)
 	var src io.Reader = vr
@@ -294,19 +295,13 @@ func isZero(b []byte) bool {
 }
 
 // PushResult says what Push published.
-type PushResult struct {
-	Environment string `json:"environment"`
-	Ref         string `json:"ref"`
-	Digest      string `json:"digest"` // the OCI manifest digest
-	Layers      []Blob `json:"layers"` // as stored in the registry (the rootfs zstd-compressed)
-}
+type PushResult = api.PushResult
 
 // Push publishes the installed environment name as an OCI artifact. ref is
 // "HOST[:PORT]/repo:tag", or "HOST[:PORT]/prefix" to publish at
 // "HOST[:PORT]/prefix/NAME" (where a Store with that Registry pulls from).
 func (s *Store) Push(ctx context.Context, name, ref string) (*PushResult, error) {
-	s.op = "push"
-	defer func() { s.op = "pull" }()
+	ctx = s.begin(ctx, "push", name)
 	if _, err := s.Resolve(ctx, name); err != nil {
 		return nil, err
 	}
@@ -324,7 +319,7 @@ func (s *Store) Push(ctx context.Context, name, ref string) (*PushResult, error)
 	if repo.Reference.Reference == "" {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "add a tag, e.g. "+ref+":"+strings.ReplaceAll(name, ":", "-"), "reference %q has no tag", ref)
 	}
-	s.progress(Progress{Phase: "verify", Environment: name})
+	s.progress(ctx, Progress{Phase: "verify", Environment: name})
 	if err := s.verifyFull(ctx, m, true); err != nil {
 		return nil, errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "run 'pyro env pull "+name+"' to repair it", "environment %s is damaged", name)
 	}
@@ -344,7 +339,7 @@ func (s *Store) Push(ctx context.Context, name, ref string) (*PushResult, error)
 		desc := ocispec.Descriptor{MediaType: l.mediaType, Digest: digest.Digest(l.blob.Digest), Size: l.blob.Size,
 			Annotations: map[string]string{ocispec.AnnotationTitle: l.step, annotationRawHash: l.blob.Digest}}
 		if l.mediaType == RootfsMediaType {
-			s.progress(Progress{Phase: "compress", Environment: name, Step: l.step})
+			s.progress(ctx, Progress{Phase: "compress", Environment: name, Step: l.step})
 			path, desc.Digest, desc.Size, err = compressZstd(ctx, path, filepath.Join(tmp, "rootfs.zst"))
 			if err != nil {
 				return nil, cacheWriteErr(s.dir, err)
@@ -382,7 +377,7 @@ func (s *Store) Push(ctx context.Context, name, ref string) (*PushResult, error)
 		return nil, registryErr(err, ref, "tagging")
 	}
 	res.Digest = mdesc.Digest.String()
-	s.progress(Progress{Phase: "done", Environment: name, Source: "cache"})
+	s.progress(ctx, Progress{Phase: "done", Environment: name, Source: "cache"})
 	return res, nil
 }
 
@@ -408,7 +403,7 @@ func (s *Store) pushBlob(ctx context.Context, repo *remote.Repository, ref strin
 	}
 	defer f.Close()
 	pr := &progressReader{r: f, total: desc.Size, report: func(n, total int64) {
-		s.progress(Progress{Phase: "upload", Environment: name, Step: step, Bytes: n, Total: total})
+		s.progress(ctx, Progress{Phase: "upload", Environment: name, Step: step, Unit: "bytes", Done: n, Total: total})
 	}}
 	if err := pushIfMissing(ctx, repo, desc, pr); err != nil {
 		return registryErr(err, ref, fmt.Sprintf("pushing %s of %s to", step, name))

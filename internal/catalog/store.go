@@ -2,27 +2,20 @@ package catalog
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"syscall"
-	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/atomicfile"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/paths"
+	"github.com/pyro-mcp/pyro/internal/progress"
 )
 
 // Options configures a Store. The zero value is usable.
@@ -36,40 +29,9 @@ type Options struct {
 	Registry string
 	// Logger receives debug logs (build tool output); nil discards.
 	Logger *slog.Logger
-	// Progress, if set, is called with every progress event of Pull and Push.
-	Progress func(Progress)
-}
-
-// Progress is one step of a pull or push.
-type Progress struct {
-	Op          string `json:"op"`    // "pull" or "push"
-	Phase       string `json:"phase"` // resolve, download, upload, build, verify, install, done
-	Environment string `json:"environment"`
-	Step        string `json:"step,omitempty"` // build: kernel, mmdebstrap; download/upload: kernel, modules, rootfs
-	Bytes       int64  `json:"bytes,omitempty"`
-	Total       int64  `json:"total,omitempty"`
-	Source      string `json:"source,omitempty"` // done: cache, registry, build
-}
-
-// String renders a progress event as a log line:
-// "[pull] phase=download environment=debian:12 step=rootfs bytes=1 total=2".
-func (p Progress) String() string {
-	op := p.Op
-	if op == "" {
-		op = "pull"
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "[%s] phase=%s environment=%s", op, p.Phase, p.Environment)
-	if p.Step != "" {
-		fmt.Fprintf(&b, " step=%s", p.Step)
-	}
-	if p.Total > 0 || p.Bytes > 0 {
-		fmt.Fprintf(&b, " bytes=%d total=%d", p.Bytes, p.Total)
-	}
-	if p.Source != "" {
-		fmt.Fprintf(&b, " source=%s", p.Source)
-	}
-	return b.String()
+	// Progress, if set, receives every progress report of Pull and Push;
+	// progress.WithFunc adds receivers for one call.
+	Progress progress.Func
 }
 
 // Store is the environment cache. Its methods are safe to call from several
@@ -79,8 +41,7 @@ type Store struct {
 	dir      string
 	registry string
 	log      *slog.Logger
-	onProg   func(Progress)
-	op       string
+	onProg   progress.Func
 }
 
 // Open returns the store in opts.Dir, creating the directory.
@@ -89,7 +50,7 @@ func Open(opts Options) (*Store, error) {
 	if dir == "" {
 		dir = paths.CacheDir()
 	}
-	s := &Store{dir: dir, registry: opts.Registry, log: opts.Logger, onProg: opts.Progress, op: "pull"}
+	s := &Store{dir: dir, registry: opts.Registry, log: opts.Logger, onProg: opts.Progress}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -136,13 +97,17 @@ func (s *Store) path(elem ...string) string {
 	return filepath.Join(append([]string{s.dir}, elem...)...)
 }
 
-func (s *Store) progress(p Progress) {
-	if p.Op == "" {
-		p.Op = s.op
-	}
-	if s.onProg != nil {
-		s.onProg(p)
-	}
+// begin starts the operation op ("pull", "push") on the environment name:
+// the reports of the returned context are that operation's.
+func (s *Store) begin(ctx context.Context, op, name string) context.Context {
+	ctx, o := progress.Start(ctx, op, s.onProg)
+	o.Describe(name, "")
+	return ctx
+}
+
+// progress reports p as a step of the operation ctx carries (see begin).
+func (s *Store) progress(ctx context.Context, p Progress) {
+	progress.From(ctx).Report(p)
 }
 
 func safeName(name string) string { return strings.NewReplacer(":", "_", "/", "_").Replace(name) }
@@ -154,31 +119,18 @@ func (s *Store) BlobPath(digest string) string {
 	return s.path("blobs", "sha256", strings.TrimPrefix(digest, "sha256:"))
 }
 
-// EnvStatus is one catalog entry and whether it is installed.
-type EnvStatus struct {
-	Name             string `json:"name"`
-	Version          string `json:"version"`
-	Description      string `json:"description"`
-	Default          bool   `json:"default"`
-	Installed        bool   `json:"installed"`
-	InstalledVersion string `json:"installed_version,omitempty"`
-	Outdated         bool   `json:"outdated"` // installed, but an older recipe than the catalog's
-	Source           string `json:"source,omitempty"`
-	DiskBytes        int64  `json:"disk_bytes,omitempty"` // bytes used on disk by its blobs (sparse)
-}
-
 // List returns every catalog entry with its install state. An entry whose
 // blobs are missing or truncated counts as not installed.
-func (s *Store) List(ctx context.Context) ([]EnvStatus, error) {
-	var out []EnvStatus
+func (s *Store) List(ctx context.Context) ([]api.Environment, error) {
+	var out []api.Environment
 	for _, e := range entries {
-		st := EnvStatus{Name: e.Name, Version: e.Version, Description: e.Description, Default: e.Default}
+		st := api.Environment{Name: e.Name, Version: e.Version, Description: e.Description, Default: e.Default}
 		if m, err := s.readManifest(e.Name); err == nil && s.checkBlobs(m) == nil {
 			st.Installed = true
 			st.InstalledVersion = m.Version
 			st.Outdated = m.Version != e.Version
 			st.Source = m.Source.Type
-			for _, b := range m.Blobs.list() {
+			for _, b := range m.Blobs.List() {
 				st.DiskBytes += diskUsage(s.BlobPath(b.Digest))
 			}
 		}
@@ -220,25 +172,16 @@ func (s *Store) installed(m *Manifest) *Installed {
 	}
 }
 
-// EnvInfo is everything known about one environment.
-type EnvInfo struct {
-	Entry     Entry      `json:"entry"`
-	Installed bool       `json:"installed"`
-	Problem   string     `json:"problem,omitempty"` // why an installed environment does not count
-	Manifest  *Manifest  `json:"manifest,omitempty"`
-	Paths     *Installed `json:"paths,omitempty"`
-	Registry  string     `json:"registry_ref,omitempty"` // where Pull would look, if a registry is set
-}
-
-// Inspect describes name: the catalog entry, and the installed manifest if any.
-func (s *Store) Inspect(ctx context.Context, name string) (*EnvInfo, error) {
+// Inspect describes name: the catalog entry, where Pull would look for it,
+// and the installed manifest if any.
+func (s *Store) Inspect(ctx context.Context, name string) (*api.EnvironmentInfo, error) {
 	e, err := Lookup(name)
 	if err != nil {
 		return nil, err
 	}
-	info := &EnvInfo{Entry: e}
+	info := &api.EnvironmentInfo{Name: e.Name, Version: e.Version, Description: e.Description, Default: e.Default}
 	if s.registry != "" {
-		info.Registry = s.registry + "/" + name
+		info.RegistryRef = s.registry + "/" + name
 	}
 	m, err := s.readManifest(name)
 	switch {
@@ -257,18 +200,6 @@ func (s *Store) Inspect(ctx context.Context, name string) (*EnvInfo, error) {
 	return info, ctx.Err()
 }
 
-// Verify checks the full digest of every blob of an installed environment.
-func (s *Store) Verify(ctx context.Context, name string) error {
-	if _, err := s.Resolve(ctx, name); err != nil {
-		return err
-	}
-	m, err := s.readManifest(name)
-	if err != nil {
-		return err
-	}
-	return s.verifyFull(ctx, m, false)
-}
-
 func (s *Store) readManifest(name string) (*Manifest, error) {
 	data, err := os.ReadFile(s.manifestPath(name))
 	if err != nil {
@@ -284,504 +215,10 @@ func (s *Store) readManifest(name string) (*Manifest, error) {
 	return &m, nil
 }
 
-// checkBlobs is the cheap check done on every use: existence and size.
-func (s *Store) checkBlobs(m *Manifest) error {
-	for _, b := range m.Blobs.list() {
-		if !validDigest(b.Digest) {
-			return fmt.Errorf("manifest has a bad digest %q", b.Digest)
-		}
-		fi, err := os.Stat(s.BlobPath(b.Digest))
-		if err != nil {
-			return fmt.Errorf("blob %s is missing", b.Digest)
-		}
-		if fi.Size() != b.Size {
-			return fmt.Errorf("blob %s has size %d, want %d", b.Digest, fi.Size(), b.Size)
-		}
-	}
-	return nil
-}
-
-// verifyFull hashes every blob of m. With trustStamps, a blob whose inode,
-// size and change time still match the record of its last full hash is
-// taken as intact: any write through the filesystem changes ctime, and
-// hashing a 4 GiB image costs seconds on every pull.
-func (s *Store) verifyFull(ctx context.Context, m *Manifest, trustStamps bool) error {
-	if err := s.checkBlobs(m); err != nil {
-		return err
-	}
-	for _, b := range m.Blobs.list() {
-		if trustStamps && s.stampOK(b.Digest) {
-			continue
-		}
-		d, _, err := hashFile(ctx, s.BlobPath(b.Digest))
-		if err != nil {
-			return err
-		}
-		if d != b.Digest {
-			return fmt.Errorf("blob %s is corrupt (content hashes to %s)", b.Digest, d)
-		}
-		s.stamp(b.Digest)
-	}
-	return nil
-}
-
-func fileStamp(path string) string {
-	var st syscall.Stat_t
-	if syscall.Stat(path, &st) != nil {
-		return ""
-	}
-	return fmt.Sprintf("%d %d %d %d.%d %d.%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec)
-}
-
-func (s *Store) stampPath(digest string) string {
-	return s.path("verified", strings.TrimPrefix(digest, "sha256:"))
-}
-
-// stamp records that the blob digest was just hashed and found intact.
-func (s *Store) stamp(digest string) {
-	if st := fileStamp(s.BlobPath(digest)); st != "" {
-		_ = os.MkdirAll(s.path("verified"), 0o700)
-		_ = atomicfile.WriteFile(s.stampPath(digest), []byte(st), 0o600)
-	}
-}
-
-func (s *Store) stampOK(digest string) bool {
-	data, err := os.ReadFile(s.stampPath(digest))
-	return err == nil && string(data) == fileStamp(s.BlobPath(digest))
-}
-
-func validDigest(d string) bool {
-	h, ok := strings.CutPrefix(d, "sha256:")
-	if !ok || len(h) != 64 {
-		return false
-	}
-	_, err := hex.DecodeString(h)
-	return err == nil
-}
-
-// ctxReader stops a long copy when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
-func hashFile(ctx context.Context, path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.CopyBuffer(h, ctxReader{ctx, f}, make([]byte, 1<<20))
-	if err != nil {
-		return "", 0, err
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), n, nil
-}
-
-func diskUsage(path string) int64 {
-	var st syscall.Stat_t
-	if syscall.Stat(path, &st) != nil {
-		return 0
-	}
-	return st.Blocks * 512
-}
-
-// tempDir makes a private working directory under the cache (same
-// filesystem as the blobs, so finished files are renamed, never copied).
-func (s *Store) tempDir(name string) (string, error) {
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	d := s.path("tmp", fmt.Sprintf("%s.%d.%x", safeName(name), os.Getpid(), rnd))
-	return d, os.Mkdir(d, 0o700)
-}
-
-// putBlob moves a finished file into the blob store under its digest. When
-// want is set the content must hash to it.
-func (s *Store) putBlob(ctx context.Context, tmp, want string) (Blob, error) {
-	d, n, err := hashFile(ctx, tmp)
-	if err != nil {
-		return Blob{}, err
-	}
-	if want != "" && d != want {
-		return Blob{}, errdefs.New(errdefs.ErrFailedPrecondition, "the registry or the network returned bad data; try again",
-			"digest mismatch: got %s, want %s", d, want)
-	}
-	b, err := s.putHashedBlob(tmp, Blob{Digest: d, Size: n})
-	if err == nil {
-		s.stamp(b.Digest)
-	}
-	return b, err
-}
-
-func (s *Store) putHashedBlob(tmp string, b Blob) (Blob, error) {
-	dst := s.BlobPath(b.Digest)
-	if fi, err := os.Stat(dst); err == nil && fi.Size() == b.Size && s.stampOK(b.Digest) {
-		// Already there and known intact (another environment shares it).
-		return b, os.Remove(tmp)
-	}
-	_ = os.Chmod(tmp, 0o644)
-	if err := os.Rename(tmp, dst); err != nil {
-		return Blob{}, err
-	}
-	return b, nil
-}
-
 func (s *Store) writeManifest(m *Manifest) error {
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
 	return atomicfile.WriteFile(s.manifestPath(m.Name), append(data, '\n'), 0o600)
-}
-
-// lock takes an flock on locks/<name>.lock, waiting until ctx is done.
-func (s *Store) lock(ctx context.Context, name string, how int) (unlock func(), err error) {
-	f, err := os.OpenFile(s.path("locks", name+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	logged := false
-	for {
-		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
-		if err == nil {
-			return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", name, err)
-		}
-		if !logged {
-			s.log.Info("waiting for another pyro process holding the cache lock", "lock", name)
-			logged = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// tryLock takes an flock without waiting; ok is false when it is held.
-func (s *Store) tryLock(name string) (unlock func(), ok bool) {
-	f, err := os.OpenFile(s.path("locks", name+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, false
-	}
-	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
-		f.Close()
-		return nil, false
-	}
-	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, true
-}
-
-// Pull makes name installed and intact: a verified cached copy is used as
-// is; otherwise it is downloaded from the registry (if one is set and has
-// it), else built locally. Interrupting it leaves nothing that counts as
-// installed; the next Pull repairs whatever is missing or corrupt.
-func (s *Store) Pull(ctx context.Context, name string) (*Installed, error) {
-	entry, err := Lookup(name)
-	if err != nil {
-		return nil, err
-	}
-	s.progress(Progress{Phase: "resolve", Environment: name})
-	unlock, err := s.lock(ctx, "env-"+safeName(name), unix.LOCK_EX)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-
-	if m, err := s.readManifest(name); err == nil && m.Version == entry.Version {
-		s.progress(Progress{Phase: "verify", Environment: name})
-		err := s.verifyFull(ctx, m, true)
-		if err == nil {
-			s.progress(Progress{Phase: "done", Environment: name, Source: "cache"})
-			return s.installed(m), nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		s.log.Warn("installed environment is damaged; repairing", "environment", name, "err", err)
-		s.dropCorrupt(ctx, m)
-	}
-
-	// Installs hold the GC lock shared so that a concurrent prune never
-	// deletes a blob between its rename and the manifest naming it.
-	unGC, err := s.lock(ctx, "gc", unix.LOCK_SH)
-	if err != nil {
-		return nil, err
-	}
-	defer unGC()
-	tmp, err := s.tempDir(name)
-	if err != nil {
-		return nil, cacheWriteErr(s.dir, err)
-	}
-	defer removeTree(tmp)
-
-	var m *Manifest
-	if s.registry != "" {
-		m, err = s.pullRegistry(ctx, entry, tmp)
-		if errors.Is(err, errNotInRegistry) {
-			s.log.Info("environment not in the registry; building it locally", "ref", s.ref(name))
-			m, err = nil, nil
-		} else if err != nil {
-			return nil, err
-		}
-	}
-	if m == nil {
-		if m, err = s.buildInstall(ctx, entry, tmp); err != nil {
-			return nil, err
-		}
-	}
-	s.progress(Progress{Phase: "install", Environment: name})
-	if err := s.writeManifest(m); err != nil {
-		return nil, cacheWriteErr(s.dir, err)
-	}
-	s.progress(Progress{Phase: "done", Environment: name, Source: m.Source.Type})
-	return s.installed(m), nil
-}
-
-// dropCorrupt removes the manifest and every blob of m that fails its
-// digest, so the repair fetches them again.
-func (s *Store) dropCorrupt(ctx context.Context, m *Manifest) {
-	_ = os.Remove(s.manifestPath(m.Name))
-	for _, b := range m.Blobs.list() {
-		if d, _, err := hashFile(ctx, s.BlobPath(b.Digest)); err == nil && d != b.Digest {
-			_ = os.Remove(s.BlobPath(b.Digest))
-		}
-	}
-}
-
-func (s *Store) buildInstall(ctx context.Context, entry Entry, tmp string) (*Manifest, error) {
-	start := time.Now()
-	b, err := s.build(ctx, entry, tmp)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, err
-	}
-	s.log.Info("built environment", "environment", entry.Name, "seconds", time.Since(start).Seconds())
-	s.progress(Progress{Phase: "verify", Environment: entry.Name})
-	m := &Manifest{
-		SchemaVersion: ManifestSchemaVersion, Name: entry.Name, Version: entry.Version,
-		CatalogVersion: CatalogVersion, Description: entry.Description, Arch: "amd64", Suite: Suite,
-		KernelVersion: b.kernelVersion, KernelPackage: b.kernelPackage, Packages: b.packages,
-		Created: time.Now().UTC().Truncate(time.Second),
-		Source:  Source{Type: "build", Mirror: mirror(), Epoch: sourceDateEpoch()},
-	}
-	for _, x := range []struct {
-		file string
-		dst  *Blob
-	}{{b.kernel, &m.Blobs.Kernel}, {b.modules, &m.Blobs.Modules}, {b.rootfs, &m.Blobs.Rootfs}} {
-		blob, err := s.putBlob(ctx, x.file, "")
-		if err != nil {
-			return nil, cacheWriteErr(s.dir, err)
-		}
-		*x.dst = blob
-	}
-	return m, nil
-}
-
-func cacheWriteErr(dir string, err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	var e *errdefs.Error
-	if errors.As(err, &e) {
-		return err
-	}
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return errdefs.Wrap(errdefs.ErrFailedPrecondition, err,
-			"free disk space (try 'pyro env prune') or point PYRO_CACHE_DIR at a larger disk",
-			"the environment cache %s is full", dir)
-	}
-	return errdefs.Wrap(errdefs.ErrInternal, err, "check that PYRO_CACHE_DIR is writable", "writing the environment cache %s", dir)
-}
-
-// Remove uninstalls name (its manifest). Its blobs stay until Prune, and
-// never go while a lease holds them.
-func (s *Store) Remove(ctx context.Context, name string) error {
-	if _, err := Lookup(name); err != nil {
-		return err
-	}
-	unlock, err := s.lock(ctx, "env-"+safeName(name), unix.LOCK_EX)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := os.Remove(s.manifestPath(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
-type lease struct {
-	ID          string    `json:"id"`
-	Environment string    `json:"environment"`
-	Digests     []string  `json:"digests"`
-	Created     time.Time `json:"created"`
-}
-
-func validLeaseID(id string) bool {
-	return id != "" && len(id) <= 128 && !strings.ContainsAny(id, "/\\\x00") && id != "." && id != ".."
-}
-
-// Acquire records that leaseID (a VM or workspace) uses inst's blobs:
-// Prune keeps them until Release, even if the environment is removed or
-// replaced meanwhile. Acquiring an existing lease replaces it.
-func (s *Store) Acquire(leaseID string, inst *Installed) error {
-	if !validLeaseID(leaseID) {
-		return errdefs.New(errdefs.ErrInvalidArgument, "", "bad lease id %q", leaseID)
-	}
-	if inst == nil {
-		return errdefs.New(errdefs.ErrInvalidArgument, "", "lease %s: no environment", leaseID)
-	}
-	l := lease{ID: leaseID, Environment: inst.Name, Created: time.Now().UTC(),
-		Digests: []string{inst.KernelDigest, inst.ModulesDigest, inst.RootfsDigest}}
-	data, err := json.Marshal(l)
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(s.path("leases", leaseID+".json"), data, 0o600)
-}
-
-// Release drops a lease. Releasing an unknown lease is not an error.
-func (s *Store) Release(leaseID string) error {
-	if !validLeaseID(leaseID) {
-		return errdefs.New(errdefs.ErrInvalidArgument, "", "bad lease id %q", leaseID)
-	}
-	err := os.Remove(s.path("leases", leaseID+".json"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	return err
-}
-
-// PruneResult says what Prune removed.
-type PruneResult struct {
-	RemovedEnvironments []string `json:"removed_environments"` // stale installs (unknown name or old recipe)
-	RemovedBlobs        []string `json:"removed_blobs"`        // digests
-	FreedBytes          int64    `json:"freed_bytes"`          // disk blocks freed
-	LeasedBlobs         []string `json:"leased_blobs"`         // unreferenced blobs kept because a lease holds them
-	RemovedTemp         int      `json:"removed_temp"`         // leftovers of interrupted pulls
-}
-
-// Prune removes installs that no longer match the catalog (unknown names,
-// older recipe versions), blobs no installed environment references, and
-// leftovers of interrupted pulls. A blob held by a lease is never freed.
-func (s *Store) Prune(ctx context.Context) (*PruneResult, error) {
-	unGC, err := s.lock(ctx, "gc", unix.LOCK_EX)
-	if err != nil {
-		return nil, err
-	}
-	defer unGC()
-	res := &PruneResult{RemovedEnvironments: []string{}, RemovedBlobs: []string{}, LeasedBlobs: []string{}}
-	keep := map[string]bool{}
-	files, _ := filepath.Glob(s.path("envs", "*.json"))
-	for _, f := range files {
-		var m Manifest
-		data, err := os.ReadFile(f)
-		stale := err != nil || json.Unmarshal(data, &m) != nil
-		if !stale {
-			e, err := Lookup(m.Name)
-			stale = err != nil || e.Version != m.Version || s.manifestPath(m.Name) != f
-		}
-		if stale {
-			if err := os.Remove(f); err != nil {
-				return nil, err
-			}
-			name := m.Name
-			if name == "" {
-				name = strings.TrimSuffix(filepath.Base(f), ".json")
-			}
-			res.RemovedEnvironments = append(res.RemovedEnvironments, name)
-			continue
-		}
-		for _, b := range m.Blobs.list() {
-			keep[b.Digest] = true
-		}
-	}
-	leased := map[string]bool{}
-	leases, _ := filepath.Glob(s.path("leases", "*.json"))
-	for _, f := range leases {
-		var l lease
-		if data, err := os.ReadFile(f); err == nil && json.Unmarshal(data, &l) == nil {
-			for _, d := range l.Digests {
-				leased[d] = true
-			}
-		}
-	}
-	blobs, _ := os.ReadDir(s.path("blobs", "sha256"))
-	for _, de := range blobs {
-		d := "sha256:" + de.Name()
-		if keep[d] {
-			continue
-		}
-		if leased[d] {
-			res.LeasedBlobs = append(res.LeasedBlobs, d)
-			continue
-		}
-		p := s.BlobPath(d)
-		freed := diskUsage(p)
-		if err := os.RemoveAll(p); err != nil {
-			return nil, err
-		}
-		_ = os.Remove(s.stampPath(d))
-		res.RemovedBlobs = append(res.RemovedBlobs, d)
-		res.FreedBytes += freed
-	}
-	// A temp dir belongs to a pull that holds its environment's lock; if
-	// the lock is free, the pull is gone.
-	tmps, _ := os.ReadDir(s.path("tmp"))
-	for _, de := range tmps {
-		env, _, _ := strings.Cut(de.Name(), ".")
-		if unlock, ok := s.tryLock("env-" + env); ok {
-			err := removeTree(s.path("tmp", de.Name()))
-			unlock()
-			if err != nil {
-				return nil, err
-			}
-			res.RemovedTemp++
-		}
-	}
-	slices.Sort(res.RemovedEnvironments)
-	return res, ctx.Err()
-}
-
-// removeTree removes a build directory, first detaching anything still
-// mounted below it (an interrupted mmdebstrap can leave /proc, /sys and
-// /dev/pts mounted in its chroot): RemoveAll must never walk into those.
-func removeTree(dir string) error {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err == nil {
-		var mounts []string
-		for _, line := range strings.Split(string(data), "\n") {
-			f := strings.Fields(line)
-			if len(f) > 4 && strings.HasPrefix(unescapeMount(f[4]), dir+"/") {
-				mounts = append(mounts, unescapeMount(f[4]))
-			}
-		}
-		slices.Sort(mounts)
-		slices.Reverse(mounts)
-		for _, m := range mounts {
-			if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
-				return fmt.Errorf("unmounting %s before removing %s: %w", m, dir, err)
-			}
-		}
-	}
-	return os.RemoveAll(dir)
-}
-
-func unescapeMount(s string) string {
-	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
 }

@@ -62,7 +62,7 @@ func installFake(t *testing.T, s *Store, name, version string) *Manifest {
 		if err := os.WriteFile(p, []byte(name+version+strings.Repeat("x", i+1)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		b, err := s.putBlob(t.Context(), p, "")
+		b, err := s.putBlob(t.Context(), p, "", name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -198,12 +198,12 @@ func TestPruneKeepsLeasedBlobs(t *testing.T) {
 	if len(res.RemovedBlobs) != 3 || len(res.LeasedBlobs) != 3 || res.RemovedTemp != 1 {
 		t.Errorf("Prune = %+v, want 3 removed, 3 leased, 1 temp", res)
 	}
-	for _, b := range leased.Blobs.list() {
+	for _, b := range leased.Blobs.List() {
 		if _, err := os.Stat(s.BlobPath(b.Digest)); err != nil {
 			t.Errorf("leased blob freed: %v", err)
 		}
 	}
-	for _, b := range stale.Blobs.list() {
+	for _, b := range stale.Blobs.List() {
 		if _, err := os.Stat(s.BlobPath(b.Digest)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("stale blob kept: %v", err)
 		}
@@ -289,7 +289,7 @@ func TestProgressString(t *testing.T) {
 		want string
 	}{
 		{Progress{Phase: "resolve", Environment: "debian:12"}, "[pull] phase=resolve environment=debian:12"},
-		{Progress{Op: "push", Phase: "upload", Environment: "debian:12", Step: "rootfs", Bytes: 1, Total: 2}, "[push] phase=upload environment=debian:12 step=rootfs bytes=1 total=2"},
+		{Progress{Op: "push", Phase: "upload", Environment: "debian:12", Step: "rootfs", Unit: "bytes", Done: 1, Total: 2}, "[push] phase=upload environment=debian:12 step=rootfs bytes=1 total=2"},
 		{Progress{Phase: "done", Environment: "debian:12", Source: "build"}, "[pull] phase=done environment=debian:12 source=build"},
 	}
 	for _, tt := range tests {

@@ -36,8 +36,8 @@ succeeded, 1 when one failed (its line says why) or pyro itself failed.
   pyro demo ollama --model qwen2.5:3b`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			pr := a.newProgressPrinter()
-			c, err := pyro.New(&pyro.Options{Logger: a.logger(), Progress: pullsOnly(pr.print)})
+			pr := a.newProgressView()
+			c, err := pyro.New(&pyro.Options{Logger: a.logger(), Progress: pullsOnly(pr.show)})
 			if err != nil {
 				return err
 			}
@@ -113,8 +113,8 @@ with 'ollama pull MODEL'.`,
 					o.Tools = append(o.Tools, t)
 				}
 			}
-			pr := a.newProgressPrinter()
-			c, err := pyro.New(&pyro.Options{Logger: a.logger(), Progress: pullsOnly(pr.print)})
+			pr := a.newProgressView()
+			c, err := pyro.New(&pyro.Options{Logger: a.logger(), Progress: pullsOnly(pr.show)})
 			if err != nil {
 				return err
 			}
@@ -163,10 +163,11 @@ with 'ollama pull MODEL'.`,
 }
 
 // pullsOnly passes on the progress of environments actually being fetched
-// or built: a demo need not say that the cache was checked.
+// or built: a demo need not say that the cache was checked, and its own
+// step lines say what the VMs and workspaces do.
 func pullsOnly(f func(pyro.Progress)) func(pyro.Progress) {
 	return func(p pyro.Progress) {
-		if p.Phase == "resolve" || p.Phase == "verify" || (p.Phase == "done" && p.Source == "cache") {
+		if p.Op != "pull" || p.Phase == "resolve" || p.Phase == "verify" || (p.Phase == "done" && p.Source == "cache") {
 			return
 		}
 		f(p)

@@ -1,16 +1,10 @@
 package cli
 
 import (
-	"context"
-
 	"github.com/spf13/cobra"
 
 	"github.com/pyro-mcp/pyro/internal/doctor"
 )
-
-// DoctorBootTest, when set (by the engine), lets `pyro doctor --boot-test`
-// boot a real guest end to end. nil reports the test as not available.
-var DoctorBootTest func(ctx context.Context) error
 
 func (a *App) newDoctorCmd() *cobra.Command {
 	var bootTest bool
@@ -24,7 +18,7 @@ cache and the installed environments. It exits 1 when no backend can boot an
 isolated guest.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r := doctor.Run(cmd.Context(), doctor.Options{RunBootTest: bootTest, BootTest: DoctorBootTest})
+			r := doctor.Run(cmd.Context(), doctor.Options{RunBootTest: bootTest, BootTest: a.bootTest})
 			if a.JSON {
 				if err := a.printJSON(r); err != nil {
 					return err

@@ -12,31 +12,49 @@ import (
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
 
-// client opens the SDK (the CLI's one path to the engine), with pull
-// progress going to stderr.
-func (a *App) client() (*pyro.Client, error) {
-	return a.clientFor("")
+// clientOptions are what every command asks of the SDK, the CLI's one path
+// to the engine.
+type clientOptions struct {
+	backend  string // --backend; "" means $PYRO_BACKEND, else auto
+	registry string // --registry of pyro env
+	quiet    bool   // no progress at all (pyro env list, inspect...)
+	// streams, when set, is a command whose output goes to the terminal
+	// (unless the result is printed as JSON), after the progress line.
+	streams *pyro.ExecOptions
 }
 
-// clientFor is client with a backend choice (--backend); "" means
-// $PYRO_BACKEND, else auto.
-func (a *App) clientFor(backend string) (*pyro.Client, error) {
-	return pyro.New(&pyro.Options{Logger: a.logger(), Progress: a.newProgressPrinter().print, Backend: backend})
+// call opens the SDK and runs f with the command's progress shown on
+// stderr, then clears it: whatever f returns is printed on a clean screen.
+func call[T any](a *App, o clientOptions, f func(*pyro.Client) (T, error)) (T, error) {
+	var zero T
+	v := a.newProgressView()
+	opts := &pyro.Options{Logger: a.logger(), Backend: o.backend, Registry: o.registry}
+	if !o.quiet {
+		opts.Progress = v.show
+	}
+	c, err := pyro.New(opts)
+	if err != nil {
+		return zero, err
+	}
+	if o.streams != nil && !a.JSON {
+		o.streams.Stdout, o.streams.Stderr = v.output(a.Stdout), v.output(a.Stderr)
+	}
+	defer v.finish()
+	return f(c)
 }
 
 // createFlags are the VM shape flags shared by run, vm create and workspace create.
 type createFlags struct {
-	vcpus, mem, ttl int
-	network, hostOK bool
-	backend         string
+	shape   pyro.Shape
+	backend string
 }
 
 func (f *createFlags) register(cmd *cobra.Command, defaultTTL int) {
-	cmd.Flags().IntVar(&f.vcpus, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs")
-	cmd.Flags().IntVar(&f.mem, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
-	cmd.Flags().IntVar(&f.ttl, "ttl-seconds", defaultTTL, "seconds before the VM is stopped and reaped")
-	cmd.Flags().BoolVar(&f.network, "network", false, "give the guest outbound network access (never the host's loopback; services on the host's other addresses ARE reachable)")
-	cmd.Flags().BoolVar(&f.hostOK, "allow-host-compat", false, "if no guest can boot, run on the host in a private directory WITHOUT isolation")
+	cmd.Flags().IntVar(&f.shape.VCPUCount, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs")
+	cmd.Flags().IntVar(&f.shape.MemMiB, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
+	cmd.Flags().IntVar(&f.shape.TTLSeconds, "ttl-seconds", defaultTTL, "seconds before the VM is stopped and reaped")
+	cmd.Flags().BoolVar(&f.shape.Network, "network", false, "give the guest outbound network access (never the host's loopback; services on the host's other addresses ARE reachable)")
+	cmd.Flags().BoolVar(&f.shape.AllowHostCompat, "allow-host-compat", false, "if no guest can boot, run on the host in a private directory WITHOUT isolation")
 	def := os.Getenv("PYRO_BACKEND")
 	if def == "" {
 		def = "auto"
@@ -44,40 +62,51 @@ func (f *createFlags) register(cmd *cobra.Command, defaultTTL int) {
 	cmd.Flags().StringVar(&f.backend, "backend", def, "VMM to boot with: auto, firecracker, qemu or host_compat (default from $PYRO_BACKEND); later starts keep it")
 }
 
-func (f *createFlags) options(env string) (pyro.CreateVMOptions, error) {
-	// The engine reads 0 as "the default"; on the command line 0 is a mistake.
+// checked returns the shape, refusing what the engine would take as "the
+// default": on the command line 0 is a mistake.
+func (f *createFlags) checked() (pyro.Shape, error) {
 	for _, v := range []struct {
 		name string
 		val  int
-	}{{"--vcpu-count", f.vcpus}, {"--mem-mib", f.mem}, {"--ttl-seconds", f.ttl}} {
+	}{{"--vcpu-count", f.shape.VCPUCount}, {"--mem-mib", f.shape.MemMiB}, {"--ttl-seconds", f.shape.TTLSeconds}} {
 		if v.val <= 0 {
-			return pyro.CreateVMOptions{}, errdefs.New(errdefs.ErrInvalidArgument, "give a positive number", "%s %d is out of range", v.name, v.val)
+			return pyro.Shape{}, errdefs.New(errdefs.ErrInvalidArgument, "give a positive number", "%s %d is out of range", v.name, v.val)
 		}
 	}
-	return pyro.CreateVMOptions{Environment: env, VCPUCount: f.vcpus, MemMiB: f.mem, TTLSeconds: f.ttl, Network: f.network, AllowHostCompat: f.hostOK}, nil
+	return f.shape, nil
 }
 
-func timeoutOption(t int) (int, error) {
-	if t <= 0 {
-		return 0, errdefs.New(errdefs.ErrInvalidArgument, "give a positive number of seconds", "--timeout-seconds %d is out of range", t)
+// execFlags parse the command of an exec-style verb:
+// `VERB ARG... [--timeout-seconds N] -- COMMAND [ARG...]`.
+type execFlags struct {
+	timeout int
+	usage   string
+	before  int // arguments before --
+}
+
+func (f *execFlags) register(cmd *cobra.Command) {
+	cmd.Flags().IntVar(&f.timeout, "timeout-seconds", pyro.DefaultTimeoutSeconds, "kill the command (exit 124) after this many seconds")
+}
+
+// parse separates the arguments before -- from the command after it.
+func (f *execFlags) parse(cmd *cobra.Command, args []string) ([]string, pyro.ExecOptions, error) {
+	bad := func(hint, format string, v ...any) ([]string, pyro.ExecOptions, error) {
+		return nil, pyro.ExecOptions{}, errdefs.New(errdefs.ErrInvalidArgument, hint, format, v...)
 	}
-	return t, nil
-}
-
-// splitCommand separates `ENV -- CMD...` style arguments: before is what
-// precedes --, the command what follows it.
-func splitCommand(cmd *cobra.Command, args []string, before int, usage string) ([]string, pyro.ExecOptions, error) {
 	dash := cmd.ArgsLenAtDash()
-	if dash < 0 {
-		return nil, pyro.ExecOptions{}, errdefs.New(errdefs.ErrInvalidArgument, "usage: "+usage, "missing -- before the command")
+	switch {
+	case dash < 0:
+		return bad("usage: "+f.usage, "missing -- before the command")
+	case dash != f.before:
+		return bad("usage: "+f.usage, "expected %d argument(s) before --, got %d", f.before, dash)
+	case len(args) == dash:
+		return bad("give the command after --, e.g. "+f.usage, "empty command")
+	case f.timeout <= 0:
+		return bad("give a positive number of seconds", "--timeout-seconds %d is out of range", f.timeout)
 	}
-	if dash != before {
-		return nil, pyro.ExecOptions{}, errdefs.New(errdefs.ErrInvalidArgument, "usage: "+usage, "expected %d argument(s) before --, got %d", before, dash)
-	}
-	if len(args) == dash {
-		return nil, pyro.ExecOptions{}, errdefs.New(errdefs.ErrInvalidArgument, "give the command after --, e.g. "+usage, "empty command")
-	}
-	return args[:dash], commandOptions(args[dash:]), nil
+	ex := commandOptions(args[dash:])
+	ex.TimeoutSeconds = f.timeout
+	return args[:dash], ex, nil
 }
 
 // commandOptions runs a single argument that looks like shell through
@@ -109,22 +138,19 @@ func (a *App) printExecSummary(prefix string, r *pyro.ExecResult, extra string) 
 	fmt.Fprintf(a.Stderr, "[%s] %sexit_code=%d duration_ms=%d%s\n", prefix, extra, r.ExitCode, r.DurationMs, trunc)
 }
 
-func init() {
-	// pyro doctor --boot-test boots the default environment and runs `true`.
-	DoctorBootTest = func(ctx context.Context) error {
-		c, err := pyro.New(nil)
-		if err != nil {
-			return err
-		}
-		res, err := c.RunInVM(ctx, pyro.RunOptions{Environment: pyro.DefaultEnvironment, MemMiB: 256, Argv: []string{"true"}})
-		if err != nil {
-			return err
-		}
-		if res.ExitCode != 0 {
-			return fmt.Errorf("`true` exited %d in the guest", res.ExitCode)
-		}
-		return nil
+// bootTest is `pyro doctor --boot-test`: boot the default environment and
+// run `true` in it, through the SDK like every other command.
+func (a *App) bootTest(ctx context.Context) error {
+	res, err := call(a, clientOptions{quiet: true}, func(c *pyro.Client) (*pyro.RunResult, error) {
+		return c.RunInVM(ctx, pyro.RunOptions{Environment: pyro.DefaultEnvironment, Shape: pyro.Shape{MemMiB: 256}, Argv: []string{"true"}})
+	})
+	if err != nil {
+		return err
 	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("`true` exited %d in the guest", res.ExitCode)
+	}
+	return nil
 }
 
 // execRun is what an exec-style verb does once its command line is parsed:
@@ -135,36 +161,33 @@ type execRun func(ctx context.Context, c *pyro.Client, id string, ex pyro.ExecOp
 // idExecCmd builds `VERB exec ID [--timeout-seconds N] -- COMMAND...`, whose
 // exit status is the guest command's.
 func (a *App) idExecCmd(idName, short, prefix string, run execRun) *cobra.Command {
-	var timeout int
-	usage := fmt.Sprintf("pyro %s exec %s [--timeout-seconds N] -- COMMAND [ARG...]", strings.Fields(prefix)[0], idName)
+	f := execFlags{before: 1, usage: fmt.Sprintf("pyro %s exec %s [--timeout-seconds N] -- COMMAND [ARG...]", strings.Fields(prefix)[0], idName)}
 	cmd := &cobra.Command{
 		Use:   "exec " + idName + " -- COMMAND [ARG...]",
 		Short: short,
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a.execCommand = true
-			before, ex, err := splitCommand(cmd, args, 1, usage)
+			before, ex, err := f.parse(cmd, args)
 			if err != nil {
 				return err
 			}
-			if ex.TimeoutSeconds, err = timeoutOption(timeout); err != nil {
-				return err
+			type out struct {
+				res   any
+				er    *pyro.ExecResult
+				extra string
 			}
-			c, err := a.client()
+			o, err := call(a, clientOptions{streams: &ex}, func(c *pyro.Client) (out, error) {
+				res, er, extra, err := run(cmd.Context(), c, before[0], ex)
+				return out{res, er, extra}, err
+			})
 			if err != nil {
 				return err
 			}
-			if !a.JSON {
-				ex.Stdout, ex.Stderr = a.Stdout, a.Stderr
-			}
-			res, er, extra, err := run(cmd.Context(), c, before[0], ex)
-			if err != nil {
-				return err
-			}
-			return a.finishExec(prefix, res, er, extra)
+			return a.finishExec(prefix, o.res, o.er, o.extra)
 		},
 	}
-	cmd.Flags().IntVar(&timeout, "timeout-seconds", pyro.DefaultTimeoutSeconds, "kill the command (exit 124) after this many seconds")
+	f.register(cmd)
 	return cmd
 }
 
@@ -177,4 +200,12 @@ func (a *App) finishExec(prefix string, res any, er *pyro.ExecResult, extra stri
 	}
 	a.printExecSummary(prefix, er, extra)
 	return nil
+}
+
+// printResult prints a result: JSON with --json, else aligned fields.
+func (a *App) printResult(v any) error {
+	if a.JSON {
+		return a.printJSON(v)
+	}
+	return printFields(a.Stdout, v)
 }

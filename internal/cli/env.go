@@ -2,16 +2,13 @@ package cli
 
 import (
 	"fmt"
-	"io"
-	"os"
 	"strings"
-	"sync"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/pyro-mcp/pyro"
+	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/catalog"
 )
 
@@ -27,20 +24,14 @@ building it locally with mmdebstrap.`,
 	}
 	var registry string
 	env.PersistentFlags().StringVar(&registry, "registry", "", `registry to pull from, "HOST[:PORT]/prefix" ("none" to always build; default $PYRO_ENV_REGISTRY)`)
-	open := func(progress func(catalog.Progress)) (*pyro.Client, error) {
-		return pyro.New(&pyro.Options{Registry: registry, Logger: a.logger(), Progress: progress})
-	}
+	quiet := func() clientOptions { return clientOptions{registry: registry, quiet: true} }
 
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the catalog and what is installed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := open(nil)
-			if err != nil {
-				return err
-			}
-			envs, err := s.ListEnvironments(cmd.Context())
+			envs, err := call(a, quiet(), func(c *pyro.Client) ([]pyro.Environment, error) { return c.ListEnvironments(cmd.Context()) })
 			if err != nil {
 				return err
 			}
@@ -59,7 +50,7 @@ building it locally with mmdebstrap.`,
 				}
 				size := "-"
 				if e.Installed {
-					size = humanBytes(e.DiskBytes)
+					size = api.HumanBytes(e.DiskBytes)
 				}
 				name := e.Name
 				if e.Default {
@@ -76,13 +67,9 @@ building it locally with mmdebstrap.`,
 		Short: "Install an environment (from the cache, a registry, or a local build)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pr := a.newProgressPrinter()
-			s, err := open(pr.print)
-			if err != nil {
-				return err
-			}
-			res, err := s.PullEnvironment(cmd.Context(), args[0])
-			pr.finish()
+			res, err := call(a, clientOptions{registry: registry}, func(c *pyro.Client) (*pyro.PullResult, error) {
+				return c.PullEnvironment(cmd.Context(), args[0])
+			})
 			if err != nil {
 				return err
 			}
@@ -99,11 +86,9 @@ building it locally with mmdebstrap.`,
 		Short: "Describe an environment: recipe, packages, blobs",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := open(nil)
-			if err != nil {
-				return err
-			}
-			info, err := s.InspectEnvironment(cmd.Context(), args[0])
+			info, err := call(a, quiet(), func(c *pyro.Client) (*pyro.EnvironmentInfo, error) {
+				return c.InspectEnvironment(cmd.Context(), args[0])
+			})
 			if err != nil {
 				return err
 			}
@@ -129,9 +114,9 @@ building it locally with mmdebstrap.`,
 				fmt.Fprintf(w, "packages:     %d\n", len(m.Packages))
 				for _, b := range []struct {
 					n string
-					b catalog.Blob
+					b api.Blob
 				}{{"kernel", m.Blobs.Kernel}, {"modules", m.Blobs.Modules}, {"rootfs", m.Blobs.Rootfs}} {
-					fmt.Fprintf(w, "blob %-8s %s %s\n", b.n+":", b.b.Digest, humanBytes(b.b.Size))
+					fmt.Fprintf(w, "blob %-8s %s %s\n", b.n+":", b.b.Digest, api.HumanBytes(b.b.Size))
 				}
 			}
 			if p := info.Paths; p != nil {
@@ -147,35 +132,37 @@ building it locally with mmdebstrap.`,
 		Short: "Remove stale environments and unreferenced blobs (blobs in use by VMs are kept)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := open(nil)
-			if err != nil {
-				return err
-			}
-			var removed []string
-			if all {
-				envs, err := s.ListEnvironments(cmd.Context())
-				if err != nil {
-					return err
-				}
-				for _, e := range envs {
-					if e.Installed {
-						if err := s.RemoveEnvironment(cmd.Context(), e.Name); err != nil {
-							return err
+			res, err := call(a, quiet(), func(c *pyro.Client) (*pyro.PruneResult, error) {
+				var removed []string
+				if all {
+					envs, err := c.ListEnvironments(cmd.Context())
+					if err != nil {
+						return nil, err
+					}
+					for _, e := range envs {
+						if e.Installed {
+							if err := c.RemoveEnvironment(cmd.Context(), e.Name); err != nil {
+								return nil, err
+							}
+							removed = append(removed, e.Name)
 						}
-						removed = append(removed, e.Name)
 					}
 				}
-			}
-			res, err := s.PruneEnvironments(cmd.Context())
+				res, err := c.PruneEnvironments(cmd.Context())
+				if err != nil {
+					return nil, err
+				}
+				res.RemovedEnvironments = append(removed, res.RemovedEnvironments...)
+				return res, nil
+			})
 			if err != nil {
 				return err
 			}
-			res.RemovedEnvironments = append(removed, res.RemovedEnvironments...)
 			if a.JSON {
 				return a.printJSON(res)
 			}
 			fmt.Fprintf(a.Stdout, "removed %d environment(s), %d blob(s), %d temp dir(s); freed %s; kept %d leased blob(s)\n",
-				len(res.RemovedEnvironments), len(res.RemovedBlobs), res.RemovedTemp, humanBytes(res.FreedBytes), len(res.LeasedBlobs))
+				len(res.RemovedEnvironments), len(res.RemovedBlobs), res.RemovedTemp, api.HumanBytes(res.FreedBytes), len(res.LeasedBlobs))
 			for _, e := range res.RemovedEnvironments {
 				fmt.Fprintf(a.Stdout, "removed environment %s\n", e)
 			}
@@ -189,13 +176,9 @@ building it locally with mmdebstrap.`,
 		Short: "Publish an installed environment to an OCI registry (REF: HOST[:PORT]/repo:tag)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pr := a.newProgressPrinter()
-			s, err := open(pr.print)
-			if err != nil {
-				return err
-			}
-			res, err := s.PushEnvironment(cmd.Context(), args[0], args[1])
-			pr.finish()
+			res, err := call(a, clientOptions{registry: registry}, func(c *pyro.Client) (*pyro.PushResult, error) {
+				return c.PushEnvironment(cmd.Context(), args[0], args[1])
+			})
 			if err != nil {
 				return err
 			}
@@ -208,74 +191,4 @@ building it locally with mmdebstrap.`,
 	}
 	env.AddCommand(list, pull, inspect, prune, push)
 	return env
-}
-
-// progressPrinter writes pull/push progress on stderr: one log line per
-// phase change, and a redrawn byte bar when stderr is a terminal.
-type progressPrinter struct {
-	mu      sync.Mutex
-	w       io.Writer
-	tty     bool
-	last    string
-	barOpen bool
-}
-
-func (a *App) newProgressPrinter() *progressPrinter {
-	p := &progressPrinter{w: a.Stderr}
-	if f, ok := a.Stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		p.tty = true
-	}
-	return p
-}
-
-func (p *progressPrinter) print(ev catalog.Progress) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	key := ev.Op + ev.Phase + ev.Step
-	if ev.Bytes > 0 && ev.Total > 0 {
-		if p.tty {
-			width := 30
-			done := int(float64(width) * float64(ev.Bytes) / float64(ev.Total))
-			done = min(max(done, 0), width)
-			fmt.Fprintf(p.w, "\r[%s] %-8s [%s%s] %s / %s ", ev.Op, ev.Step, strings.Repeat("=", done),
-				strings.Repeat(" ", width-done), humanBytes(ev.Bytes), humanBytes(ev.Total))
-			p.barOpen = true
-			return
-		}
-		// Not a terminal: only the first and last event of each step.
-		if key == p.last && ev.Bytes < ev.Total {
-			return
-		}
-	}
-	if p.barOpen {
-		fmt.Fprintln(p.w)
-		p.barOpen = false
-	}
-	if key == p.last && ev.Bytes == 0 {
-		return
-	}
-	p.last = key
-	fmt.Fprintln(p.w, ev.String())
-}
-
-func (p *progressPrinter) finish() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.barOpen {
-		fmt.Fprintln(p.w)
-		p.barOpen = false
-	}
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for x := n / unit; x >= unit; x /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -13,13 +13,12 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
 
-	"github.com/pyro-mcp/pyro/internal/engine"
+	"github.com/pyro-mcp/pyro"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
-	"github.com/pyro-mcp/pyro/internal/mcpserver"
 )
 
-// newMCPCmd wires `pyro mcp serve`: the MCP server over stdio (or HTTP on
-// the loopback), calling the engine in-process.
+// newMCPCmd wires `pyro mcp serve`: the SDK's MCP server over stdio (or
+// HTTP on the loopback), calling the engine in-process.
 func (a *App) newMCPCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "mcp",
@@ -42,23 +41,24 @@ address only, rejecting requests from browser pages of other origins.`,
   pyro mcp serve --http 127.0.0.1:8765`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			relay := &mcpserver.Relay{}
-			e, err := engine.New(engine.Options{Logger: a.logger(), Progress: relay.Publish})
+			// Progress goes to each tool call's client as notifications,
+			// not to this process's stderr.
+			c, err := pyro.New(&pyro.Options{Logger: a.logger()})
 			if err != nil {
 				return err
 			}
-			s := mcpserver.New(e, &mcpserver.Options{Logger: a.logger(), Pulls: relay})
+			s := c.CreateServer()
 			ctx := cmd.Context()
 			if httpAddr != "" {
 				err = a.serveHTTP(ctx, s, httpAddr)
 			} else {
-				err = s.MCP().Run(ctx, &mcp.IOTransport{Reader: io.NopCloser(a.Stdin), Writer: nopWriteCloser{a.Stdout}})
+				err = s.Run(ctx, &mcp.IOTransport{Reader: io.NopCloser(a.Stdin), Writer: nopWriteCloser{a.Stdout}})
 			}
 			// A client that went away cancels its calls; let them delete
 			// their VMs before the process exits.
 			wctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			if werr := s.Wait(wctx); werr != nil {
+			if werr := c.Close(wctx); werr != nil {
 				a.logger().Warn("tool calls still running at exit", "err", werr)
 			}
 			if err != nil && (errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || errors.Is(err, mcp.ErrConnectionClosed)) {
@@ -77,7 +77,7 @@ type nopWriteCloser struct{ io.Writer }
 func (nopWriteCloser) Close() error { return nil }
 
 // serveHTTP serves MCP at /mcp on a loopback address until ctx is done.
-func (a *App) serveHTTP(ctx context.Context, s *mcpserver.Server, addr string) error {
+func (a *App) serveHTTP(ctx context.Context, s *mcp.Server, addr string) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return errdefs.Wrap(errdefs.ErrInvalidArgument, err, "use HOST:PORT, e.g. 127.0.0.1:8765", "bad --http address %q", addr)
@@ -90,7 +90,7 @@ func (a *App) serveHTTP(ctx context.Context, s *mcpserver.Server, addr string) e
 		return errdefs.New(errdefs.ErrInvalidArgument, "use 127.0.0.1:PORT or [::1]:PORT; pyro runs arbitrary commands for whoever can reach it",
 			"--http must bind a loopback address, not %q", host)
 	}
-	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.MCP() }, &mcp.StreamableHTTPOptions{Logger: a.logger()})
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{Logger: a.logger()})
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", originCheck(h))
 	ln, err := net.Listen("tcp", addr)

@@ -10,8 +10,7 @@ import (
 
 func (a *App) newRunCmd() *cobra.Command {
 	var f createFlags
-	var timeout int
-	const usage = "pyro run ENVIRONMENT [flags] -- COMMAND [ARG...]"
+	e := execFlags{before: 1, usage: "pyro run ENVIRONMENT [flags] -- COMMAND [ARG...]"}
 	cmd := &cobra.Command{
 		Use:   "run ENVIRONMENT -- COMMAND [ARG...]",
 		Short: "Boot a fresh microVM, run one command in it, and clean up",
@@ -24,28 +23,18 @@ pyro itself failed). A single COMMAND argument containing shell syntax runs with
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a.execCommand = true
-			before, ex, err := splitCommand(cmd, args, 1, usage)
+			before, ex, err := e.parse(cmd, args)
 			if err != nil {
 				return err
 			}
-			if ex.TimeoutSeconds, err = timeoutOption(timeout); err != nil {
-				return err
-			}
-			opts, err := f.options(before[0])
+			shape, err := f.checked()
 			if err != nil {
 				return err
 			}
-			c, err := a.clientFor(f.backend)
-			if err != nil {
-				return err
-			}
-			ro := pyro.RunOptions{Environment: opts.Environment, VCPUCount: opts.VCPUCount, MemMiB: opts.MemMiB,
-				TTLSeconds: opts.TTLSeconds, Network: opts.Network, AllowHostCompat: opts.AllowHostCompat,
-				Command: ex.Command, Argv: ex.Argv, TimeoutSeconds: ex.TimeoutSeconds}
-			if !a.JSON {
-				ro.Stdout, ro.Stderr = a.Stdout, a.Stderr
-			}
-			res, err := c.RunInVM(cmd.Context(), ro)
+			res, err := call(a, clientOptions{backend: f.backend, streams: &ex}, func(c *pyro.Client) (*pyro.RunResult, error) {
+				return c.RunInVM(cmd.Context(), pyro.RunOptions{Environment: before[0], Shape: shape,
+					Command: ex.Command, Argv: ex.Argv, TimeoutSeconds: ex.TimeoutSeconds, Stdout: ex.Stdout, Stderr: ex.Stderr})
+			})
 			if err != nil {
 				return err
 			}
@@ -54,6 +43,6 @@ pyro itself failed). A single COMMAND argument containing shell syntax runs with
 		},
 	}
 	f.register(cmd, pyro.DefaultVMTTLSeconds)
-	cmd.Flags().IntVar(&timeout, "timeout-seconds", pyro.DefaultTimeoutSeconds, "kill the command (exit 124) after this many seconds")
+	e.register(cmd)
 	return cmd
 }

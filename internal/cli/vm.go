@@ -3,8 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,18 +16,31 @@ func (a *App) newVMCmd() *cobra.Command {
 		Use:   "vm",
 		Short: "Advanced VM lifecycle: create, start, exec (auto-cleans), stop, delete, status",
 	}
-	vm.AddCommand(a.vmCreateCmd(), a.vmIDCmd("start", "Boot a created or stopped VM", func(cmd *cobra.Command, e *pyro.Client, id string) (any, error) {
-		return e.StartVM(cmd.Context(), id)
-	}), a.vmExecCmd(), a.vmIDCmd("stop", "Power a VM off (its disk stays until delete)", func(cmd *cobra.Command, e *pyro.Client, id string) (any, error) {
-		return e.StopVM(cmd.Context(), id)
-	}), a.vmIDCmd("delete", "Stop a VM and remove its disk and state", func(cmd *cobra.Command, e *pyro.Client, id string) (any, error) {
-		return e.DeleteVM(cmd.Context(), id)
-	}), a.vmIDCmd("status", "Show a VM's state and whether its process is alive", func(cmd *cobra.Command, e *pyro.Client, id string) (any, error) {
-		return e.StatusVM(cmd.Context(), id)
-	}), a.vmIDCmd("network-info", "Show a VM's network configuration", func(cmd *cobra.Command, e *pyro.Client, id string) (any, error) {
-		return e.NetworkInfoVM(cmd.Context(), id)
-	}), a.vmListCmd(), a.vmReapCmd())
+	vm.AddCommand(a.vmCreateCmd(),
+		idCmd(a, "start VM_ID", "Boot a created or stopped VM", (*pyro.Client).StartVM, a.printResult),
+		a.vmExecCmd(),
+		idCmd(a, "stop VM_ID", "Power a VM off (its disk stays until delete)", (*pyro.Client).StopVM, a.printResult),
+		idCmd(a, "delete VM_ID", "Stop a VM and remove its disk and state", (*pyro.Client).DeleteVM, a.printResult),
+		idCmd(a, "status VM_ID", "Show a VM's state and whether its process is alive", (*pyro.Client).StatusVM, a.printResult),
+		idCmd(a, "network-info VM_ID", "Show a VM's network configuration", (*pyro.Client).NetworkInfoVM, a.printResult),
+		listCmd(a, vmTable), a.vmReapCmd())
 	return vm
+}
+
+// idCmd builds `VERB ID`: one call on one VM or workspace, its result printed.
+func idCmd[T any](a *App, use, short string, do func(*pyro.Client, context.Context, string) (T, error), print func(any) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, err := call(a, clientOptions{}, func(c *pyro.Client) (T, error) { return do(c, cmd.Context(), args[0]) })
+			if err != nil {
+				return err
+			}
+			return print(v)
+		},
+	}
 }
 
 func (a *App) vmCreateCmd() *cobra.Command {
@@ -39,48 +50,21 @@ func (a *App) vmCreateCmd() *cobra.Command {
 		Short: "Create a VM (pulling its environment if needed) without booting it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts, err := f.options(args[0])
+			shape, err := f.checked()
 			if err != nil {
 				return err
 			}
-			e, err := a.clientFor(f.backend)
+			vm, err := call(a, clientOptions{backend: f.backend}, func(c *pyro.Client) (*pyro.VM, error) {
+				return c.CreateVM(cmd.Context(), pyro.CreateVMOptions{Environment: args[0], Shape: shape})
+			})
 			if err != nil {
 				return err
 			}
-			vm, err := e.CreateVM(cmd.Context(), opts)
-			if err != nil {
-				return err
-			}
-			return a.printVM(vm)
+			return a.printResult(vm)
 		},
 	}
 	f.register(cmd, pyro.DefaultVMTTLSeconds)
 	return cmd
-}
-
-func (a *App) vmIDCmd(use, short string, do func(*cobra.Command, *pyro.Client, string) (any, error)) *cobra.Command {
-	return &cobra.Command{
-		Use:   use + " VM_ID",
-		Short: short,
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.client()
-			if err != nil {
-				return err
-			}
-			v, err := do(cmd, e, args[0])
-			if err != nil {
-				return err
-			}
-			if vm, ok := v.(*pyro.VM); ok {
-				return a.printVM(vm)
-			}
-			if a.JSON {
-				return a.printJSON(v)
-			}
-			return printFields(a.Stdout, v)
-		},
-	}
 }
 
 func (a *App) vmExecCmd() *cobra.Command {
@@ -94,44 +78,13 @@ func (a *App) vmExecCmd() *cobra.Command {
 		})
 }
 
-func (a *App) vmListCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "list",
-		Short: "List VMs",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := a.client()
-			if err != nil {
-				return err
-			}
-			vms, err := e.ListVMs(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if a.JSON {
-				return a.printJSON(map[string]any{"vms": vms, "count": len(vms)})
-			}
-			tw := tabwriter.NewWriter(a.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "VM_ID\tENVIRONMENT\tSTATE\tRUNNING\tMODE\tEXPIRES")
-			for _, v := range vms {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\n", v.VMID, v.Environment, v.State, v.Running, v.ExecutionMode, v.ExpiresAt.Local().Format(time.RFC3339))
-			}
-			return tw.Flush()
-		},
-	}
-}
-
 func (a *App) vmReapCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "reap",
 		Short: "Stop and delete every VM past its TTL",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := a.client()
-			if err != nil {
-				return err
-			}
-			r, err := e.ReapExpired(cmd.Context())
+			r, err := call(a, clientOptions{}, func(c *pyro.Client) (*pyro.ReapResult, error) { return c.ReapExpired(cmd.Context()) })
 			if err != nil {
 				return err
 			}
@@ -145,11 +98,4 @@ func (a *App) vmReapCmd() *cobra.Command {
 			return nil
 		},
 	}
-}
-
-func (a *App) printVM(v *pyro.VM) error {
-	if a.JSON {
-		return a.printJSON(v)
-	}
-	return printFields(a.Stdout, v)
 }

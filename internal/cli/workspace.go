@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,8 +22,13 @@ lives on the workspace's own disk until 'pyro workspace delete', survives the VM
 process dying (the next exec boots it again), and is seeded from a host directory or
 a local .tar/.tar.gz/.tgz with --seed-path. Any unique prefix of a workspace_id works.`,
 	}
-	ws.AddCommand(a.wsCreateCmd(), a.wsSyncCmd(), a.wsExecCmd(), a.wsStatusCmd(), a.wsLogsCmd(),
-		a.wsDeleteCmd(), a.wsListCmd(), a.wsStartStopCmd("start"), a.wsStartStopCmd("stop"))
+	ws.AddCommand(a.wsCreateCmd(), a.wsSyncCmd(), a.wsExecCmd(),
+		idCmd(a, "status WORKSPACE_ID", "Show a workspace: state, resources, seed, commands, whether its VM runs", (*pyro.Client).StatusWorkspace, a.printResult),
+		idCmd(a, "logs WORKSPACE_ID", "Show the workspace's persisted command history", (*pyro.Client).LogsWorkspace, a.printLogs),
+		idCmd(a, "delete WORKSPACE_ID", "Stop the workspace's VM and remove its disk, logs and state", (*pyro.Client).DeleteWorkspace, a.printDeleted),
+		listCmd(a, workspaceTable),
+		idCmd(a, "start WORKSPACE_ID", "Boot a stopped workspace again from its disk", (*pyro.Client).StartWorkspace, a.printResult),
+		idCmd(a, "stop WORKSPACE_ID", "Power the workspace's VM off; /workspace stays on its disk", (*pyro.Client).StopWorkspace, a.printResult))
 	return ws
 }
 
@@ -38,23 +42,17 @@ func (a *App) wsCreateCmd() *cobra.Command {
   pyro workspace create debian:12-build --seed-path src.tar.gz --ttl-seconds 7200`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts, err := f.options(args[0])
+			shape, err := f.checked()
 			if err != nil {
 				return err
 			}
-			e, err := a.clientFor(f.backend)
+			w, err := call(a, clientOptions{backend: f.backend}, func(c *pyro.Client) (*pyro.Workspace, error) {
+				return c.CreateWorkspace(cmd.Context(), pyro.CreateWorkspaceOptions{Environment: args[0], Shape: shape, SeedPath: seed})
+			})
 			if err != nil {
 				return err
 			}
-			w, err := e.CreateWorkspace(cmd.Context(), pyro.CreateWorkspaceOptions{Environment: opts.Environment, VCPUCount: opts.VCPUCount,
-				MemMiB: opts.MemMiB, TTLSeconds: opts.TTLSeconds, Network: opts.Network, AllowHostCompat: opts.AllowHostCompat, SeedPath: seed})
-			if err != nil {
-				return err
-			}
-			if a.JSON {
-				return a.printJSON(w)
-			}
-			return printFields(a.Stdout, w)
+			return a.printResult(w)
 		},
 	}
 	f.register(cmd, pyro.DefaultWorkspaceTTL)
@@ -70,18 +68,13 @@ func (a *App) wsSyncCmd() *cobra.Command {
 		Short: "Import a host directory or archive into a started workspace",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.client()
+			r, err := call(a, clientOptions{}, func(c *pyro.Client) (*pyro.SyncResult, error) {
+				return c.PushWorkspaceSync(cmd.Context(), args[0], args[1], &pyro.PushOptions{Dest: dest})
+			})
 			if err != nil {
 				return err
 			}
-			r, err := e.PushWorkspaceSync(cmd.Context(), args[0], args[1], &pyro.PushOptions{Dest: dest})
-			if err != nil {
-				return err
-			}
-			if a.JSON {
-				return a.printJSON(r)
-			}
-			return printFields(a.Stdout, r)
+			return a.printResult(r)
 		},
 	}
 	push.Flags().StringVar(&dest, "dest", pyro.WorkspaceRoot, "where under /workspace to put it")
@@ -103,145 +96,35 @@ func (a *App) wsExecCmd() *cobra.Command {
 		})
 }
 
-func (a *App) wsStatusCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "status WORKSPACE_ID",
-		Short: "Show a workspace: state, resources, seed, commands, whether its VM runs",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.client()
-			if err != nil {
-				return err
-			}
-			w, err := e.StatusWorkspace(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if a.JSON {
-				return a.printJSON(w)
-			}
-			return printFields(a.Stdout, w)
-		},
+func (a *App) printLogs(v any) error {
+	if a.JSON {
+		return a.printJSON(v)
 	}
+	l := v.(*pyro.WorkspaceLogs)
+	for _, le := range l.Entries {
+		status := fmt.Sprintf("exit_code=%d", le.ExitCode)
+		if le.TimedOut {
+			status += " timed_out=true"
+		}
+		if le.Error != "" {
+			status = "error=" + le.Error
+		}
+		fmt.Fprintf(a.Stdout, "#%d %s %s (cwd %s, %d ms) %s\n", le.Sequence, le.StartedAt.Local().Format(time.RFC3339),
+			strings.Join(le.Command, " "), le.Cwd, le.DurationMs, status)
+		for _, out := range []struct{ name, s string }{{"stdout", le.Stdout}, {"stderr", le.Stderr}} {
+			if out.s != "" {
+				fmt.Fprintf(a.Stdout, "  %s:\n    %s\n", out.name, strings.ReplaceAll(strings.TrimRight(out.s, "\n"), "\n", "\n    "))
+			}
+		}
+	}
+	fmt.Fprintf(a.Stdout, "%d command(s)\n", l.Count)
+	return nil
 }
 
-func (a *App) wsLogsCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "logs WORKSPACE_ID",
-		Short: "Show the workspace's persisted command history",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.client()
-			if err != nil {
-				return err
-			}
-			l, err := e.LogsWorkspace(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if a.JSON {
-				return a.printJSON(l)
-			}
-			for _, le := range l.Entries {
-				status := fmt.Sprintf("exit_code=%d", le.ExitCode)
-				if le.TimedOut {
-					status += " timed_out=true"
-				}
-				if le.Error != "" {
-					status = "error=" + le.Error
-				}
-				fmt.Fprintf(a.Stdout, "#%d %s %s (cwd %s, %d ms) %s\n", le.Sequence, le.StartedAt.Local().Format(time.RFC3339),
-					strings.Join(le.Command, " "), le.Cwd, le.DurationMs, status)
-				for _, out := range []struct{ name, s string }{{"stdout", le.Stdout}, {"stderr", le.Stderr}} {
-					if out.s != "" {
-						fmt.Fprintf(a.Stdout, "  %s:\n    %s\n", out.name, strings.ReplaceAll(strings.TrimRight(out.s, "\n"), "\n", "\n    "))
-					}
-				}
-			}
-			fmt.Fprintf(a.Stdout, "%d command(s)\n", l.Count)
-			return nil
-		},
+func (a *App) printDeleted(v any) error {
+	if a.JSON {
+		return a.printJSON(v)
 	}
-}
-
-func (a *App) wsDeleteCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "delete WORKSPACE_ID",
-		Short: "Stop the workspace's VM and remove its disk, logs and state",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.client()
-			if err != nil {
-				return err
-			}
-			r, err := e.DeleteWorkspace(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if a.JSON {
-				return a.printJSON(r)
-			}
-			fmt.Fprintf(a.Stdout, "deleted workspace %s\n", r.WorkspaceID)
-			return nil
-		},
-	}
-}
-
-func (a *App) wsListCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "list",
-		Short: "List workspaces",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			e, err := a.client()
-			if err != nil {
-				return err
-			}
-			wss, err := e.ListWorkspaces(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if a.JSON {
-				return a.printJSON(map[string]any{"workspaces": wss, "count": len(wss)})
-			}
-			tw := tabwriter.NewWriter(a.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "WORKSPACE_ID\tENVIRONMENT\tSTATE\tRUNNING\tCOMMANDS\tSEED\tEXPIRES")
-			for _, w := range wss {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%d\t%s\t%s\n", w.WorkspaceID, w.Environment, w.State, w.Running, w.CommandCount,
-					w.WorkspaceSeed.Mode, w.ExpiresAt.Local().Format(time.RFC3339))
-			}
-			return tw.Flush()
-		},
-	}
-}
-
-func (a *App) wsStartStopCmd(verb string) *cobra.Command {
-	short := "Boot a stopped workspace again from its disk"
-	if verb == "stop" {
-		short = "Power the workspace's VM off; /workspace stays on its disk"
-	}
-	return &cobra.Command{
-		Use:   verb + " WORKSPACE_ID",
-		Short: short,
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.client()
-			if err != nil {
-				return err
-			}
-			var w *pyro.Workspace
-			if verb == "start" {
-				w, err = e.StartWorkspace(cmd.Context(), args[0])
-			} else {
-				w, err = e.StopWorkspace(cmd.Context(), args[0])
-			}
-			if err != nil {
-				return err
-			}
-			if a.JSON {
-				return a.printJSON(w)
-			}
-			return printFields(a.Stdout, w)
-		},
-	}
+	fmt.Fprintf(a.Stdout, "deleted workspace %s\n", v.(*pyro.WorkspaceDeleteResult).WorkspaceID)
+	return nil
 }

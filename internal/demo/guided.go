@@ -152,7 +152,7 @@ func Guided(ctx context.Context, c *pyro.Client, o GuidedOptions) (*GuidedReport
 		c.DeleteWorkspace(cctx, wsID)
 	}()
 	if err := step(func() (bool, string, any, error) {
-		w, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceOptions{Environment: o.Environment, SeedPath: seed, Network: o.Network})
+		w, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceOptions{Environment: o.Environment, SeedPath: seed, Shape: pyro.Shape{Network: o.Network}})
 		if err != nil {
 			return false, "", nil, err
 		}

@@ -1,21 +1,26 @@
 // Package engine owns the lifecycle of VMs and workspaces: it ties the
 // environment catalog, the VMM backends, the per-VM supervisor processes, the
 // agent protocol and the on-disk state together. The CLI, the Go SDK and the
-// MCP server are thin faces over it.
+// MCP server are thin faces over it; its options and results are the public
+// types of package api.
 package engine
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
+	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/paths"
+	"github.com/pyro-mcp/pyro/internal/progress"
 	"github.com/pyro-mcp/pyro/internal/state"
 	"github.com/pyro-mcp/pyro/internal/vmm"
 )
@@ -26,8 +31,9 @@ type Options struct {
 	StateDir   string // VM and workspace records; default paths.StateDir()
 	RuntimeDir string // sockets; default paths.RuntimeDir()
 	Logger     *slog.Logger
-	// Progress receives environment pull/build progress (may be nil).
-	Progress func(catalog.Progress)
+	// Progress receives the progress of every operation (may be nil);
+	// progress.WithFunc adds receivers for one call.
+	Progress progress.Func
 	// Registry is the OCI registry environments are pulled from: "" means
 	// $PYRO_ENV_REGISTRY or the config file, "none" means build locally.
 	Registry string
@@ -37,16 +43,24 @@ type Options struct {
 	Backend string
 	// BootTimeout bounds boot to the agent handshake; default 90 s (TCG is slow).
 	BootTimeout time.Duration
+	// Binary is the pyro executable each VM's supervisor runs as; default
+	// $PYRO_BIN, else this program. A program other than pyro (a test, a
+	// Go SDK user) must name one, or run the supervisor verb itself.
+	Binary string
+	// AgentBinary is the static pyro put into the guest as its agent;
+	// default $PYRO_AGENT_BIN, else Binary.
+	AgentBinary string
 }
 
 // Engine is safe for concurrent use, and any number of engines in any number
 // of processes may act on the same state directories.
 type Engine struct {
-	opts    Options
-	log     *slog.Logger
-	catalog *catalog.Store
-	vms     *state.Store
-	wss     *state.Store
+	opts     Options
+	log      *slog.Logger
+	catalog  *catalog.Store
+	vms      *state.Store
+	wss      *state.Store
+	inflight sync.WaitGroup
 }
 
 func (e *Engine) storeOf(kind string) *state.Store {
@@ -82,6 +96,15 @@ func New(opts Options) (*Engine, error) {
 	if opts.BootTimeout == 0 {
 		opts.BootTimeout = 90 * time.Second
 	}
+	if opts.Binary == "" {
+		opts.Binary = os.Getenv("PYRO_BIN")
+	}
+	if opts.AgentBinary == "" {
+		opts.AgentBinary = os.Getenv("PYRO_AGENT_BIN")
+	}
+	if opts.AgentBinary == "" {
+		opts.AgentBinary = opts.Binary
+	}
 	cat, err := catalog.Open(catalog.Options{Dir: opts.CacheDir, Registry: opts.Registry, Logger: opts.Logger, Progress: opts.Progress})
 	if err != nil {
 		return nil, err
@@ -103,51 +126,91 @@ func New(opts Options) (*Engine, error) {
 // Catalog returns the environment store.
 func (e *Engine) Catalog() *catalog.Store { return e.catalog }
 
+// Wait blocks until every operation in flight has returned, or ctx is done.
+// Operations clean up before they return (a cancelled run deletes its VM),
+// so a process that serves several callers waits here before it exits.
+func (e *Engine) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { e.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enter marks an operation in flight until the returned func is called.
+func (e *Engine) enter() func() {
+	e.inflight.Add(1)
+	return e.inflight.Done
+}
+
+// start begins an operation that reports progress.
+func (e *Engine) start(ctx context.Context, op string, phases ...string) (context.Context, *progress.Op) {
+	return progress.Start(ctx, op, e.opts.Progress, phases...)
+}
+
 // runDir is the short per-VM directory for sockets.
 func (e *Engine) runDir(id string) string { return filepath.Join(e.opts.RuntimeDir, id[:12]) }
 
-func (e *Engine) validateCreate(o *CreateOptions) error {
+// validateCreate fills in the defaults of o and checks it against this
+// host: as many vCPUs as it has, and memory up to what the backends offer
+// one guest (vmm.MaxGuestMemMiB).
+func validateCreate(o *api.CreateVMOptions, defaultTTL int) error {
 	if o.VCPUCount == 0 {
-		o.VCPUCount = DefaultVCPUs
+		o.VCPUCount = api.DefaultVCPUCount
 	}
 	if o.MemMiB == 0 {
-		o.MemMiB = DefaultMemMiB
+		o.MemMiB = api.DefaultMemMiB
 	}
 	if o.TTLSeconds == 0 {
-		o.TTLSeconds = DefaultVMTTLSeconds
+		o.TTLSeconds = defaultTTL
 	}
 	if _, err := catalog.Lookup(o.Environment); err != nil {
 		return err
 	}
 	maxCPU := runtime.NumCPU()
 	if o.VCPUCount < 1 || o.VCPUCount > maxCPU {
-		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("use a vcpu_count from 1 to %d (this host's CPUs)", maxCPU),
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("use a `vcpu_count` from 1 to %d (this host's CPUs)", maxCPU),
 			"vcpu_count %d is out of range", o.VCPUCount)
 	}
-	maxMem := vmm.HostMemMiB() - 512
-	if o.MemMiB < MinMemMiB || (maxMem > 0 && o.MemMiB > maxMem) {
-		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("use a mem_mib from %d to %d (this host's memory less 512 MiB)", MinMemMiB, maxMem),
+	maxMem := vmm.MaxGuestMemMiB()
+	if o.MemMiB < api.MinMemMiB || (vmm.HostMemMiB() > 0 && o.MemMiB > maxMem) {
+		return errdefs.New(errdefs.ErrInvalidArgument,
+			fmt.Sprintf("use a `mem_mib` from %d to %d (this host's memory less 1 GiB or an eighth)", api.MinMemMiB, maxMem),
 			"mem_mib %d is out of range", o.MemMiB)
 	}
 	if o.TTLSeconds < 0 {
-		return errdefs.New(errdefs.ErrInvalidArgument, "use a positive ttl_seconds", "ttl_seconds %d is negative", o.TTLSeconds)
+		return errdefs.New(errdefs.ErrInvalidArgument, "use a positive `ttl_seconds`", "ttl_seconds %d is negative", o.TTLSeconds)
 	}
 	return nil
 }
 
-func validateExec(o *ExecOptions) error {
-	if len(o.Command) == 0 && o.Shell == "" {
-		return errdefs.New(errdefs.ErrInvalidArgument, "give the command after --, e.g. pyro run debian:12 -- git --version", "empty command")
-	}
-	if len(o.Command) > 0 && o.Command[0] == "" {
+// validateExec checks a command and fills in its default timeout.
+func validateExec(o *api.ExecOptions) error {
+	switch {
+	case o.Command != "" && len(o.Argv) > 0:
+		return errdefs.New(errdefs.ErrInvalidArgument, "set `command` (a shell string) or `argv`, not both", "both a shell command and an argv are set")
+	case o.Command == "" && len(o.Argv) == 0:
+		return errdefs.New(errdefs.ErrInvalidArgument, "give the command to run: `command` (a shell string such as \"git --version\") or `argv`", "empty command")
+	case len(o.Argv) > 0 && o.Argv[0] == "":
 		return errdefs.New(errdefs.ErrInvalidArgument, "", "empty command name")
 	}
 	if o.TimeoutSeconds == 0 {
-		o.TimeoutSeconds = DefaultTimeoutSeconds
+		o.TimeoutSeconds = api.DefaultTimeoutSeconds
 	}
-	if o.TimeoutSeconds < 0 || o.TimeoutSeconds > MaxTimeoutSeconds {
-		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("use a timeout_seconds from 1 to %d", MaxTimeoutSeconds),
+	if o.TimeoutSeconds < 0 || o.TimeoutSeconds > api.MaxTimeoutSeconds {
+		return errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("use a `timeout_seconds` from 1 to %d", api.MaxTimeoutSeconds),
 			"timeout_seconds %d is out of range", o.TimeoutSeconds)
 	}
 	return nil
+}
+
+// argv is the command as it runs: a shell string is /bin/sh -c.
+func argv(o api.ExecOptions) []string {
+	if o.Command != "" {
+		return []string{"/bin/sh", "-c", o.Command}
+	}
+	return o.Argv
 }

@@ -15,8 +15,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/initramfs"
+	"github.com/pyro-mcp/pyro/internal/progress"
 	"github.com/pyro-mcp/pyro/internal/supervisor"
 	"github.com/pyro-mcp/pyro/internal/version"
 	"github.com/pyro-mcp/pyro/internal/vmm"
@@ -36,11 +38,11 @@ type superviseConfig struct {
 	ExpiresAt   time.Time       `json:"expires_at"`
 }
 
-// selfExe is the pyro binary to run supervisors with: $PYRO_BIN, else this
-// executable.
-func selfExe() (string, error) {
-	if b := os.Getenv("PYRO_BIN"); b != "" {
-		return b, nil
+// supervisorBinary is the pyro binary to run supervisors with:
+// Options.Binary, else this executable.
+func (e *Engine) supervisorBinary() (string, error) {
+	if e.opts.Binary != "" {
+		return e.opts.Binary, nil
 	}
 	return os.Executable()
 }
@@ -56,10 +58,12 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 		ID: rec.ID[:12], Dir: run, VCPUs: rec.VCPUCount, MemMiB: rec.MemMiB, Network: rec.Network,
 		Console: filepath.Join(dir, "console.log"),
 	}
-	if rec.Mode == ModeHostCompat {
+	op := progress.From(ctx)
+	if rec.Mode == api.ModeHostCompat {
 		spec.WorkDir = filepath.Join(dir, "hostroot")
 	} else {
-		agent, err := initramfs.AgentBinary()
+		op.PhaseStep(phaseBoot, "initramfs")
+		agent, err := initramfs.AgentBinary(e.opts.AgentBinary)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -81,7 +85,7 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
 		return nil, 0, err
 	}
-	exe, err := selfExe()
+	exe, err := e.supervisorBinary()
 	if err != nil {
 		return nil, 0, err
 	}
@@ -105,6 +109,7 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 	}
 	pw.Close()
 	pid := cmd.Process.Pid
+	op.PhaseStep(phaseBoot, "guest")
 	// Reap the supervisor when it exits, for long-lived callers (MCP server).
 	go cmd.Wait()
 
@@ -130,7 +135,7 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 			if console != "" {
 				msg += "\n--- guest console (last lines) ---\n" + console
 			}
-			return nil, 0, errdefs.New(class, "run 'pyro doctor'; pass --allow-host-compat to run on the host without isolation", "booting the guest: %s", msg)
+			return nil, 0, errdefs.New(class, "run 'pyro doctor'; or allow host compatibility (`allow_host_compat`) to run on the host without isolation", "booting the guest: %s", msg)
 		}
 		return r, pid, nil
 	case <-ctx.Done():

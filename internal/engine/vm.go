@@ -11,91 +11,66 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/agentproto"
 	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/progress"
 	"github.com/pyro-mcp/pyro/internal/state"
 	"github.com/pyro-mcp/pyro/internal/vmm"
 )
 
-// vmRecord is what a VM's record.json holds.
-type vmRecord struct {
-	ID              string `json:"id"`
-	Kind            string `json:"kind"` // kindVM or kindWorkspace
-	Environment     string `json:"environment"`
-	VCPUCount       int    `json:"vcpu_count"`
-	MemMiB          int    `json:"mem_mib"`
-	TTLSeconds      int    `json:"ttl_seconds"`
-	Network         bool   `json:"network"`
-	AllowHostCompat bool   `json:"allow_host_compat"`
-	Mode            string `json:"execution_mode"`
-	Backend         string `json:"backend"`
-	// BackendKind is the VMM the guest boots with ("qemu", "firecracker";
-	// empty in older records means qemu), fixed at create time so that
-	// every start of the VM uses the same one (its disk depends on it).
-	BackendKind   string             `json:"backend_kind,omitempty"`
-	State         string             `json:"state"`
-	CreatedAt     time.Time          `json:"created_at"`
-	ExpiresAt     time.Time          `json:"expires_at"`
-	StartedAt     *time.Time         `json:"started_at,omitempty"`
-	BootMs        int64              `json:"boot_ms,omitempty"`
-	SupervisorPID int                `json:"supervisor_pid,omitempty"`
-	VMMPid        int                `json:"vmm_pid,omitempty"`
-	Env           *catalog.Installed `json:"env,omitempty"`
-	Disk          string             `json:"disk,omitempty"`
-	// Workspace is set on workspaces only.
-	Workspace *wsState `json:"workspace,omitempty"`
-}
-
+// Phases of the operations that create and boot a guest.
 const (
-	kindVM        = "vm"
-	kindWorkspace = "workspace"
+	phaseEnvironment = "environment"
+	phaseDisk        = "disk"
+	phaseBoot        = "boot"
+	phaseExec        = "exec"
 )
-
-func (r *vmRecord) view(running bool, note string) *VM {
-	v := &VM{
-		VMID: r.ID, Environment: r.Environment, State: r.State, VCPUCount: r.VCPUCount, MemMiB: r.MemMiB,
-		TTLSeconds: r.TTLSeconds, Network: r.Network, AllowHostCompat: r.AllowHostCompat,
-		ExecutionMode: r.Mode, Backend: r.Backend, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt,
-		StartedAt: r.StartedAt, BootMs: r.BootMs, Running: running, Note: note,
-	}
-	if running {
-		v.VMMPid = r.VMMPid
-	}
-	return v
-}
 
 // CreateVM records a new VM and prepares its disk; it does not boot it.
 // The environment is pulled (or built) first if it is not installed.
-func (e *Engine) CreateVM(ctx context.Context, o CreateOptions) (*VM, error) {
+func (e *Engine) CreateVM(ctx context.Context, o api.CreateVMOptions) (*api.VM, error) {
+	defer e.enter()()
+	ctx, op := e.start(ctx, "vm create", phaseEnvironment, phaseDisk)
+	if err := validateCreate(&o, api.DefaultVMTTLSeconds); err != nil {
+		return nil, err
+	}
 	rec, err := e.createRecord(ctx, kindVM, o)
 	if err != nil {
 		return nil, err
 	}
+	op.Done()
 	return rec.view(false, ""), nil
 }
 
-func (e *Engine) createRecord(ctx context.Context, kind string, o CreateOptions) (*vmRecord, error) {
-	if err := e.validateCreate(&o); err != nil {
-		return nil, err
-	}
+// createRecord makes a VM or workspace of validated options: it chooses
+// where it runs, pulls its environment, and creates its directory, disk
+// and record. It reports the environment and disk phases of the
+// operation in ctx.
+func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOptions) (*vmRecord, error) {
+	op := progress.From(ctx)
+	op.Describe(o.Environment, "")
+	op.Phase(phaseEnvironment)
 	mode, inst, err := e.chooseMode(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	var vkind vmm.Kind
-	if mode == ModeGuest {
+	if mode == api.ModeGuest {
 		if vkind, err = e.guestKind(inst.KernelPath); err != nil {
 			return nil, err
 		}
 	}
 	// Expired VMs and workspaces hold memory and disk: creating is a good
 	// moment to collect them, so a TTL holds even if nobody runs reap.
-	if _, err := e.ReapExpired(ctx); err != nil {
+	if _, err := e.reapExpired(ctx); err != nil {
 		e.log.Warn("reaping expired objects", "err", err)
 	}
 	st := e.storeOf(kind)
 	id := state.NewID()
+	op.Describe("", id)
+	op.Phase(phaseDisk)
 	dir, err := st.Create(id)
 	if err != nil {
 		return nil, err
@@ -103,7 +78,7 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o CreateOptions)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	rec := &vmRecord{
 		ID: id, Kind: kind, Environment: o.Environment, VCPUCount: o.VCPUCount, MemMiB: o.MemMiB, TTLSeconds: o.TTLSeconds,
-		Network: o.Network, AllowHostCompat: o.AllowHostCompat, Mode: mode, State: StateCreated,
+		Network: o.Network, AllowHostCompat: o.AllowHostCompat, Mode: mode, State: api.StateCreated,
 		CreatedAt: now, ExpiresAt: now.Add(time.Duration(o.TTLSeconds) * time.Second), Env: inst,
 	}
 	probe := ""
@@ -112,7 +87,7 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o CreateOptions)
 	}
 	rec.BackendKind = string(vkind)
 	rec.Backend = e.backendName(mode, vkind, probe)
-	if mode == ModeGuest {
+	if mode == api.ModeGuest {
 		if err := e.catalog.Acquire(id, inst); err != nil {
 			st.Remove(id)
 			return nil, err
@@ -138,32 +113,33 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o CreateOptions)
 
 // chooseMode picks guest or host_compat: host_compat only when the caller
 // allowed it AND no guest can boot here.
-func (e *Engine) chooseMode(ctx context.Context, o CreateOptions) (string, *catalog.Installed, error) {
-	if e.opts.Backend == "host_compat" {
+func (e *Engine) chooseMode(ctx context.Context, o api.CreateVMOptions) (string, *catalog.Installed, error) {
+	if e.opts.Backend == BackendHostCompat {
 		if !o.AllowHostCompat {
-			return "", nil, errdefs.New(errdefs.ErrInvalidArgument, "pass --allow-host-compat (allow_host_compat=true) to run on the host without isolation",
+			return "", nil, errdefs.New(errdefs.ErrInvalidArgument, "allow host compatibility (`allow_host_compat`) to run on the host WITHOUT isolation",
 				"backend host_compat was requested but host compatibility is not allowed")
 		}
-		return ModeHostCompat, nil, nil
+		return api.ModeHostCompat, nil, nil
 	}
 	guestErr := e.guestTools()
 	var inst *catalog.Installed
 	if guestErr == nil {
-		var err error
-		inst, err = e.catalog.Pull(ctx, o.Environment)
+		res, err := e.catalog.Pull(ctx, o.Environment)
 		if err != nil {
 			if ctx.Err() != nil || !o.AllowHostCompat {
 				return "", nil, err
 			}
 			guestErr = err
+		} else {
+			inst = res.InstalledEnvironment
 		}
 	}
 	if guestErr == nil {
-		return ModeGuest, inst, nil
+		return api.ModeGuest, inst, nil
 	}
 	if o.AllowHostCompat && e.opts.Backend != BackendQEMU && e.opts.Backend != BackendFirecracker {
 		e.log.Warn("no guest can boot here; running on the host WITHOUT isolation (allow_host_compat)", "reason", guestErr)
-		return ModeHostCompat, nil, nil
+		return api.ModeHostCompat, nil, nil
 	}
 	return "", nil, guestErr
 }
@@ -173,7 +149,7 @@ func guestAvailable() error {
 	for _, tool := range []struct{ bin, pkg string }{{qemuBinary(), "qemu-system-x86"}, {"qemu-img", "qemu-utils"}} {
 		if _, err := exec.LookPath(tool.bin); err != nil {
 			return errdefs.New(errdefs.ErrUnavailable,
-				fmt.Sprintf("install it (apt-get install %s), check with 'pyro doctor', or pass --allow-host-compat to run on the host without isolation", tool.pkg),
+				fmt.Sprintf("install it (apt-get install %s) and check with 'pyro doctor'; or allow host compatibility (`allow_host_compat`) to run on the host without isolation", tool.pkg),
 				"no guest can boot on this host: %s not found", tool.bin)
 		}
 	}
@@ -195,64 +171,39 @@ func createOverlay(ctx context.Context, base, disk string) error {
 	return nil
 }
 
-func (e *Engine) load(ref string) (*vmRecord, error) {
-	id, err := e.vms.Resolve(ref)
-	if err != nil {
-		return nil, err
-	}
-	var rec vmRecord
-	if err := e.vms.Read(id, &rec); err != nil {
-		return nil, err
-	}
-	return &rec, nil
-}
-
-// locked resolves ref in st, takes its lock and reads its record. The
-// caller must call unlock.
-func (e *Engine) locked(st *state.Store, ref string) (rec *vmRecord, unlock func(), err error) {
-	id, err := st.Resolve(ref)
-	if err != nil {
-		return nil, nil, err
-	}
-	lock, err := st.Lock(id)
-	if err != nil {
-		return nil, nil, err
-	}
-	rec = &vmRecord{}
-	if err := st.Read(id, rec); err != nil {
-		lock.Unlock()
-		return nil, nil, err
-	}
-	return rec, lock.Unlock, nil
-}
-
 // StartVM boots a created or stopped VM and waits for its agent.
-func (e *Engine) StartVM(ctx context.Context, ref string) (*VM, error) {
+func (e *Engine) StartVM(ctx context.Context, ref string) (*api.VM, error) {
+	defer e.enter()()
+	ctx, op := e.start(ctx, "vm start", phaseBoot)
 	rec, unlock, err := e.locked(e.vms, ref)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	op.Describe(rec.Environment, rec.ID)
 	if err := e.startLocked(ctx, rec); err != nil {
 		return nil, err
 	}
+	op.Done()
 	return rec.view(true, ""), nil
 }
 
-// startLocked boots rec unless it is already running. The caller holds its lock.
+// startLocked boots rec unless it is already running, reporting the boot
+// phase of the operation in ctx. The caller holds its lock.
 func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
-	if rec.State == StateDeleting {
-		return errdefs.New(errdefs.ErrFailedPrecondition, "", "vm %s is being deleted", rec.ID)
+	if err := notDeleting(rec); err != nil {
+		return err
 	}
 	if e.alive(rec) {
 		return nil
 	}
+	progress.From(ctx).Phase(phaseBoot)
 	ready, pid, err := e.spawnSupervisor(ctx, rec)
 	if err != nil {
 		return err
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	rec.State = StateRunning
+	rec.State = api.StateRunning
 	rec.StartedAt = &now
 	rec.BootMs = ready.BootMs
 	rec.SupervisorPID = pid
@@ -265,8 +216,8 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 }
 
 // StatusVM reports a VM, checking whether its processes are really alive.
-func (e *Engine) StatusVM(ctx context.Context, ref string) (*VM, error) {
-	rec, err := e.load(ref)
+func (e *Engine) StatusVM(ctx context.Context, ref string) (*api.VM, error) {
+	rec, err := e.read(e.vms, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -274,86 +225,78 @@ func (e *Engine) StatusVM(ctx context.Context, ref string) (*VM, error) {
 	return rec.view(running, note), nil
 }
 
-func (e *Engine) liveness(rec *vmRecord) (bool, string) {
-	if e.alive(rec) {
-		return true, ""
-	}
-	if rec.State == StateRunning {
-		rec.State = StateExited
-		return false, "the VM process is gone (killed or the host rebooted); start it again"
-	}
-	return false, ""
-}
-
 // ListVMs lists every VM.
-func (e *Engine) ListVMs(ctx context.Context) ([]*VM, error) {
-	ids, err := e.vms.IDs()
-	if err != nil {
-		return nil, err
-	}
-	out := []*VM{}
-	for _, id := range ids {
-		var rec vmRecord
-		if err := e.vms.Read(id, &rec); err != nil {
-			continue
-		}
-		running, note := e.liveness(&rec)
-		out = append(out, rec.view(running, note))
-	}
-	return out, nil
+func (e *Engine) ListVMs(ctx context.Context) ([]*api.VM, error) {
+	return list(e, e.vms, (*vmRecord).view)
 }
 
 // ExecVM runs one command in a VM (starting it first if needed), then
 // deletes the VM: the contract's exec_vm auto-cleans.
-func (e *Engine) ExecVM(ctx context.Context, ref string, o ExecOptions, stdout, stderr io.Writer) (*VMExecResult, error) {
+func (e *Engine) ExecVM(ctx context.Context, ref string, o api.ExecOptions) (*api.VMExecResult, error) {
+	defer e.enter()()
+	ctx, op := e.start(ctx, "vm exec", phaseBoot, phaseExec)
 	if err := validateExec(&o); err != nil {
 		return nil, err
 	}
-	rec, err := e.load(ref)
+	rec, err := e.read(e.vms, ref)
 	if err != nil {
 		return nil, err
 	}
+	op.Describe(rec.Environment, rec.ID)
 	defer e.cleanup(rec.ID)
-	if !e.alive(rec) {
-		if _, err := e.StartVM(ctx, rec.ID); err != nil {
-			return nil, err
-		}
-		if rec, err = e.load(rec.ID); err != nil {
-			return nil, err
-		}
+	if err := e.boot(ctx, e.vms, rec); err != nil {
+		return nil, err
 	}
-	res, err := e.exec(ctx, rec, o, stdout, stderr)
+	op.Phase(phaseExec)
+	res, err := e.exec(ctx, rec, o)
 	if err != nil {
 		return nil, err
 	}
-	return &VMExecResult{VMID: rec.ID, Environment: rec.Environment, ExecutionMode: rec.Mode, Backend: rec.Backend, ExecResult: *res, Cleaned: true}, nil
+	op.Done()
+	return &api.VMExecResult{VMID: rec.ID, Environment: rec.Environment, ExecutionMode: rec.Mode, Backend: rec.Backend, ExecResult: *res, Cleaned: true}, nil
+}
+
+// boot starts rec under its lock unless it runs, and reloads it.
+func (e *Engine) boot(ctx context.Context, st *state.Store, rec *vmRecord) error {
+	if e.alive(rec) {
+		return nil
+	}
+	lock, err := st.Lock(rec.ID)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	if err := st.Read(rec.ID, rec); err != nil {
+		return err
+	}
+	return e.startLocked(ctx, rec)
 }
 
 // cleanup deletes a VM even when the caller's context is cancelled (Ctrl-C).
 func (e *Engine) cleanup(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := e.DeleteVM(ctx, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+	if err := e.remove(ctx, e.vms, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
 		e.log.Warn("cleaning up vm", "vm_id", id, "err", err)
 	}
 }
 
 // exec runs one command over the supervisor's socket.
-func (e *Engine) exec(ctx context.Context, rec *vmRecord, o ExecOptions, stdout, stderr io.Writer) (*ExecResult, error) {
+func (e *Engine) exec(ctx context.Context, rec *vmRecord, o api.ExecOptions) (*api.ExecResult, error) {
 	c, err := e.dial(ctx, rec)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	req := agentproto.ExecRequest{Argv: o.Command, Shell: o.Shell, Cwd: o.Cwd, Env: o.Env, TimeoutMs: int64(o.TimeoutSeconds) * 1000,
+	req := agentproto.ExecRequest{Argv: o.Argv, Shell: o.Command, Cwd: o.Cwd, Env: o.Env, TimeoutMs: int64(o.TimeoutSeconds) * 1000,
 		Sync: rec.Kind == kindWorkspace}
 	var outBuf, errBuf bytes.Buffer
 	outW, errW := io.Writer(&outBuf), io.Writer(&errBuf)
-	if stdout != nil {
-		outW = io.MultiWriter(&outBuf, stdout)
+	if o.Stdout != nil {
+		outW = io.MultiWriter(&outBuf, o.Stdout)
 	}
-	if stderr != nil {
-		errW = io.MultiWriter(&errBuf, stderr)
+	if o.Stderr != nil {
+		errW = io.MultiWriter(&errBuf, o.Stderr)
 	}
 	// The guest enforces the timeout; the host deadline only catches a guest
 	// that stopped answering.
@@ -362,11 +305,11 @@ func (e *Engine) exec(ctx context.Context, rec *vmRecord, o ExecOptions, stdout,
 	r, err := c.Exec(ectx, req, nil, outW, errW)
 	if err != nil {
 		if ctx.Err() == nil && ectx.Err() != nil {
-			return nil, errdefs.Wrap(errdefs.ErrTimeout, err, "the guest stopped answering; check 'pyro vm status'", "exec in vm %s", rec.ID)
+			return nil, errdefs.Wrap(errdefs.ErrTimeout, err, "the guest stopped answering; check its status", "exec in %s %s", rec.Kind, rec.ID)
 		}
 		return nil, err
 	}
-	return &ExecResult{
+	return &api.ExecResult{
 		ExitCode: r.ExitCode, Stdout: outBuf.String(), Stderr: errBuf.String(),
 		StdoutTruncated: r.StdoutTruncated, StderrTruncated: r.StderrTruncated,
 		TimedOut: r.TimedOut, Message: r.Message, DurationMs: r.DurationMs,
@@ -377,7 +320,7 @@ func (e *Engine) exec(ctx context.Context, rec *vmRecord, o ExecOptions, stdout,
 func (e *Engine) dial(ctx context.Context, rec *vmRecord) (*agentproto.Client, error) {
 	conn, err := dialUnix(ctx, filepath.Join(e.runDir(rec.ID), "ctl.sock"))
 	if err != nil {
-		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "start it again ('pyro vm start' or the next workspace exec)", "vm %s is not running", rec.ID)
+		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "start it again (a workspace's next exec boots it)", "%s %s is not running", rec.Kind, rec.ID)
 	}
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -390,18 +333,28 @@ func (e *Engine) dial(ctx context.Context, rec *vmRecord) (*agentproto.Client, e
 }
 
 // StopVM powers a VM off; its disk stays.
-func (e *Engine) StopVM(ctx context.Context, ref string) (*VM, error) {
-	rec, unlock, err := e.locked(e.vms, ref)
+func (e *Engine) StopVM(ctx context.Context, ref string) (*api.VM, error) {
+	defer e.enter()()
+	rec, err := e.stop(ctx, e.vms, ref)
+	if err != nil {
+		return nil, err
+	}
+	return rec.view(false, ""), nil
+}
+
+// stop powers the VM of ref in st off and records it stopped.
+func (e *Engine) stop(ctx context.Context, st *state.Store, ref string) (*vmRecord, error) {
+	rec, unlock, err := e.locked(st, ref)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 	e.stopLocked(ctx, rec)
-	rec.State = StateStopped
-	if err := e.vms.Write(rec.ID, rec); err != nil {
+	rec.State = api.StateStopped
+	if err := st.Write(rec.ID, rec); err != nil {
 		return nil, err
 	}
-	return rec.view(false, ""), nil
+	return rec, nil
 }
 
 // stopLocked asks the guest to power off, then kills what is left after a
@@ -424,7 +377,8 @@ func (e *Engine) stopLocked(ctx context.Context, rec *vmRecord) {
 }
 
 // DeleteVM stops a VM and removes its disk and state.
-func (e *Engine) DeleteVM(ctx context.Context, ref string) (*DeleteResult, error) {
+func (e *Engine) DeleteVM(ctx context.Context, ref string) (*api.DeleteResult, error) {
+	defer e.enter()()
 	id, err := e.vms.Resolve(ref)
 	if err != nil {
 		return nil, err
@@ -432,7 +386,7 @@ func (e *Engine) DeleteVM(ctx context.Context, ref string) (*DeleteResult, error
 	if err := e.remove(ctx, e.vms, id); err != nil {
 		return nil, err
 	}
-	return &DeleteResult{VMID: id, Deleted: true}, nil
+	return &api.DeleteResult{VMID: id, Deleted: true}, nil
 }
 
 // remove stops an object of st and deletes its directory (disk, logs, state).
@@ -446,7 +400,7 @@ func (e *Engine) remove(ctx context.Context, st *state.Store, id string) error {
 	if err := st.Read(id, &rec); err != nil {
 		return err
 	}
-	rec.State = StateDeleting
+	rec.State = api.StateDeleting
 	st.Write(id, &rec)
 	// The disk goes away with the record, so there is nothing to flush:
 	// kill at once instead of a graceful power-off.
@@ -461,14 +415,14 @@ func (e *Engine) remove(ctx context.Context, st *state.Store, id string) error {
 }
 
 // NetworkInfo describes a VM's network.
-func (e *Engine) NetworkInfo(ctx context.Context, ref string) (*NetworkInfo, error) {
-	rec, err := e.load(ref)
+func (e *Engine) NetworkInfo(ctx context.Context, ref string) (*api.NetworkInfo, error) {
+	rec, err := e.read(e.vms, ref)
 	if err != nil {
 		return nil, err
 	}
-	ni := &NetworkInfo{VMID: rec.ID, Network: rec.Network, Mode: "none"}
+	ni := &api.NetworkInfo{VMID: rec.ID, Network: rec.Network, Mode: "none"}
 	switch {
-	case rec.Mode == ModeHostCompat:
+	case rec.Mode == api.ModeHostCompat:
 		ni.Mode, ni.HostLoopbackReachable = "host", true
 	case rec.Network:
 		ni.Mode, ni.GuestIP, ni.Gateway, ni.DNS = "user", guestIP, guestGateway, []string{guestDNS}
@@ -485,8 +439,13 @@ func (e *Engine) NetworkInfo(ctx context.Context, ref string) (*NetworkInfo, err
 }
 
 // ReapExpired stops and deletes every VM and workspace past its TTL.
-func (e *Engine) ReapExpired(ctx context.Context) (*ReapResult, error) {
-	res := &ReapResult{Reaped: []string{}}
+func (e *Engine) ReapExpired(ctx context.Context) (*api.ReapResult, error) {
+	defer e.enter()()
+	return e.reapExpired(ctx)
+}
+
+func (e *Engine) reapExpired(ctx context.Context) (*api.ReapResult, error) {
+	res := &api.ReapResult{Reaped: []string{}}
 	now := time.Now()
 	for _, st := range []*state.Store{e.vms, e.wss} {
 		ids, err := st.IDs()
@@ -509,40 +468,34 @@ func (e *Engine) ReapExpired(ctx context.Context) (*ReapResult, error) {
 
 // Run is the one-shot path: create, start, exec, delete — the VM is gone
 // afterwards whatever happened, Ctrl-C included.
-func (e *Engine) Run(ctx context.Context, o RunOptions, stdout, stderr io.Writer) (*RunResult, error) {
-	start := time.Now()
-	if err := e.validateCreate(&o.CreateOptions); err != nil {
+func (e *Engine) Run(ctx context.Context, o api.RunOptions) (*api.RunResult, error) {
+	defer e.enter()()
+	ctx, op := e.start(ctx, "run", phaseEnvironment, phaseDisk, phaseBoot, phaseExec)
+	vo, ex := o.VM(), o.Exec()
+	if err := validateCreate(&vo, api.DefaultVMTTLSeconds); err != nil {
 		return nil, err
 	}
-	if err := validateExec(&o.ExecOptions); err != nil {
+	if err := validateExec(&ex); err != nil {
 		return nil, err
 	}
-	rec, err := e.createRecord(ctx, kindVM, o.CreateOptions)
+	rec, err := e.createRecord(ctx, kindVM, vo)
 	if err != nil {
 		return nil, err
 	}
 	defer e.cleanup(rec.ID)
-	lock, err := e.vms.Lock(rec.ID)
+	if err := e.boot(ctx, e.vms, rec); err != nil {
+		return nil, err
+	}
+	op.Phase(phaseExec)
+	res, err := e.exec(ctx, rec, ex)
 	if err != nil {
 		return nil, err
 	}
-	err = e.startLocked(ctx, rec)
-	lock.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	res, err := e.exec(ctx, rec, o.ExecOptions, stdout, stderr)
-	if err != nil {
-		return nil, err
-	}
-	cmd := o.Command
-	if o.Shell != "" {
-		cmd = []string{"/bin/sh", "-c", o.Shell}
-	}
-	return &RunResult{
+	op.Done()
+	return &api.RunResult{
 		Environment: rec.Environment, VMID: rec.ID, ExecutionMode: rec.Mode, Backend: rec.Backend,
-		VCPUCount: rec.VCPUCount, MemMiB: rec.MemMiB, Network: rec.Network, Command: cmd,
-		ExecResult: *res, BootMs: rec.BootMs, TotalMs: time.Since(start).Milliseconds(),
+		VCPUCount: rec.VCPUCount, MemMiB: rec.MemMiB, Network: rec.Network, Command: argv(ex),
+		ExecResult: *res, BootMs: rec.BootMs, TotalMs: op.Elapsed().Milliseconds(),
 	}, nil
 }
 

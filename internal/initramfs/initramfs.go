@@ -17,11 +17,10 @@ import (
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
 
-// AgentBinary returns the binary to use as the guest's /init:
-// $PYRO_AGENT_BIN, else the running executable. It must be statically
-// linked, since the initramfs has no dynamic loader or libc.
-func AgentBinary() (string, error) {
-	p := os.Getenv("PYRO_AGENT_BIN")
+// AgentBinary returns the binary to use as the guest's /init: p when set,
+// else the running executable. It must be statically linked, since the
+// initramfs has no dynamic loader or libc.
+func AgentBinary(p string) (string, error) {
 	if p == "" {
 		exe, err := os.Executable()
 		if err != nil {

@@ -105,8 +105,7 @@ func TestDynamicBinaryRejected(t *testing.T) {
 	if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), "dynamically linked") {
 		t.Fatalf("CheckStatic(/bin/ls) = %v", err)
 	}
-	t.Setenv("PYRO_AGENT_BIN", "/bin/ls")
-	if _, err := AgentBinary(); err == nil {
+	if _, err := AgentBinary("/bin/ls"); err == nil {
 		t.Fatal("AgentBinary accepted a dynamic binary")
 	}
 }

@@ -11,43 +11,38 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/engine"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/hints"
 	"github.com/pyro-mcp/pyro/internal/version"
 )
 
 // Name is the server name announced in the MCP handshake.
 const Name = "pyro"
 
-// DefaultHeartbeat is how often a long tool call sends a progress
-// notification, so that clients with short request timeouts keep waiting.
+// DefaultHeartbeat is how often a long tool call with nothing new to report
+// still sends a progress notification, so that clients with short request
+// timeouts keep waiting.
 const DefaultHeartbeat = 3 * time.Second
 
 // Options configure a Server. A nil *Options is valid.
 type Options struct {
 	Logger *slog.Logger
-	// Heartbeat is the progress interval of long calls; default DefaultHeartbeat.
+	// Heartbeat is how often a long call that has nothing new to report
+	// still sends a progress notification; default DefaultHeartbeat.
 	Heartbeat time.Duration
-	// Pulls, when set, relays the engine's environment pull progress into
-	// the progress notifications of the calls waiting for it. Pass the same
-	// Relay's Publish as engine.Options.Progress.
-	Pulls *Relay
 }
 
 // Server is an MCP server bound to one engine.
 type Server struct {
-	mcp      *mcp.Server
-	eng      *engine.Engine
-	log      *slog.Logger
-	beat     time.Duration
-	pulls    *Relay
-	inflight sync.WaitGroup
+	mcp  *mcp.Server
+	eng  *engine.Engine
+	log  *slog.Logger
+	beat time.Duration
 }
 
 // New builds the server and registers every tool.
@@ -55,7 +50,7 @@ func New(e *engine.Engine, opts *Options) *Server {
 	if opts == nil {
 		opts = &Options{}
 	}
-	s := &Server{eng: e, log: opts.Logger, beat: opts.Heartbeat, pulls: opts.Pulls}
+	s := &Server{eng: e, log: opts.Logger, beat: opts.Heartbeat}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -73,135 +68,12 @@ func New(e *engine.Engine, opts *Options) *Server {
 // MCP returns the go-sdk server, ready for Run or Connect on any transport.
 func (s *Server) MCP() *mcp.Server { return s.mcp }
 
-// Wait blocks until every tool call in flight has returned (and so cleaned
-// up its guests), or ctx is done. Call it after Run returns, before exiting.
-func (s *Server) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { s.inflight.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 const instructions = `pyro runs shell commands inside real, disposable microVMs (Debian guests).
 Use vm_run for one-shot work: it boots a fresh VM, runs one command and deletes the VM.
 Use workspace_create / workspace_exec / workspace_sync_push / workspace_logs / workspace_delete for
 multi-step work that needs files to persist between commands in /workspace; delete the workspace when done.
 vm_create / vm_start / vm_exec are lower-level; vm_exec deletes its VM after the command.
 Environments: ` + "debian:12 (default, with git), debian:12-base (minimal), debian:12-build (compilers)."
-
-// Relay fans environment pull progress out to the calls waiting on it.
-type Relay struct {
-	mu   sync.Mutex
-	next int
-	subs map[int]func(catalog.Progress)
-}
-
-// Publish hands p to every subscriber. It fits engine.Options.Progress.
-func (r *Relay) Publish(p catalog.Progress) {
-	if r == nil {
-		return
-	}
-	r.mu.Lock()
-	fns := make([]func(catalog.Progress), 0, len(r.subs))
-	for _, f := range r.subs {
-		fns = append(fns, f)
-	}
-	r.mu.Unlock()
-	for _, f := range fns {
-		f(p)
-	}
-}
-
-// Subscribe calls f with every event until cancel is called.
-func (r *Relay) Subscribe(f func(catalog.Progress)) (cancel func()) {
-	if r == nil {
-		return func() {}
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.subs == nil {
-		r.subs = map[int]func(catalog.Progress){}
-	}
-	id := r.next
-	r.next++
-	r.subs[id] = f
-	return func() {
-		r.mu.Lock()
-		delete(r.subs, id)
-		r.mu.Unlock()
-	}
-}
-
-// track marks a call in flight and, when the client asked for progress,
-// sends a notification at once and then every heartbeat until stop.
-func (s *Server) track(ctx context.Context, req *mcp.CallToolRequest, what string) (stop func()) {
-	s.inflight.Add(1)
-	var token any
-	if req != nil && req.Params != nil {
-		token = req.Params.GetProgressToken()
-	}
-	if token == nil || req.Session == nil {
-		return s.inflight.Done
-	}
-	var mu sync.Mutex
-	detail := ""
-	unsub := s.pulls.Subscribe(func(p catalog.Progress) {
-		msg := "pulling " + p.Environment + ": " + p.Phase
-		if p.Step != "" {
-			msg += " " + p.Step
-		}
-		if p.Total > 0 {
-			msg += fmt.Sprintf(" %d%%", p.Bytes*100/p.Total)
-		}
-		mu.Lock()
-		detail = msg
-		mu.Unlock()
-	})
-	start := time.Now()
-	n := 0.0
-	send := func() {
-		mu.Lock()
-		msg := what
-		if detail != "" {
-			msg += " (" + detail + ")"
-		}
-		mu.Unlock()
-		msg += fmt.Sprintf(", %ds elapsed", int(time.Since(start).Seconds()))
-		n++
-		if err := req.Session.NotifyProgress(ctx, &mcp.ProgressNotificationParams{ProgressToken: token, Message: msg, Progress: n}); err != nil {
-			s.log.Debug("progress notification", "err", err)
-		}
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		send()
-		t := time.NewTicker(s.beat)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				send()
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return func() {
-		close(done)
-		wg.Wait()
-		unsub()
-		s.inflight.Done()
-	}
-}
 
 // toolError is what a failed call returns: the SDK turns it into a tool
 // result with isError set, whose text tells the model what to do next.
@@ -213,7 +85,7 @@ type toolError struct {
 func (e *toolError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "error (%s): %s", e.code, e.err)
-	if h := errdefs.HintOf(e.err); h != "" {
+	if h := hints.Render(errdefs.HintOf(e.err), hints.MCP); h != "" {
 		fmt.Fprintf(&b, "\nhint: %s", h)
 	}
 	return b.String()

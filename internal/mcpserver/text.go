@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/pyro-mcp/pyro/internal/engine"
+	"github.com/pyro-mcp/pyro/api"
 )
 
 // The readable text block of each result. structuredContent carries the
@@ -22,20 +22,20 @@ func jsonText(v any) string {
 const hostCompatWarning = "WARNING: execution_mode=host_compat: this ran on the host WITHOUT isolation\n"
 
 // execText renders the result of vm_run, vm_exec and workspace_exec.
-func execText[T *engine.RunResult | *engine.VMExecResult | *engine.WorkspaceExecResult](r T) string {
+func execText[T *api.RunResult | *api.VMExecResult | *api.WorkspaceExecResult](r T) string {
 	var b strings.Builder
-	var res *engine.ExecResult
+	var res *api.ExecResult
 	var mode string
 	switch v := any(r).(type) {
-	case *engine.RunResult:
+	case *api.RunResult:
 		res, mode = &v.ExecResult, v.ExecutionMode
 		fmt.Fprintf(&b, "exit_code=%d duration_ms=%d environment=%s backend=%s boot_ms=%d (vm %s deleted)\n",
 			v.ExitCode, v.DurationMs, v.Environment, v.Backend, v.BootMs, v.VMID)
-	case *engine.VMExecResult:
+	case *api.VMExecResult:
 		res, mode = &v.ExecResult, v.ExecutionMode
 		fmt.Fprintf(&b, "exit_code=%d duration_ms=%d environment=%s backend=%s (vm %s deleted)\n",
 			v.ExitCode, v.DurationMs, v.Environment, v.Backend, v.VMID)
-	case *engine.WorkspaceExecResult:
+	case *api.WorkspaceExecResult:
 		res, mode = &v.ExecResult, v.ExecutionMode
 		fmt.Fprintf(&b, "exit_code=%d duration_ms=%d workspace=%s sequence=%d cwd=%s", v.ExitCode, v.DurationMs, v.WorkspaceID, v.Sequence, v.Cwd)
 		if v.Restarted {
@@ -43,7 +43,7 @@ func execText[T *engine.RunResult | *engine.VMExecResult | *engine.WorkspaceExec
 		}
 		b.WriteString("\n")
 	}
-	if mode == engine.ModeHostCompat {
+	if mode == api.ModeHostCompat {
 		b.WriteString(hostCompatWarning)
 	}
 	if res.TimedOut {
@@ -68,34 +68,34 @@ func writeStream(b *strings.Builder, name, s string, truncated bool) {
 	}
 }
 
-func vmText(verb string) func(*engine.VM) string {
-	return func(v *engine.VM) string {
+func vmText(verb string) func(*api.VM) string {
+	return func(v *api.VM) string {
 		head := fmt.Sprintf("vm %s %s: environment=%s state=%s running=%v backend=%s", v.VMID, verb, v.Environment, v.State, v.Running, v.Backend)
 		if verb == "" {
 			head = fmt.Sprintf("vm %s: environment=%s state=%s running=%v backend=%s", v.VMID, v.Environment, v.State, v.Running, v.Backend)
 		}
-		if v.ExecutionMode == engine.ModeHostCompat {
+		if v.ExecutionMode == api.ModeHostCompat {
 			head += "\n" + strings.TrimSpace(hostCompatWarning)
 		}
 		return head + "\n" + jsonText(v)
 	}
 }
 
-func wsText(verb string) func(*engine.Workspace) string {
-	return func(w *engine.Workspace) string {
+func wsText(verb string) func(*api.Workspace) string {
+	return func(w *api.Workspace) string {
 		head := fmt.Sprintf("workspace %s", w.WorkspaceID)
 		if verb != "" {
 			head += " " + verb
 		}
 		head += fmt.Sprintf(": environment=%s state=%s running=%v commands=%d seed=%s", w.Environment, w.State, w.Running, w.CommandCount, w.WorkspaceSeed.Mode)
-		if w.ExecutionMode == engine.ModeHostCompat {
+		if w.ExecutionMode == api.ModeHostCompat {
 			head += "\n" + strings.TrimSpace(hostCompatWarning)
 		}
 		return head + "\n" + jsonText(w)
 	}
 }
 
-func logsText(l *engine.WorkspaceLogs) string {
+func logsText(l *api.WorkspaceLogs) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "workspace %s: %d command(s)\n", l.WorkspaceID, l.Count)
 	for _, e := range l.Entries {
@@ -124,7 +124,7 @@ func shellJoin(argv []string) string {
 	return strings.Join(argv, " ")
 }
 
-func envListText(l *EnvironmentList) string {
+func envListText(l *api.EnvironmentList) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "catalog %s:\n", l.CatalogVersion)
 	for _, e := range l.Environments {

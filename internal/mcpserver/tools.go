@@ -9,8 +9,8 @@ import (
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/catalog"
-	"github.com/pyro-mcp/pyro/internal/engine"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
 
@@ -23,30 +23,30 @@ var ToolNames = []string{
 
 // Arguments. Field names are the public contract; omitempty marks an
 // argument optional, and the defaults are written into the input schema.
+// The VM shape arguments are api.Shape, whose tags describe them.
 
-// ShapeArgs are the VM shape arguments of vm_run, vm_create and workspace_create.
-type ShapeArgs struct {
-	VCPUCount       int  `json:"vcpu_count,omitempty" jsonschema:"virtual CPUs for the guest (default 1)"`
-	MemMiB          int  `json:"mem_mib,omitempty" jsonschema:"guest memory in MiB (default 1024)"`
-	TTLSeconds      int  `json:"ttl_seconds,omitempty" jsonschema:"seconds before the VM is stopped and reaped (default 600 for VMs, 3600 for workspaces)"`
-	Network         bool `json:"network,omitempty" jsonschema:"give the guest outbound network access, e.g. for apt-get, pip or git clone (default false; the host's loopback is never reachable)"`
-	AllowHostCompat bool `json:"allow_host_compat,omitempty" jsonschema:"if no microVM can boot on this host, run on the host in a private directory WITHOUT isolation (default false; leave false unless the user asked for it)"`
+// EnvArgs name the environment to boot.
+type EnvArgs struct {
+	Environment string `json:"environment" jsonschema:"environment to boot: debian:12 (Debian 12 with git, curl, python3 — the usual choice), debian:12-base (minimal) or debian:12-build (compilers and build tools)"`
 }
 
-const envDesc = "environment to boot: debian:12 (Debian 12 with git, curl, python3 — the usual choice), debian:12-base (minimal) or debian:12-build (compilers and build tools)"
+// CommandArgs are a command and its timeout.
+type CommandArgs struct {
+	Command        string `json:"command" jsonschema:"shell command to run, as with /bin/sh -c, e.g. 'git --version' or 'cd src && make' (in /workspace for a workspace)"`
+	TimeoutSeconds int    `json:"timeout_seconds,omitempty" jsonschema:"kill the command after this many seconds (default 30); the result then has timed_out true"`
+}
 
 // RunArgs are vm_run's arguments.
 type RunArgs struct {
-	Environment    string `json:"environment" jsonschema:"environment to boot: debian:12 (Debian 12 with git, curl, python3 — the usual choice), debian:12-base (minimal) or debian:12-build (compilers and build tools)"`
-	Command        string `json:"command" jsonschema:"shell command to run, as with /bin/sh -c, e.g. 'git --version' or 'cd /tmp && make'"`
-	TimeoutSeconds int    `json:"timeout_seconds,omitempty" jsonschema:"kill the command after this many seconds (default 30); the result then has timed_out true"`
-	ShapeArgs
+	EnvArgs
+	CommandArgs
+	api.Shape
 }
 
 // CreateArgs are vm_create's arguments.
 type CreateArgs struct {
-	Environment string `json:"environment" jsonschema:"environment to boot: debian:12 (Debian 12 with git, curl, python3 — the usual choice), debian:12-base (minimal) or debian:12-build (compilers and build tools)"`
-	ShapeArgs
+	EnvArgs
+	api.Shape
 }
 
 // VMArgs name one VM.
@@ -56,16 +56,15 @@ type VMArgs struct {
 
 // VMExecArgs are vm_exec's arguments.
 type VMExecArgs struct {
-	VMID           string `json:"vm_id" jsonschema:"the VM's id as returned by vm_create (an unambiguous prefix works)"`
-	Command        string `json:"command" jsonschema:"shell command to run, as with /bin/sh -c"`
-	TimeoutSeconds int    `json:"timeout_seconds,omitempty" jsonschema:"kill the command after this many seconds (default 30)"`
+	VMArgs
+	CommandArgs
 }
 
 // WorkspaceCreateArgs are workspace_create's arguments.
 type WorkspaceCreateArgs struct {
-	Environment string `json:"environment" jsonschema:"environment to boot: debian:12 (Debian 12 with git, curl, python3 — the usual choice), debian:12-base (minimal) or debian:12-build (compilers and build tools)"`
-	SeedPath    string `json:"seed_path,omitempty" jsonschema:"optional host directory or local .tar/.tar.gz/.tgz archive copied into /workspace before the workspace is returned"`
-	ShapeArgs
+	EnvArgs
+	SeedPath string `json:"seed_path,omitempty" jsonschema:"optional host directory or local .tar/.tar.gz/.tgz archive copied into /workspace before the workspace is returned"`
+	api.Shape
 }
 
 // WorkspaceArgs name one workspace.
@@ -75,16 +74,15 @@ type WorkspaceArgs struct {
 
 // WorkspaceExecArgs are workspace_exec's arguments.
 type WorkspaceExecArgs struct {
-	WorkspaceID    string `json:"workspace_id" jsonschema:"the workspace's id as returned by workspace_create"`
-	Command        string `json:"command" jsonschema:"shell command to run in /workspace, as with /bin/sh -c"`
-	TimeoutSeconds int    `json:"timeout_seconds,omitempty" jsonschema:"kill the command after this many seconds (default 30)"`
+	WorkspaceArgs
+	CommandArgs
 }
 
 // SyncPushArgs are workspace_sync_push's arguments.
 type SyncPushArgs struct {
-	WorkspaceID string `json:"workspace_id" jsonschema:"the workspace's id as returned by workspace_create"`
-	SourcePath  string `json:"source_path" jsonschema:"host directory or local .tar/.tar.gz/.tgz archive to copy into the workspace"`
-	Dest        string `json:"dest,omitempty" jsonschema:"where to put it, /workspace or a directory under it (default /workspace)"`
+	WorkspaceArgs
+	SourcePath string `json:"source_path" jsonschema:"host directory or local .tar/.tar.gz/.tgz archive to copy into the workspace"`
+	Dest       string `json:"dest,omitempty" jsonschema:"where to put it, /workspace or a directory under it (default /workspace)"`
 }
 
 // NoArgs is the input of tools without arguments.
@@ -92,18 +90,15 @@ type NoArgs struct{}
 
 // EnvironmentList is vm_list_environments' result: the JSON of
 // `pyro env list --json`.
-type EnvironmentList struct {
-	CatalogVersion string              `json:"catalog_version"`
-	Environments   []catalog.EnvStatus `json:"environments"`
-}
+type EnvironmentList = api.EnvironmentList
 
 var (
-	shapeDefaults = map[string]any{"vcpu_count": engine.DefaultVCPUs, "mem_mib": engine.DefaultMemMiB,
+	shapeDefaults = map[string]any{"vcpu_count": api.DefaultVCPUCount, "mem_mib": api.DefaultMemMiB,
 		"network": false, "allow_host_compat": false}
-	vmTTL = map[string]any{"ttl_seconds": engine.DefaultVMTTLSeconds}
-	wsTTL = map[string]any{"ttl_seconds": engine.DefaultWorkspaceTTLSeconds}
-	execT = map[string]any{"timeout_seconds": engine.DefaultTimeoutSeconds}
-	dest  = map[string]any{"dest": engine.WorkspaceRoot}
+	vmTTL = map[string]any{"ttl_seconds": api.DefaultVMTTLSeconds}
+	wsTTL = map[string]any{"ttl_seconds": api.DefaultWorkspaceTTLSeconds}
+	execT = map[string]any{"timeout_seconds": api.DefaultTimeoutSeconds}
+	dest  = map[string]any{"dest": api.WorkspaceRoot}
 )
 
 func merge(ms ...map[string]any) map[string]any {
@@ -147,26 +142,23 @@ func (s *Server) register() {
 			`Boot takes a few seconds; long calls send progress notifications.`,
 		Annotations: withTitle(runsCommand, "Run a command in a fresh microVM"),
 	}, merge(shapeDefaults, vmTTL, execT), "vm_run: booting and running the command",
-		func(ctx context.Context, in RunArgs) (*engine.RunResult, error) {
+		func(ctx context.Context, in RunArgs) (*api.RunResult, error) {
 			if err := needCommand(in.Command); err != nil {
 				return nil, err
 			}
-			return e.Run(ctx, engine.RunOptions{
-				CreateOptions: createOptions(in.Environment, in.ShapeArgs),
-				ExecOptions:   engine.ExecOptions{Shell: in.Command, TimeoutSeconds: in.TimeoutSeconds},
-			}, nil, nil)
+			return e.Run(ctx, api.RunOptions{Environment: in.Environment, Shape: in.Shape, Command: in.Command, TimeoutSeconds: in.TimeoutSeconds})
 		}, execText)
 
 	addTool(s, &mcp.Tool{
 		Name:        "vm_list_environments",
 		Description: `List the environments VMs and workspaces can boot (debian:12, debian:12-base, debian:12-build), which are installed locally, and which is the default. A missing one is pulled automatically on first use.`,
 		Annotations: withTitle(readOnly, "List environments"),
-	}, nil, "", func(ctx context.Context, _ NoArgs) (*EnvironmentList, error) {
+	}, nil, "", func(ctx context.Context, _ NoArgs) (*api.EnvironmentList, error) {
 		envs, err := e.Catalog().List(ctx)
 		if err != nil {
 			return nil, err
 		}
-		return &EnvironmentList{CatalogVersion: catalog.CatalogVersion, Environments: envs}, nil
+		return &api.EnvironmentList{CatalogVersion: catalog.CatalogVersion, Environments: envs}, nil
 	}, envListText)
 
 	addTool(s, &mcp.Tool{
@@ -174,15 +166,15 @@ func (s *Server) register() {
 		Description: `Create a microVM without booting it (advanced; prefer vm_run for one command, workspaces for several). ` +
 			`Returns its vm_id; then vm_start and vm_exec. The VM is reaped after ttl_seconds.`,
 		Annotations: withTitle(additive, "Create a microVM"),
-	}, merge(shapeDefaults, vmTTL), "vm_create: preparing the VM", func(ctx context.Context, in CreateArgs) (*engine.VM, error) {
-		return e.CreateVM(ctx, createOptions(in.Environment, in.ShapeArgs))
+	}, merge(shapeDefaults, vmTTL), "vm_create: preparing the VM", func(ctx context.Context, in CreateArgs) (*api.VM, error) {
+		return e.CreateVM(ctx, api.CreateVMOptions{Environment: in.Environment, Shape: in.Shape})
 	}, vmText("created"))
 
 	addTool(s, &mcp.Tool{
 		Name:        "vm_start",
 		Description: `Boot a VM made by vm_create (advanced). Starting a running VM does nothing.`,
 		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(false), IdempotentHint: true, OpenWorldHint: boolp(false)}, "Start a microVM"),
-	}, nil, "vm_start: booting", func(ctx context.Context, in VMArgs) (*engine.VM, error) {
+	}, nil, "vm_start: booting", func(ctx context.Context, in VMArgs) (*api.VM, error) {
 		return e.StartVM(ctx, in.VMID)
 	}, vmText("started"))
 
@@ -191,18 +183,18 @@ func (s *Server) register() {
 		Description: `Run one shell command in a VM made by vm_create (booting it if needed), then DELETE that VM: ` +
 			`vm_exec auto-cleans, so a VM serves exactly one vm_exec. For several commands in the same machine use a workspace.`,
 		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(true), OpenWorldHint: boolp(true)}, "Run a command in a VM, then delete it"),
-	}, execT, "vm_exec: running the command", func(ctx context.Context, in VMExecArgs) (*engine.VMExecResult, error) {
+	}, execT, "vm_exec: running the command", func(ctx context.Context, in VMExecArgs) (*api.VMExecResult, error) {
 		if err := needCommand(in.Command); err != nil {
 			return nil, err
 		}
-		return e.ExecVM(ctx, in.VMID, engine.ExecOptions{Shell: in.Command, TimeoutSeconds: in.TimeoutSeconds}, nil, nil)
+		return e.ExecVM(ctx, in.VMID, api.ExecOptions{Command: in.Command, TimeoutSeconds: in.TimeoutSeconds})
 	}, execText)
 
 	addTool(s, &mcp.Tool{
 		Name:        "vm_stop",
 		Description: `Power a VM off; its disk stays until vm_delete or its TTL (advanced).`,
 		Annotations: withTitle(removes, "Stop a microVM"),
-	}, nil, "vm_stop: stopping", func(ctx context.Context, in VMArgs) (*engine.VM, error) {
+	}, nil, "vm_stop: stopping", func(ctx context.Context, in VMArgs) (*api.VM, error) {
 		return e.StopVM(ctx, in.VMID)
 	}, vmText("stopped"))
 
@@ -210,15 +202,15 @@ func (s *Server) register() {
 		Name:        "vm_delete",
 		Description: `Stop a VM and delete its disk and state.`,
 		Annotations: withTitle(removes, "Delete a microVM"),
-	}, nil, "", func(ctx context.Context, in VMArgs) (*engine.DeleteResult, error) {
+	}, nil, "", func(ctx context.Context, in VMArgs) (*api.DeleteResult, error) {
 		return e.DeleteVM(ctx, in.VMID)
-	}, func(r *engine.DeleteResult) string { return "deleted vm " + r.VMID })
+	}, func(r *api.DeleteResult) string { return "deleted vm " + r.VMID })
 
 	addTool(s, &mcp.Tool{
 		Name:        "vm_status",
 		Description: `Report a VM's state, shape, backend and expiry.`,
 		Annotations: withTitle(readOnly, "Show a microVM"),
-	}, nil, "", func(ctx context.Context, in VMArgs) (*engine.VM, error) {
+	}, nil, "", func(ctx context.Context, in VMArgs) (*api.VM, error) {
 		return e.StatusVM(ctx, in.VMID)
 	}, vmText(""))
 
@@ -226,9 +218,9 @@ func (s *Server) register() {
 		Name:        "vm_network_info",
 		Description: `Describe a VM's network: whether it has one, its mode, guest IP, gateway and DNS.`,
 		Annotations: withTitle(readOnly, "Show a microVM's network"),
-	}, nil, "", func(ctx context.Context, in VMArgs) (*engine.NetworkInfo, error) {
+	}, nil, "", func(ctx context.Context, in VMArgs) (*api.NetworkInfo, error) {
 		return e.NetworkInfo(ctx, in.VMID)
-	}, func(r *engine.NetworkInfo) string {
+	}, func(r *api.NetworkInfo) string {
 		return fmt.Sprintf("vm %s network=%v mode=%s\n%s", r.VMID, r.Network, r.Mode, jsonText(r))
 	})
 
@@ -236,9 +228,9 @@ func (s *Server) register() {
 		Name:        "vm_reap_expired",
 		Description: `Stop and delete every VM and workspace past its ttl_seconds.`,
 		Annotations: withTitle(removes, "Reap expired VMs and workspaces"),
-	}, nil, "vm_reap_expired: reaping", func(ctx context.Context, _ NoArgs) (*engine.ReapResult, error) {
+	}, nil, "vm_reap_expired: reaping", func(ctx context.Context, _ NoArgs) (*api.ReapResult, error) {
 		return e.ReapExpired(ctx)
-	}, func(r *engine.ReapResult) string {
+	}, func(r *api.ReapResult) string {
 		return fmt.Sprintf("reaped %d: %s", r.Count, strings.Join(r.Reaped, " "))
 	})
 
@@ -248,8 +240,8 @@ func (s *Server) register() {
 			`Use it for multi-step work (clone, edit, build, test). seed_path copies a host directory or .tar/.tar.gz/.tgz into /workspace first. ` +
 			`Returns workspace_id. Call workspace_delete when done.`,
 		Annotations: withTitle(additive, "Create a workspace"),
-	}, merge(shapeDefaults, wsTTL), "workspace_create: booting the workspace", func(ctx context.Context, in WorkspaceCreateArgs) (*engine.Workspace, error) {
-		return e.CreateWorkspace(ctx, engine.CreateWorkspaceOptions{CreateOptions: createOptions(in.Environment, in.ShapeArgs), SeedPath: in.SeedPath})
+	}, merge(shapeDefaults, wsTTL), "workspace_create: booting the workspace", func(ctx context.Context, in WorkspaceCreateArgs) (*api.Workspace, error) {
+		return e.CreateWorkspace(ctx, api.CreateWorkspaceOptions{Environment: in.Environment, Shape: in.Shape, SeedPath: in.SeedPath})
 	}, wsText("created"))
 
 	addTool(s, &mcp.Tool{
@@ -257,9 +249,9 @@ func (s *Server) register() {
 		Description: `Copy a host directory or .tar/.tar.gz/.tgz archive into a started workspace, at /workspace or dest under it. ` +
 			`Existing files with the same names are overwritten.`,
 		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(true), IdempotentHint: true, OpenWorldHint: boolp(false)}, "Push files into a workspace"),
-	}, dest, "workspace_sync_push: copying", func(ctx context.Context, in SyncPushArgs) (*engine.SyncResult, error) {
+	}, dest, "workspace_sync_push: copying", func(ctx context.Context, in SyncPushArgs) (*api.SyncResult, error) {
 		return e.PushWorkspaceSync(ctx, in.WorkspaceID, in.SourcePath, in.Dest)
-	}, func(r *engine.SyncResult) string {
+	}, func(r *api.SyncResult) string {
 		return fmt.Sprintf("pushed %s into workspace %s at %s: %d entries, %d bytes", r.SourcePath, r.WorkspaceID, r.Dest, r.Entries, r.Bytes)
 	})
 
@@ -268,18 +260,18 @@ func (s *Server) register() {
 		Description: `Run one shell command in a workspace's /workspace (the working directory) and leave the workspace alive: ` +
 			`files, installed packages and build outputs persist for the next command. Every command is kept in workspace_logs.`,
 		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(true), OpenWorldHint: boolp(true)}, "Run a command in a workspace"),
-	}, execT, "workspace_exec: running the command", func(ctx context.Context, in WorkspaceExecArgs) (*engine.WorkspaceExecResult, error) {
+	}, execT, "workspace_exec: running the command", func(ctx context.Context, in WorkspaceExecArgs) (*api.WorkspaceExecResult, error) {
 		if err := needCommand(in.Command); err != nil {
 			return nil, err
 		}
-		return e.ExecWorkspace(ctx, in.WorkspaceID, engine.ExecOptions{Shell: in.Command, TimeoutSeconds: in.TimeoutSeconds}, nil, nil)
+		return e.ExecWorkspace(ctx, in.WorkspaceID, api.ExecOptions{Command: in.Command, TimeoutSeconds: in.TimeoutSeconds})
 	}, execText)
 
 	addTool(s, &mcp.Tool{
 		Name:        "workspace_status",
 		Description: `Report a workspace's state, shape, seed (workspace_seed), command count and last command.`,
 		Annotations: withTitle(readOnly, "Show a workspace"),
-	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*engine.Workspace, error) {
+	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.Workspace, error) {
 		return e.StatusWorkspace(ctx, in.WorkspaceID)
 	}, wsText(""))
 
@@ -287,7 +279,7 @@ func (s *Server) register() {
 		Name:        "workspace_logs",
 		Description: `Return a workspace's command history: every workspace_exec with its exit code, stdout and stderr, oldest first.`,
 		Annotations: withTitle(readOnly, "Show a workspace's command history"),
-	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*engine.WorkspaceLogs, error) {
+	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.WorkspaceLogs, error) {
 		return e.LogsWorkspace(ctx, in.WorkspaceID)
 	}, logsText)
 
@@ -295,27 +287,26 @@ func (s *Server) register() {
 		Name:        "workspace_delete",
 		Description: `Stop a workspace and delete its disk, files and logs for good.`,
 		Annotations: withTitle(removes, "Delete a workspace"),
-	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*engine.WorkspaceDeleteResult, error) {
+	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.WorkspaceDeleteResult, error) {
 		return e.DeleteWorkspace(ctx, in.WorkspaceID)
-	}, func(r *engine.WorkspaceDeleteResult) string { return "deleted workspace " + r.WorkspaceID })
+	}, func(r *api.WorkspaceDeleteResult) string { return "deleted workspace " + r.WorkspaceID })
 }
 
 // addTool registers one tool: its input schema (with defaults) is inferred
 // from In, its output schema from Out; the handler's result becomes
 // structuredContent and text(result) the readable content; an error becomes
 // an isError result with the error's class, message and hint. A non-empty
-// progress turns on heartbeats for the call.
+// progress (the first message) turns on progress notifications for the
+// call, when its client asks for them.
 func addTool[In any, Out any](s *Server, t *mcp.Tool, defaults map[string]any, progress string,
 	h func(context.Context, In) (Out, error), text func(Out) string) {
 	t.InputSchema = inputSchema[In](defaults)
 	mcp.AddTool(s.mcp, t, func(ctx context.Context, req *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
 		var zero Out
 		if progress != "" {
-			stop := s.track(ctx, req, progress)
+			var stop func()
+			ctx, stop = s.track(ctx, req, t.Name, progress)
 			defer stop()
-		} else {
-			s.inflight.Add(1)
-			defer s.inflight.Done()
 		}
 		s.log.Debug("tool call", "tool", t.Name)
 		out, err := h(ctx, in)
@@ -339,11 +330,6 @@ func inputSchema[In any](defaults map[string]any) *jsonschema.Schema {
 		p.Default, _ = json.Marshal(v)
 	}
 	return sch
-}
-
-func createOptions(env string, a ShapeArgs) engine.CreateOptions {
-	return engine.CreateOptions{Environment: env, VCPUCount: a.VCPUCount, MemMiB: a.MemMiB, TTLSeconds: a.TTLSeconds,
-		Network: a.Network, AllowHostCompat: a.AllowHostCompat}
 }
 
 func needCommand(c string) error {

@@ -1,0 +1,201 @@
+package api
+
+import "time"
+
+// VM is a VM record: `pyro vm status --json`, vm_status.
+type VM struct {
+	VMID            string     `json:"vm_id"`
+	Environment     string     `json:"environment"`
+	State           string     `json:"state"`
+	VCPUCount       int        `json:"vcpu_count"`
+	MemMiB          int        `json:"mem_mib"`
+	TTLSeconds      int        `json:"ttl_seconds"`
+	Network         bool       `json:"network"`
+	AllowHostCompat bool       `json:"allow_host_compat"`
+	ExecutionMode   string     `json:"execution_mode"`
+	Backend         string     `json:"backend"`
+	CreatedAt       time.Time  `json:"created_at"`
+	ExpiresAt       time.Time  `json:"expires_at"`
+	StartedAt       *time.Time `json:"started_at,omitempty"`
+	BootMs          int64      `json:"boot_ms,omitempty"`
+	VMMPid          int        `json:"vmm_pid,omitempty"`
+	Running         bool       `json:"running"`
+	Note            string     `json:"note,omitempty"`
+}
+
+// VMList is `pyro vm list --json`.
+type VMList struct {
+	Count int   `json:"count"`
+	VMs   []*VM `json:"vms"`
+}
+
+// ExecResult is one command's outcome, embedded in the exec results. A
+// command that ran is a result whatever its exit status.
+type ExecResult struct {
+	ExitCode        int    `json:"exit_code"`
+	Stdout          string `json:"stdout"`
+	Stderr          string `json:"stderr"`
+	StdoutTruncated bool   `json:"stdout_truncated"`
+	StderrTruncated bool   `json:"stderr_truncated"`
+	TimedOut        bool   `json:"timed_out"`
+	Message         string `json:"message,omitempty"`
+	DurationMs      int64  `json:"duration_ms"`
+}
+
+// RunResult is the outcome of a one-shot run: `pyro run --json`, vm_run.
+type RunResult struct {
+	Environment   string   `json:"environment"`
+	VMID          string   `json:"vm_id"`
+	ExecutionMode string   `json:"execution_mode"`
+	Backend       string   `json:"backend"`
+	VCPUCount     int      `json:"vcpu_count"`
+	MemMiB        int      `json:"mem_mib"`
+	Network       bool     `json:"network"`
+	Command       []string `json:"command"` // the argv that ran; a shell string is ["/bin/sh", "-c", ...]
+	ExecResult
+	BootMs  int64 `json:"boot_ms"`
+	TotalMs int64 `json:"total_ms"`
+}
+
+// VMExecResult is the outcome of exec in a VM, which deletes the VM
+// afterwards: `pyro vm exec --json`, vm_exec.
+type VMExecResult struct {
+	VMID          string `json:"vm_id"`
+	Environment   string `json:"environment"`
+	ExecutionMode string `json:"execution_mode"`
+	Backend       string `json:"backend"`
+	ExecResult
+	Cleaned bool `json:"cleaned"`
+}
+
+// DeleteResult is the outcome of deleting a VM: `pyro vm delete --json`.
+type DeleteResult struct {
+	VMID    string `json:"vm_id"`
+	Deleted bool   `json:"deleted"`
+}
+
+// NetworkInfo describes a VM's network: `pyro vm network-info --json`.
+type NetworkInfo struct {
+	VMID                  string   `json:"vm_id"`
+	Network               bool     `json:"network"`
+	Mode                  string   `json:"mode"` // "none", "user" (QEMU user-mode NAT) or "host" (host_compat)
+	GuestIP               string   `json:"guest_ip,omitempty"`
+	Gateway               string   `json:"gateway,omitempty"`
+	DNS                   []string `json:"dns,omitempty"`
+	HostLoopbackReachable bool     `json:"host_loopback_reachable"`
+	Addresses             []string `json:"addresses,omitempty"` // as the guest reports them when running
+}
+
+// ReapResult lists the VMs and workspaces a reap removed: `pyro vm reap --json`.
+type ReapResult struct {
+	Reaped []string `json:"reaped"`
+	Count  int      `json:"count"`
+}
+
+// Workspace is a workspace record: `pyro workspace status --json`,
+// workspace_create, workspace_status.
+type Workspace struct {
+	WorkspaceID     string          `json:"workspace_id"`
+	Environment     string          `json:"environment"`
+	State           string          `json:"state"`
+	Running         bool            `json:"running"`
+	VCPUCount       int             `json:"vcpu_count"`
+	MemMiB          int             `json:"mem_mib"`
+	TTLSeconds      int             `json:"ttl_seconds"`
+	Network         bool            `json:"network"`
+	AllowHostCompat bool            `json:"allow_host_compat"`
+	ExecutionMode   string          `json:"execution_mode"`
+	Backend         string          `json:"backend"`
+	CreatedAt       time.Time       `json:"created_at"`
+	ExpiresAt       time.Time       `json:"expires_at"`
+	StartedAt       *time.Time      `json:"started_at,omitempty"`
+	BootMs          int64           `json:"boot_ms,omitempty"`
+	VMMPid          int             `json:"vmm_pid,omitempty"`
+	CommandCount    int             `json:"command_count"`
+	LastCommand     *CommandSummary `json:"last_command,omitempty"`
+	WorkspaceSeed   WorkspaceSeed   `json:"workspace_seed"`
+	Restarts        int             `json:"restarts"`
+	Note            string          `json:"note,omitempty"`
+}
+
+// WorkspaceList is `pyro workspace list --json`.
+type WorkspaceList struct {
+	Count      int          `json:"count"`
+	Workspaces []*Workspace `json:"workspaces"`
+}
+
+// WorkspaceSeed says how /workspace was initialised.
+type WorkspaceSeed struct {
+	Mode       string `json:"mode"` // "empty", "directory" or "tar_archive"
+	SourcePath string `json:"source_path,omitempty"`
+	Entries    int    `json:"entries"`
+	Bytes      int64  `json:"bytes"`
+	Digest     string `json:"digest,omitempty"` // sha256 of the tar stream sent to the guest
+}
+
+// CommandSummary is a workspace's last command.
+type CommandSummary struct {
+	Sequence   int       `json:"sequence"`
+	Command    []string  `json:"command"`
+	ExitCode   int       `json:"exit_code"`
+	TimedOut   bool      `json:"timed_out"`
+	StartedAt  time.Time `json:"started_at"`
+	DurationMs int64     `json:"duration_ms"`
+}
+
+// SyncResult is the outcome of a sync push: `pyro workspace sync push --json`.
+type SyncResult struct {
+	WorkspaceID string `json:"workspace_id"`
+	SourcePath  string `json:"source_path"`
+	Dest        string `json:"dest"`
+	Mode        string `json:"mode"`
+	Entries     int    `json:"entries"`
+	Bytes       int64  `json:"bytes"`
+	Digest      string `json:"digest"`
+	DurationMs  int64  `json:"duration_ms"`
+}
+
+// WorkspaceExecResult is the outcome of exec in a workspace:
+// `pyro workspace exec --json`, workspace_exec.
+type WorkspaceExecResult struct {
+	WorkspaceID   string   `json:"workspace_id"`
+	Sequence      int      `json:"sequence"`
+	ExecutionMode string   `json:"execution_mode"`
+	Backend       string   `json:"backend"`
+	Command       []string `json:"command"`
+	Cwd           string   `json:"cwd"`
+	ExecResult
+	// Restarted says the workspace's VM was not running and was booted again
+	// from its disk before the command ran.
+	Restarted bool `json:"restarted"`
+}
+
+// WorkspaceLogs is a workspace's command history: `pyro workspace logs --json`.
+type WorkspaceLogs struct {
+	WorkspaceID string     `json:"workspace_id"`
+	Entries     []LogEntry `json:"entries"`
+	Count       int        `json:"count"`
+}
+
+// LogEntry is one command of a workspace's history.
+type LogEntry struct {
+	Sequence        int       `json:"sequence"`
+	Command         []string  `json:"command"`
+	Cwd             string    `json:"cwd"`
+	ExitCode        int       `json:"exit_code"`
+	Stdout          string    `json:"stdout"`
+	Stderr          string    `json:"stderr"`
+	StdoutTruncated bool      `json:"stdout_truncated"`
+	StderrTruncated bool      `json:"stderr_truncated"`
+	TimedOut        bool      `json:"timed_out"`
+	StartedAt       time.Time `json:"started_at"`
+	DurationMs      int64     `json:"duration_ms"`
+	Error           string    `json:"error,omitempty"` // when pyro could not run it at all
+}
+
+// WorkspaceDeleteResult is the outcome of deleting a workspace:
+// `pyro workspace delete --json`.
+type WorkspaceDeleteResult struct {
+	WorkspaceID string `json:"workspace_id"`
+	Deleted     bool   `json:"deleted"`
+}

@@ -1,0 +1,170 @@
+package engine
+
+import (
+	"time"
+
+	"github.com/pyro-mcp/pyro/api"
+	"github.com/pyro-mcp/pyro/internal/catalog"
+	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/state"
+)
+
+// vmRecord is what a VM's or workspace's record.json holds. Records written
+// by earlier 2.x releases must keep loading: fields are only added.
+type vmRecord struct {
+	ID              string `json:"id"`
+	Kind            string `json:"kind"` // kindVM or kindWorkspace
+	Environment     string `json:"environment"`
+	VCPUCount       int    `json:"vcpu_count"`
+	MemMiB          int    `json:"mem_mib"`
+	TTLSeconds      int    `json:"ttl_seconds"`
+	Network         bool   `json:"network"`
+	AllowHostCompat bool   `json:"allow_host_compat"`
+	Mode            string `json:"execution_mode"`
+	Backend         string `json:"backend"`
+	// BackendKind is the VMM the guest boots with ("qemu", "firecracker";
+	// empty in older records means qemu), fixed at create time so that
+	// every start of the VM uses the same one (its disk depends on it).
+	BackendKind   string             `json:"backend_kind,omitempty"`
+	State         string             `json:"state"`
+	CreatedAt     time.Time          `json:"created_at"`
+	ExpiresAt     time.Time          `json:"expires_at"`
+	StartedAt     *time.Time         `json:"started_at,omitempty"`
+	BootMs        int64              `json:"boot_ms,omitempty"`
+	SupervisorPID int                `json:"supervisor_pid,omitempty"`
+	VMMPid        int                `json:"vmm_pid,omitempty"`
+	Env           *catalog.Installed `json:"env,omitempty"`
+	Disk          string             `json:"disk,omitempty"`
+	// Workspace is set on workspaces only.
+	Workspace *wsState `json:"workspace,omitempty"`
+}
+
+const (
+	kindVM        = "vm"
+	kindWorkspace = "workspace"
+)
+
+// Execution modes, as the backend choice (backends.go) names them.
+const (
+	ModeGuest      = api.ModeGuest
+	ModeHostCompat = api.ModeHostCompat
+)
+
+// wsState is the workspace part of a record.
+type wsState struct {
+	Seed         api.WorkspaceSeed   `json:"seed"`
+	NextSequence int                 `json:"next_sequence"`
+	CommandCount int                 `json:"command_count"`
+	LastCommand  *api.CommandSummary `json:"last_command,omitempty"`
+	Restarts     int                 `json:"restarts"`
+}
+
+func (r *vmRecord) shape() api.Shape {
+	return api.Shape{VCPUCount: r.VCPUCount, MemMiB: r.MemMiB, TTLSeconds: r.TTLSeconds, Network: r.Network, AllowHostCompat: r.AllowHostCompat}
+}
+
+func (r *vmRecord) view(running bool, note string) *api.VM {
+	v := &api.VM{
+		VMID: r.ID, Environment: r.Environment, State: r.State, VCPUCount: r.VCPUCount, MemMiB: r.MemMiB,
+		TTLSeconds: r.TTLSeconds, Network: r.Network, AllowHostCompat: r.AllowHostCompat,
+		ExecutionMode: r.Mode, Backend: r.Backend, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt,
+		StartedAt: r.StartedAt, BootMs: r.BootMs, Running: running, Note: note,
+	}
+	if running {
+		v.VMMPid = r.VMMPid
+	}
+	return v
+}
+
+func (r *vmRecord) workspaceView(running bool, note string) *api.Workspace {
+	ws := r.Workspace
+	if ws == nil {
+		ws = &wsState{}
+	}
+	w := &api.Workspace{
+		WorkspaceID: r.ID, Environment: r.Environment, State: r.State, Running: running,
+		VCPUCount: r.VCPUCount, MemMiB: r.MemMiB, TTLSeconds: r.TTLSeconds, Network: r.Network,
+		AllowHostCompat: r.AllowHostCompat, ExecutionMode: r.Mode, Backend: r.Backend,
+		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, StartedAt: r.StartedAt, BootMs: r.BootMs,
+		CommandCount: ws.CommandCount, LastCommand: ws.LastCommand, WorkspaceSeed: ws.Seed,
+		Restarts: ws.Restarts, Note: note,
+	}
+	if running {
+		w.VMMPid = r.VMMPid
+	}
+	return w
+}
+
+// read resolves ref in st and reads its record, without a lock.
+func (e *Engine) read(st *state.Store, ref string) (*vmRecord, error) {
+	id, err := st.Resolve(ref)
+	if err != nil {
+		return nil, err
+	}
+	var rec vmRecord
+	if err := st.Read(id, &rec); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// locked resolves ref in st, takes its lock and reads its record. The
+// caller must call unlock.
+func (e *Engine) locked(st *state.Store, ref string) (rec *vmRecord, unlock func(), err error) {
+	id, err := st.Resolve(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	lock, err := st.Lock(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec = &vmRecord{}
+	if err := st.Read(id, rec); err != nil {
+		lock.Unlock()
+		return nil, nil, err
+	}
+	return rec, lock.Unlock, nil
+}
+
+// notDeleting fails when rec is being deleted.
+func notDeleting(rec *vmRecord) error {
+	if rec.State == api.StateDeleting {
+		return errdefs.New(errdefs.ErrFailedPrecondition, "", "%s %s is being deleted", rec.Kind, rec.ID)
+	}
+	return nil
+}
+
+// liveness says whether rec's VM runs and, when it died on its own, what
+// that means for this kind of object.
+func (e *Engine) liveness(rec *vmRecord) (bool, string) {
+	if e.alive(rec) {
+		return true, ""
+	}
+	if rec.State != api.StateRunning {
+		return false, ""
+	}
+	rec.State = api.StateExited
+	if rec.Kind == kindWorkspace {
+		return false, "the VM process is gone (killed or the host rebooted); /workspace is safe on its disk and the next exec boots it again"
+	}
+	return false, "the VM process is gone (killed or the host rebooted); start it again"
+}
+
+// list reads every record of st, with its liveness, through view.
+func list[T any](e *Engine, st *state.Store, view func(*vmRecord, bool, string) T) ([]T, error) {
+	ids, err := st.IDs()
+	if err != nil {
+		return nil, err
+	}
+	out := []T{}
+	for _, id := range ids {
+		var rec vmRecord
+		if err := st.Read(id, &rec); err != nil {
+			continue
+		}
+		running, note := e.liveness(&rec)
+		out = append(out, view(&rec, running, note))
+	}
+	return out, nil
+}

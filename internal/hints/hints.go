@@ -1,0 +1,84 @@
+// Package hints words an error's hint for the face that shows it. The
+// engine says what a caller can change by the contract's argument name in
+// backquotes ("allow host compatibility (`allow_host_compat`)"); the CLI
+// spells that as a flag, the MCP server as a tool argument and the Go SDK
+// as a field, so that no face tells its users about another face's knobs.
+package hints
+
+import (
+	"strings"
+
+	"github.com/pyro-mcp/pyro/internal/errdefs"
+)
+
+// Face is a way of using pyro.
+type Face int
+
+// The faces.
+const (
+	CLI Face = iota
+	MCP
+	Go
+)
+
+// spelling of each argument a hint may name, per face.
+var spelling = map[string][3]string{
+	"allow_host_compat": {"--allow-host-compat", "allow_host_compat: true", "AllowHostCompat"},
+	"dest":              {"--dest", "dest", "PushOptions.Dest"},
+	"seed_path":         {"--seed-path", "seed_path", "SeedPath"},
+	"backend":           {"--backend", "$PYRO_BACKEND of the server", "Options.Backend"},
+	"command":           {"the command after --", "command", "Command"},
+	"argv":              {"several arguments after --", "command", "Argv"},
+	"timeout_seconds":   {"--timeout-seconds", "timeout_seconds", "TimeoutSeconds"},
+	"vcpu_count":        {"--vcpu-count", "vcpu_count", "VCPUCount"},
+	"mem_mib":           {"--mem-mib", "mem_mib", "MemMiB"},
+	"ttl_seconds":       {"--ttl-seconds", "ttl_seconds", "TTLSeconds"},
+}
+
+// Render spells every `argument` of hint for face f. Backquoted words that
+// are not arguments stay as they are.
+func Render(hint string, f Face) string {
+	if !strings.Contains(hint, "`") {
+		return hint
+	}
+	var b strings.Builder
+	rest := hint
+	for {
+		i := strings.IndexByte(rest, '`')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(rest[i+1:], '`')
+		if j < 0 {
+			break
+		}
+		word := rest[i+1 : i+1+j]
+		b.WriteString(rest[:i])
+		if s, ok := spelling[word]; ok {
+			b.WriteString(s[f])
+		} else {
+			b.WriteString(rest[i : i+j+2])
+		}
+		rest = rest[i+j+2:]
+	}
+	b.WriteString(rest)
+	return b.String()
+}
+
+// Rehint returns err with its hint rendered for f, keeping its message and
+// class; err itself when the hint names no argument.
+func Rehint(err error, f Face) error {
+	h := errdefs.HintOf(err)
+	r := Render(h, f)
+	if r == h {
+		return err
+	}
+	if e, ok := err.(*errdefs.Error); ok {
+		// A copy with the hint in front: the chain stays as it was.
+		c := *e
+		c.Hint = r
+		return &c
+	}
+	// Wrapped with context by fmt.Errorf: keep the text and the class.
+	return &errdefs.Error{Class: errdefs.ClassOf(err), Msg: err.Error(), Hint: r}
+}
