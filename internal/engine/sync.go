@@ -88,7 +88,9 @@ func (e *Engine) push(ctx context.Context, rec *vmRecord, src, dest string, tota
 	}()
 	counter := &tarCounter{r: pr, onEntry: func(n int64) { op.Count(api.UnitFiles, n, int64(total)) },
 		onEnd: func(n int64) {
-			op.Count(api.UnitFiles, n, n)
+			if total == 0 {
+				op.Count(api.UnitFiles, n, n) // the count, now known
+			}
 			op.PhaseStep(phase, stepUnpack)
 		}}
 	_, perr := c.PutArchive(ctx, agentproto.PutArchiveRequest{Dest: dest, Root: api.WorkspaceRoot, MaxBytes: archive.DefaultLimits.MaxBytes + 64<<20}, counter)

@@ -23,8 +23,8 @@ import (
 	"github.com/pyro-mcp/pyro/api"
 )
 
-// Func receives progress reports. It must return quickly; it may be called
-// from several goroutines, though never concurrently for one operation.
+// Func receives progress reports. It must return quickly and be safe to
+// call from several goroutines.
 type Func func(api.Progress)
 
 type funcsKey struct{}
