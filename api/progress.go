@@ -142,6 +142,16 @@ func stepText(step string) string {
 		return "the root filesystem (mmdebstrap)"
 	case "mkfs":
 		return "the ext4 image (mkfs)"
+	case "update":
+		return "(apt-get update)"
+	case "download":
+		return "(downloading packages)"
+	case "install":
+		return "(installing packages)"
+	case "customize":
+		return "(finishing the tree)"
+	case "timestamps":
+		return "(pinning the image's timestamps)"
 	case "unpack":
 		return "(unpacking in the guest)"
 	case "initramfs":

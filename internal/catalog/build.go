@@ -128,9 +128,9 @@ func (s *Store) build(ctx context.Context, entry Entry, dir string) (*built, err
 	return b, nil
 }
 
-// runLogged runs a build tool, sending its output to the debug log and
-// keeping the tail for the error message.
-func (s *Store) runLogged(ctx context.Context, env []string, name string, args ...string) error {
+// runLogged runs a build tool, sending its output to the debug log (and
+// each line to onLine, if set) and keeping the tail for the error message.
+func (s *Store) runLogged(ctx context.Context, env []string, onLine func(string), name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), env...)
 	// On cancel, SIGTERM the whole process group: mmdebstrap then unmounts
@@ -150,6 +150,9 @@ func (s *Store) runLogged(ctx context.Context, env []string, name string, args .
 		for sc.Scan() {
 			line := sc.Text()
 			s.log.Debug("build", "tool", filepath.Base(name), "line", line)
+			if onLine != nil {
+				onLine(line)
+			}
 			tail = append(tail, line)
 			if len(tail) > 15 {
 				tail = tail[1:]
@@ -182,7 +185,7 @@ func (s *Store) buildKernel(ctx context.Context, entry Entry, dir string, b *bui
 	// The extract variant unpacks just the named package: no dependencies,
 	// no maintainer scripts (so no initramfs-tools run).
 	args := append([]string{"--mode=auto", "--variant=extract", "--include=" + KernelPackage, Suite, tree}, mirrorArgs()...)
-	if err := s.runLogged(ctx, env, "mmdebstrap", args...); err != nil {
+	if err := s.runLogged(ctx, env, nil, "mmdebstrap", args...); err != nil {
 		return fmt.Errorf("extracting %s: %w", KernelPackage, err)
 	}
 	kernels, _ := filepath.Glob(filepath.Join(tree, "boot", "vmlinuz-*"))
@@ -353,9 +356,19 @@ mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
 # Reproducible images: no file in the tree is newer than SOURCE_DATE_EPOCH
 # (mkfs.ext4 -d copies each file'"'"'s times into the image).
 find "$root" -newermt "@$SOURCE_DATE_EPOCH" -print0 | xargs -0r touch --no-dereference --date="@$SOURCE_DATE_EPOCH"
+# mkfs runs in the background so that its progress (bytes it has read of
+# the tree) can be told to pyro, which reads "pyro-progress" lines.
+total=$(du -sxb "$root" | cut -f1)
 E2FSPROGS_FAKE_TIME="$SOURCE_DATE_EPOCH" "$PYRO_MKFS" -q -F -t ext4 -L root -U "$PYRO_UUID" \
-  -E "hash_seed=$PYRO_UUID,root_owner=0:0,lazy_itable_init=0" -d "$root" "$PYRO_OUT"
+  -E "hash_seed=$PYRO_UUID,root_owner=0:0,lazy_itable_init=0" -d "$root" "$PYRO_OUT" &
+pid=$!
+while kill -0 "$pid" 2>/dev/null; do
+  echo "pyro-progress mkfs $(awk "/^rchar/ {print \$2}" "/proc/$pid/io" 2>/dev/null) $total"
+  sleep 0.5
+done
+wait "$pid"
 ' sh "$root"
+echo "pyro-progress timestamps"
 # mkfs.ext4 copies each file's ctime, which nothing can set in the tree, and
 # its atime, which mkfs's own reading moves: set both on every in-use inode
 # of the image (in-use inodes come from the per-group free-inode ranges
@@ -413,7 +426,9 @@ func (s *Store) buildRootfs(ctx context.Context, entry Entry, dir string, b *bui
 		"PYRO_UUID=" + fsUUID(entry.Name),
 		"TMPDIR=" + dir,
 	}
-	args := []string{"--mode=auto", "--variant=" + entry.Variant, "--format=null",
+	// --verbose: apt's and dpkg's own lines, which buildProgress counts
+	// (mmdebstrap draws its progress bar only on a terminal).
+	args := []string{"--mode=auto", "--verbose", "--variant=" + entry.Variant, "--format=null",
 		"--aptopt=Acquire::Retries \"3\"",
 		"--dpkgopt=path-exclude=/usr/share/man/*",
 		"--dpkgopt=path-exclude=/usr/share/doc/*",
@@ -426,7 +441,10 @@ func (s *Store) buildRootfs(ctx context.Context, entry Entry, dir string, b *bui
 	}
 	args = append(args, Suite, "/dev/null")
 	args = append(args, mirrorArgs()...)
-	if err := s.runLogged(ctx, env, "mmdebstrap", args...); err != nil {
+	bp := &buildProgress{report: func(step, unit string, done, total int64) {
+		s.progress(ctx, Progress{Phase: "build", Environment: entry.Name, Step: step, Unit: unit, Done: done, Total: total})
+	}}
+	if err := s.runLogged(ctx, env, bp.line, "mmdebstrap", args...); err != nil {
 		return fmt.Errorf("building the root filesystem of %s: %w", entry.Name, err)
 	}
 	data, err := os.ReadFile(pkgs)

@@ -100,9 +100,13 @@ func newBar(w io.Writer, p api.Progress, width int) *progressbar.ProgressBar {
 			desc = fmt.Sprintf("%s %d/%d: %s", p.Op, p.PhaseIndex, p.PhaseCount, p.Activity())
 		}
 	}
-	// The bar, counts, rate and times take ~60 columns: a line that wraps
-	// could not be cleared.
-	if room := max(width-62, 16); len(desc) > room {
+	// A line that wraps could not be cleared: the bar, counts, rate and
+	// times take ~65 columns, a spinner and its seconds ~12.
+	room := width - 12
+	if p.Total > 0 {
+		room = width - 65
+	}
+	if room = max(room, 16); len(desc) > room {
 		desc = desc[:room-1] + "…"
 	}
 	opts := []progressbar.Option{
@@ -121,7 +125,7 @@ func newBar(w io.Writer, p api.Progress, width int) *progressbar.ProgressBar {
 		if p.Unit == api.UnitBytes {
 			opts = append(opts, progressbar.OptionShowBytes(true))
 		} else {
-			opts = append(opts, progressbar.OptionShowCount(), progressbar.OptionSetItsString(p.Unit))
+			opts = append(opts, progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionSetItsString(p.Unit))
 		}
 	default:
 		opts = append(opts, progressbar.OptionSpinnerType(14), progressbar.OptionSetPredictTime(false))

@@ -45,7 +45,7 @@ func (s *Server) track(ctx context.Context, req *mcp.CallToolRequest, tool, what
 	if token == nil || req.Session == nil {
 		return ctx, func() {}
 	}
-	n := &notifier{tool: tool, token: token, ss: req.Session, start: time.Now(), msg: what, fresh: true}
+	n := &notifier{tool: tool, token: token, ss: req.Session, start: time.Now(), msg: what, fresh: true, sentValues: -1}
 	kick := make(chan struct{}, 1)
 	ctx = progress.WithFunc(ctx, func(p api.Progress) {
 		n.update(p)
@@ -91,15 +91,17 @@ func (n *notifier) update(p api.Progress) {
 	}
 	frac := 0.0
 	if p.Total > 0 {
-		frac = min(1, float64(p.Done)/float64(p.Total))
+		frac = min(0.99, float64(p.Done)/float64(p.Total)) // the phase ends with the next one
 	}
 	if p.Op == n.op {
-		n.total = float64(p.PhaseCount)
+		if p.PhaseCount > 0 {
+			n.total = float64(p.PhaseCount)
+		}
 		if p.PhaseIndex > 0 {
 			n.index = p.PhaseIndex
 		}
 		if p.Phase == api.PhaseDone {
-			n.index, frac = p.PhaseCount+1, 0
+			n.index, frac = int(n.total)+1, 0
 		}
 	}
 	if v := float64(max(n.index, 1)-1) + frac; v > n.value {
