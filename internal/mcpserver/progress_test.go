@@ -69,7 +69,9 @@ func TestProgressNotifications(t *testing.T) {
 	if err != nil || res.IsError {
 		t.Fatalf("%v %s", err, textOf(res))
 	}
-	t.Cleanup(func() { e.DeleteWorkspace(context.Background(), res.StructuredContent.(map[string]any)["workspace_id"].(string)) })
+	t.Cleanup(func() {
+		e.DeleteWorkspace(context.Background(), res.StructuredContent.(map[string]any)["workspace_id"].(string))
+	})
 
 	mu.Lock()
 	defer mu.Unlock()
