@@ -26,7 +26,8 @@ func Example() {
 	fmt.Printf("exit %d in %s (%s): %s", res.ExitCode, res.Environment, res.ExecutionMode, res.Stdout)
 }
 
-// A workspace keeps /workspace across commands until it is deleted.
+// A workspace keeps /workspace across commands until it is deleted. It is
+// seeded from ./testdata/project; ./testdata/more is pushed in later.
 func Example_workspace() {
 	ctx := context.Background()
 	c, err := pyro.New(nil)
@@ -39,13 +40,13 @@ func Example_workspace() {
 	}
 	defer c.DeleteWorkspace(context.WithoutCancel(ctx), ws.WorkspaceID)
 
-	if _, err := c.ExecWorkspace(ctx, ws.WorkspaceID, pyro.ExecOptions{Command: "echo built > out.txt"}); err != nil {
+	if _, err := c.ExecWorkspace(ctx, ws.WorkspaceID, pyro.ExecOptions{Command: "sh hello.sh > out.txt"}); err != nil {
 		log.Fatal(err)
 	}
 	if _, err := c.PushWorkspaceSync(ctx, ws.WorkspaceID, "./testdata/more", &pyro.PushOptions{Dest: "/workspace/more"}); err != nil {
 		log.Fatal(err)
 	}
-	r, err := c.ExecWorkspace(ctx, ws.WorkspaceID, pyro.ExecOptions{Argv: []string{"ls", "-R"}, Stdout: os.Stdout})
+	r, err := c.ExecWorkspace(ctx, ws.WorkspaceID, pyro.ExecOptions{Argv: []string{"cat", "out.txt", "more/notes.txt"}, Stdout: os.Stdout})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -186,5 +187,37 @@ func TestWorkspace(t *testing.T) {
 	}
 	if _, err := c.StatusWorkspace(ctx, ws.WorkspaceID); !errors.Is(err, pyro.ErrNotFound) {
 		t.Errorf("status after delete: %v", err)
+	}
+}
+
+// Example_workspace runs for real where a guest can boot: its seed and
+// push directories are in ./testdata.
+func TestExampleWorkspace(t *testing.T) {
+	needGuest(t, newClient(t))
+	run, err := os.MkdirTemp("", "pyro-ex-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(run)
+	t.Setenv("PYRO_STATE_DIR", t.TempDir())
+	t.Setenv("PYRO_RUNTIME_DIR", run)
+	if d := os.Getenv("PYRO_TEST_CACHE_DIR"); d != "" {
+		t.Setenv("PYRO_CACHE_DIR", d)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout := os.Stdout
+	os.Stdout = w
+	done := make(chan string)
+	go func() { b, _ := io.ReadAll(r); done <- string(b) }()
+	func() {
+		defer func() { os.Stdout = stdout; w.Close() }()
+		Example_workspace()
+	}()
+	want := "hello from /workspace\npushed after the workspace was created\nexit 0 after 2 commands\n"
+	if got := <-done; got != want {
+		t.Errorf("Example_workspace printed %q, want %q", got, want)
 	}
 }

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Run inside the workspace by Example_workspace.
+echo "hello from $(pwd)"
