@@ -2,9 +2,9 @@ package api
 
 import "time"
 
-// VM is a VM record: `pyro vm status --json`, vm_status.
-type VM struct {
-	VMID            string     `json:"vm_id"`
+// Machine is what a VM and a workspace share: the environment, shape,
+// backend and lifetime of the microVM under them.
+type Machine struct {
 	Environment     string     `json:"environment"`
 	State           string     `json:"state"`
 	VCPUCount       int        `json:"vcpu_count"`
@@ -18,9 +18,15 @@ type VM struct {
 	ExpiresAt       time.Time  `json:"expires_at"`
 	StartedAt       *time.Time `json:"started_at,omitempty"`
 	BootMs          int64      `json:"boot_ms,omitempty"`
-	VMMPid          int        `json:"vmm_pid,omitempty"`
-	Running         bool       `json:"running"`
-	Note            string     `json:"note,omitempty"`
+	VMMPid          int        `json:"vmm_pid,omitempty"` // while it runs
+}
+
+// VM is a VM record: `pyro vm status --json`, vm_status.
+type VM struct {
+	VMID string `json:"vm_id"`
+	Machine
+	Running bool   `json:"running"`
+	Note    string `json:"note,omitempty"`
 }
 
 // VMList is `pyro vm list --json`.
@@ -95,27 +101,14 @@ type ReapResult struct {
 // Workspace is a workspace record: `pyro workspace status --json`,
 // workspace_create, workspace_status.
 type Workspace struct {
-	WorkspaceID     string          `json:"workspace_id"`
-	Environment     string          `json:"environment"`
-	State           string          `json:"state"`
-	Running         bool            `json:"running"`
-	VCPUCount       int             `json:"vcpu_count"`
-	MemMiB          int             `json:"mem_mib"`
-	TTLSeconds      int             `json:"ttl_seconds"`
-	Network         bool            `json:"network"`
-	AllowHostCompat bool            `json:"allow_host_compat"`
-	ExecutionMode   string          `json:"execution_mode"`
-	Backend         string          `json:"backend"`
-	CreatedAt       time.Time       `json:"created_at"`
-	ExpiresAt       time.Time       `json:"expires_at"`
-	StartedAt       *time.Time      `json:"started_at,omitempty"`
-	BootMs          int64           `json:"boot_ms,omitempty"`
-	VMMPid          int             `json:"vmm_pid,omitempty"`
-	CommandCount    int             `json:"command_count"`
-	LastCommand     *CommandSummary `json:"last_command,omitempty"`
-	WorkspaceSeed   WorkspaceSeed   `json:"workspace_seed"`
-	Restarts        int             `json:"restarts"`
-	Note            string          `json:"note,omitempty"`
+	WorkspaceID string `json:"workspace_id"`
+	Machine
+	Running       bool            `json:"running"`
+	CommandCount  int             `json:"command_count"`
+	LastCommand   *CommandSummary `json:"last_command,omitempty"`
+	WorkspaceSeed WorkspaceSeed   `json:"workspace_seed"`
+	Restarts      int             `json:"restarts"`
+	Note          string          `json:"note,omitempty"`
 }
 
 // WorkspaceList is `pyro workspace list --json`.

@@ -268,7 +268,7 @@ func TestIDPrefixes(t *testing.T) {
 		if _, err := e.vms.Create(id); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.vms.Write(id, &vmRecord{ID: id, Kind: kindVM, Environment: "debian:12", State: api.StateStopped}); err != nil {
+		if err := e.vms.Write(id, &vmRecord{ID: id, Kind: kindVM, Machine: api.Machine{Environment: "debian:12", State: api.StateStopped}}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"time"
-
 	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
@@ -12,27 +10,14 @@ import (
 // vmRecord is what a VM's or workspace's record.json holds. Records written
 // by earlier 2.x releases must keep loading: fields are only added.
 type vmRecord struct {
-	ID              string `json:"id"`
-	Kind            string `json:"kind"` // kindVM or kindWorkspace
-	Environment     string `json:"environment"`
-	VCPUCount       int    `json:"vcpu_count"`
-	MemMiB          int    `json:"mem_mib"`
-	TTLSeconds      int    `json:"ttl_seconds"`
-	Network         bool   `json:"network"`
-	AllowHostCompat bool   `json:"allow_host_compat"`
-	Mode            string `json:"execution_mode"`
-	Backend         string `json:"backend"`
+	ID   string `json:"id"`
+	Kind string `json:"kind"` // kindVM or kindWorkspace
+	api.Machine
 	// BackendKind is the VMM the guest boots with ("qemu", "firecracker";
 	// empty in older records means qemu), fixed at create time so that
 	// every start of the VM uses the same one (its disk depends on it).
 	BackendKind   string             `json:"backend_kind,omitempty"`
-	State         string             `json:"state"`
-	CreatedAt     time.Time          `json:"created_at"`
-	ExpiresAt     time.Time          `json:"expires_at"`
-	StartedAt     *time.Time         `json:"started_at,omitempty"`
-	BootMs        int64              `json:"boot_ms,omitempty"`
 	SupervisorPID int                `json:"supervisor_pid,omitempty"`
-	VMMPid        int                `json:"vmm_pid,omitempty"`
 	Env           *catalog.Installed `json:"env,omitempty"`
 	Disk          string             `json:"disk,omitempty"`
 	// Workspace is set on workspaces only.
@@ -59,21 +44,17 @@ type wsState struct {
 	Restarts     int                 `json:"restarts"`
 }
 
-func (r *vmRecord) shape() api.Shape {
-	return api.Shape{VCPUCount: r.VCPUCount, MemMiB: r.MemMiB, TTLSeconds: r.TTLSeconds, Network: r.Network, AllowHostCompat: r.AllowHostCompat}
+// machine is the record's public part; the VMM's pid only while it runs.
+func (r *vmRecord) machine(running bool) api.Machine {
+	m := r.Machine
+	if !running {
+		m.VMMPid = 0
+	}
+	return m
 }
 
 func (r *vmRecord) view(running bool, note string) *api.VM {
-	v := &api.VM{
-		VMID: r.ID, Environment: r.Environment, State: r.State, VCPUCount: r.VCPUCount, MemMiB: r.MemMiB,
-		TTLSeconds: r.TTLSeconds, Network: r.Network, AllowHostCompat: r.AllowHostCompat,
-		ExecutionMode: r.Mode, Backend: r.Backend, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt,
-		StartedAt: r.StartedAt, BootMs: r.BootMs, Running: running, Note: note,
-	}
-	if running {
-		v.VMMPid = r.VMMPid
-	}
-	return v
+	return &api.VM{VMID: r.ID, Machine: r.machine(running), Running: running, Note: note}
 }
 
 func (r *vmRecord) workspaceView(running bool, note string) *api.Workspace {
@@ -81,18 +62,8 @@ func (r *vmRecord) workspaceView(running bool, note string) *api.Workspace {
 	if ws == nil {
 		ws = &wsState{}
 	}
-	w := &api.Workspace{
-		WorkspaceID: r.ID, Environment: r.Environment, State: r.State, Running: running,
-		VCPUCount: r.VCPUCount, MemMiB: r.MemMiB, TTLSeconds: r.TTLSeconds, Network: r.Network,
-		AllowHostCompat: r.AllowHostCompat, ExecutionMode: r.Mode, Backend: r.Backend,
-		CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt, StartedAt: r.StartedAt, BootMs: r.BootMs,
-		CommandCount: ws.CommandCount, LastCommand: ws.LastCommand, WorkspaceSeed: ws.Seed,
-		Restarts: ws.Restarts, Note: note,
-	}
-	if running {
-		w.VMMPid = r.VMMPid
-	}
-	return w
+	return &api.Workspace{WorkspaceID: r.ID, Machine: r.machine(running), Running: running,
+		CommandCount: ws.CommandCount, LastCommand: ws.LastCommand, WorkspaceSeed: ws.Seed, Restarts: ws.Restarts, Note: note}
 }
 
 // read resolves ref in st and reads its record, without a lock.

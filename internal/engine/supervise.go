@@ -59,7 +59,7 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 		Console: filepath.Join(dir, "console.log"),
 	}
 	op := progress.From(ctx)
-	if rec.Mode == api.ModeHostCompat {
+	if rec.ExecutionMode == api.ModeHostCompat {
 		spec.WorkDir = filepath.Join(dir, "hostroot")
 	} else {
 		op.PhaseStep(phaseBoot, "initramfs")
@@ -77,7 +77,7 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 		}
 	}
 	cfg := superviseConfig{
-		Mode: rec.Mode, Backend: e.opts.Backend, Kind: vmm.Kind(rec.BackendKind), Spec: spec, ControlSock: filepath.Join(run, "ctl.sock"),
+		Mode: rec.ExecutionMode, Backend: e.opts.Backend, Kind: vmm.Kind(rec.BackendKind), Spec: spec, ControlSock: filepath.Join(run, "ctl.sock"),
 		BootTimeout: e.opts.BootTimeout, ExpiresAt: rec.ExpiresAt,
 	}
 	data, _ := json.MarshalIndent(cfg, "", "  ")

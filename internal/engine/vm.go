@@ -76,11 +76,11 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 		return nil, err
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	rec := &vmRecord{
-		ID: id, Kind: kind, Environment: o.Environment, VCPUCount: o.VCPUCount, MemMiB: o.MemMiB, TTLSeconds: o.TTLSeconds,
-		Network: o.Network, AllowHostCompat: o.AllowHostCompat, Mode: mode, State: api.StateCreated,
-		CreatedAt: now, ExpiresAt: now.Add(time.Duration(o.TTLSeconds) * time.Second), Env: inst,
-	}
+	rec := &vmRecord{ID: id, Kind: kind, Env: inst, Machine: api.Machine{
+		Environment: o.Environment, VCPUCount: o.VCPUCount, MemMiB: o.MemMiB, TTLSeconds: o.TTLSeconds,
+		Network: o.Network, AllowHostCompat: o.AllowHostCompat, ExecutionMode: mode, State: api.StateCreated,
+		CreatedAt: now, ExpiresAt: now.Add(time.Duration(o.TTLSeconds) * time.Second),
+	}}
 	probe := ""
 	if inst != nil {
 		probe = inst.KernelPath
@@ -253,7 +253,7 @@ func (e *Engine) ExecVM(ctx context.Context, ref string, o api.ExecOptions) (*ap
 		return nil, err
 	}
 	op.Done()
-	return &api.VMExecResult{VMID: rec.ID, Environment: rec.Environment, ExecutionMode: rec.Mode, Backend: rec.Backend, ExecResult: *res, Cleaned: true}, nil
+	return &api.VMExecResult{VMID: rec.ID, Environment: rec.Environment, ExecutionMode: rec.ExecutionMode, Backend: rec.Backend, ExecResult: *res, Cleaned: true}, nil
 }
 
 // boot starts rec under its lock unless it runs, and reloads it.
@@ -422,7 +422,7 @@ func (e *Engine) NetworkInfo(ctx context.Context, ref string) (*api.NetworkInfo,
 	}
 	ni := &api.NetworkInfo{VMID: rec.ID, Network: rec.Network, Mode: "none"}
 	switch {
-	case rec.Mode == api.ModeHostCompat:
+	case rec.ExecutionMode == api.ModeHostCompat:
 		ni.Mode, ni.HostLoopbackReachable = "host", true
 	case rec.Network:
 		ni.Mode, ni.GuestIP, ni.Gateway, ni.DNS = "user", guestIP, guestGateway, []string{guestDNS}
@@ -493,7 +493,7 @@ func (e *Engine) Run(ctx context.Context, o api.RunOptions) (*api.RunResult, err
 	}
 	op.Done()
 	return &api.RunResult{
-		Environment: rec.Environment, VMID: rec.ID, ExecutionMode: rec.Mode, Backend: rec.Backend,
+		Environment: rec.Environment, VMID: rec.ID, ExecutionMode: rec.ExecutionMode, Backend: rec.Backend,
 		VCPUCount: rec.VCPUCount, MemMiB: rec.MemMiB, Network: rec.Network, Command: argv(ex),
 		ExecResult: *res, BootMs: rec.BootMs, TotalMs: op.Elapsed().Milliseconds(),
 	}, nil

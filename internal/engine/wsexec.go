@@ -61,7 +61,7 @@ func (e *Engine) ExecWorkspace(ctx context.Context, ref string, o api.ExecOption
 		return nil, execErr
 	}
 	op.Done()
-	return &api.WorkspaceExecResult{WorkspaceID: id, Sequence: seq, ExecutionMode: rec.Mode, Backend: rec.Backend,
+	return &api.WorkspaceExecResult{WorkspaceID: id, Sequence: seq, ExecutionMode: rec.ExecutionMode, Backend: rec.Backend,
 		Command: cmd, Cwd: o.Cwd, ExecResult: *res, Restarted: restarted}, nil
 }
 
