@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Regenerate docs/first-run.md by really running a first session with pyro on
 # this machine: every block in that file is the output this script captured
-# (stdout and stderr interleaved, as a terminal shows them).
+# (stdout and stderr interleaved, as a terminal shows them), and section 6 is
+# a text capture of the live progress line under a pseudo-terminal (script(1),
+# from util-linux).
 #
 #   ./scripts/first-run.sh                 # builds bin/pyro, writes docs/first-run.md
 #   PYRO_BIN=/path/to/pyro ./scripts/first-run.sh
@@ -121,7 +123,61 @@ else
   ws=""
 fi
 
-say "## 6. The MCP server" ""
+say "## 6. What a terminal shows while work is moving" ""
+say "On a terminal, long operations draw one live line on stderr: a bar with the rate and time left when" \
+  "the total is known, a spinner with the elapsed seconds otherwise; the line is cleared when the work is" \
+  "done, and stdout gets only the result. Below, a workspace seeded with 10,000 small files was created" \
+  "under a pseudo-terminal (\`script\`, 100 columns) with stdout sent to a file; every distinct frame the" \
+  "terminal was sent is one line here (a few are left out, marked \`...\`), then what the screen shows at" \
+  "the end. Piped instead (as in the blocks above), the same command prints plain \`[workspace create]" \
+  "phase=...\` lines." ""
+mkdir -p big-project
+python3 -c 'import os
+for i in range(10000): open(os.path.join("big-project", "f%05d.txt" % i), "w").write("x\n")'
+rm -f typescript ws.out
+echo "[first-run] \$ pyro workspace create debian:12 --seed-path ./big-project (under a pty)" >&2
+script -q -e -c "stty cols 100 rows 20; pyro workspace create debian:12 --seed-path ./big-project > ws.out" typescript >/dev/null 2>&1
+bigws=$(sed -n 's/^workspace_id: *//p' ws.out)
+[ -n "$bigws" ] && pyro workspace delete "$bigws" >/dev/null 2>&1
+fence text
+python3 - typescript <<'PYEOF' >>"$body"
+import re, sys
+raw = open(sys.argv[1], encoding="utf-8", errors="replace").read()
+raw = re.sub(r"^Script started.*\n|\nScript done.*$", "", raw)
+# Frames that differ only by the spinner's turn and the seconds shown are
+# one step: keep the last of each run of them.
+frames, keys = [], []
+for part in re.split(r"[\r\n]", raw):
+    f = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", part).rstrip()
+    if not f.strip():
+        continue
+    key = re.sub(r"\[[0-9s:]+\]", "", re.sub(r"^[\u2800-\u28ff] ", "", f))
+    if keys and keys[-1] == key:
+        frames[-1] = f
+    else:
+        frames.append(f)
+        keys.append(key)
+keep = frames if len(frames) <= 24 else frames[:12] + ["..."] + frames[-11:]
+print("$ pyro workspace create debian:12 --seed-path ./big-project > ws.out   # on a terminal")
+for f in keep:
+    print("  " + f if f != "..." else "  ...")
+# What stays on the screen: play \r and \n out on one line.
+line = ""
+col = 0
+for ch in raw:
+    if ch == "\r":
+        col = 0
+    elif ch == "\n":
+        line, col = "", 0
+    else:
+        line = line[:col] + ch + line[col + 1:]
+        col += 1
+print("screen at the end: " + ("(empty: the line was cleared)" if not line.strip() else repr(line)))
+PYEOF
+fence; say ""
+fence console; step "grep -E '^(workspace_id|state|workspace_seed):' ws.out"; fence; say ""
+
+say "## 7. The MCP server" ""
 say "\`pyro mcp serve\` speaks MCP (newline-delimited JSON-RPC) on stdin/stdout; MCP clients launch it" \
   "themselves (see [integrations.md](integrations.md)). Here a few lines of Python play the client:" \
   "\`initialize\`, \`tools/list\`, and one \`tools/call\` of \`vm_run\`." ""
