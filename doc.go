@@ -47,7 +47,7 @@
 // # Progress
 //
 // Pulls, builds, boots, seeds and pushes take seconds to minutes and report
-// [Progress] as they go: to [Options].Progress for every call, and to the
+// [Progress] as they go: to Options.Progress for every call, and to the
 // function of [WithProgress] for one call.
 //
 // # The MCP server and the pyro binary
@@ -56,6 +56,6 @@
 // *mcp.Server (github.com/modelcontextprotocol/go-sdk) for any transport;
 // [Client.Close] waits for the calls in flight before a program exits.
 // Each VM is watched by a supervisor process and served, inside the guest,
-// by an agent: both are a static pyro binary, found as [Options].Binary
+// by an agent: both are a static pyro binary, found as Options.Binary
 // says. New changes nothing in the calling process.
 package pyro
