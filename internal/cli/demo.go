@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/spf13/cobra"
@@ -119,9 +121,14 @@ with 'ollama pull MODEL'.`,
 				return err
 			}
 			ctx := cmd.Context()
-			// The tools run in pyro's own MCP server, in this process. Its
-			// session is closed last: Close waits for calls in flight, so a
+			// The tools run in pyro's own MCP server, in this process. The
+			// client is closed last: Close waits for calls in flight, so a
 			// VM of a call cancelled by Ctrl-C is deleted before pyro exits.
+			defer func() {
+				wctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				c.Close(wctx)
+			}()
 			ct, st := mcp.NewInMemoryTransports()
 			ss, err := c.CreateServer().Connect(ctx, st, nil)
 			if err != nil {
