@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -454,5 +455,35 @@ func TestWait(t *testing.T) {
 	case <-done:
 	default:
 		t.Error("Wait returned before the run")
+	}
+}
+
+// A record written by pyro 2.4 loads, and writes back with the same keys.
+func TestRecord24(t *testing.T) {
+	const old = `{"id":"0123456789abcdef","kind":"workspace","environment":"debian:12","vcpu_count":1,"mem_mib":512,
+	"ttl_seconds":3600,"network":false,"allow_host_compat":false,"execution_mode":"guest","backend":"qemu-tcg",
+	"state":"running","created_at":"2026-11-25T10:00:00Z","expires_at":"2026-11-25T11:00:00Z",
+	"started_at":"2026-11-25T10:00:03Z","boot_ms":2900,"supervisor_pid":4242,"vmm_pid":4243,
+	"env":{"name":"debian:12","version":"2.4.0-1","kernel_version":"6.1.0-41-cloud-amd64","kernel_path":"/k","modules_path":"/m",
+	"rootfs_path":"/r","kernel_digest":"sha256:k","modules_digest":"sha256:m","rootfs_digest":"sha256:r"},
+	"disk":"/s/disk.qcow2","workspace":{"seed":{"mode":"empty","entries":0,"bytes":0},"next_sequence":3,"command_count":2,"restarts":1}}`
+	var rec vmRecord
+	if err := json.Unmarshal([]byte(old), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.MemMiB != 512 || rec.ExecutionMode != api.ModeGuest || rec.VMMPid != 4243 || rec.SupervisorPID != 4242 ||
+		rec.Env.RootfsPath != "/r" || rec.Workspace.NextSequence != 3 || rec.BackendKind != "" || rec.StartedAt == nil {
+		t.Errorf("record %+v", rec)
+	}
+	data, _ := json.Marshal(&rec)
+	var before, after map[string]any
+	json.Unmarshal([]byte(old), &before)
+	json.Unmarshal(data, &after)
+	if diff := cmp.Diff(before, after); diff != "" {
+		t.Errorf("keys written back (-2.4 +now):\n%s", diff)
+	}
+	w := rec.workspaceView(false, "")
+	if w.VMMPid != 0 || w.CommandCount != 2 || w.Restarts != 1 || w.MemMiB != 512 {
+		t.Errorf("view %+v", w)
 	}
 }
