@@ -91,7 +91,8 @@ func (s *Stack) answerDNS(ctx context.Context, query []byte) []byte {
 	s.mu.Lock()
 	pol, host := s.policy, s.host
 	s.mu.Unlock()
-	if v := netpolicy.Decide(pol, host, netpolicy.Request{Proto: netpolicy.DNS, Names: []string{name}}); !v.Allow {
+	v := netpolicy.Decide(pol, host, netpolicy.Request{Proto: netpolicy.DNS, Names: []string{name}})
+	if !v.Allow {
 		if q.Type == dnsmessage.TypeA {
 			s.clog.add(Record{Time: time.Now(), Proto: string(netpolicy.DNS), Direction: dirOut, Name: name, Reason: v.Reason}).end("")
 		}
@@ -99,7 +100,7 @@ func (s *Stack) answerDNS(ctx context.Context, query []byte) []byte {
 		return build(reply, &q, nil)
 	}
 	addrs, err := s.resolve(ctx, name, pol.Mode == netpolicy.ModeAllowlist)
-	rec := Record{Time: time.Now(), Proto: string(netpolicy.DNS), Direction: dirOut, Name: name, Allowed: true, Reason: netpolicy.ReasonResolve}
+	rec := Record{Time: time.Now(), Proto: string(netpolicy.DNS), Direction: dirOut, Name: name, Allowed: true, Reason: v.Reason}
 	if err != nil {
 		var de *net.DNSError
 		if errors.As(err, &de) && de.IsNotFound {

@@ -200,6 +200,20 @@ func findRecord(recs []Record, f func(Record) bool) (Record, bool) {
 	return Record{}, false
 }
 
+// waitRecord returns the last log record f accepts, waiting a little for
+// it: byte counters move once a relay's write returns, which may be just
+// after the other side has the bytes.
+func waitRecord(s *Stack, f func(Record) bool) Record {
+	for range 200 {
+		recs, _ := s.Log()
+		if r, ok := findRecord(recs, f); ok {
+			return r
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return Record{Reason: "no such record"}
+}
+
 func TestEgress(t *testing.T) {
 	r := newRig(t, mustPolicy(t, "egress"))
 	r.world.to["tcp 203.0.113.7:80"] = serveHTTP(t, "PUBLIC")
@@ -236,8 +250,8 @@ func TestEgress(t *testing.T) {
 	if total != uint64(len(recs)) || len(recs) != 7 {
 		t.Fatalf("log: %d records of %d", len(recs), total)
 	}
-	ok, found := findRecord(recs, func(x Record) bool { return x.Addr == "203.0.113.7" })
-	if !found || !ok.Allowed || ok.BytesIn == 0 || ok.BytesOut == 0 || ok.Proto != "tcp" || ok.Direction != "out" {
+	ok := waitRecord(r.s, func(x Record) bool { return x.Addr == "203.0.113.7" && x.BytesIn > 0 && x.BytesOut > 0 })
+	if !ok.Allowed || ok.Proto != "tcp" || ok.Direction != "out" || ok.Reason != netpolicy.ReasonPublic {
 		t.Errorf("allowed record: %+v", ok)
 	}
 	md, found := findRecord(recs, func(x Record) bool { return x.Addr == "169.254.169.254" })
@@ -325,10 +339,10 @@ func TestUDP(t *testing.T) {
 	if unreach.Value() == before || time.Since(start) > time.Second {
 		t.Errorf("refused UDP: no ICMP unreachable within %s", time.Since(start))
 	}
-	recs, _ := r.s.Log()
-	if rec, ok := findRecord(recs, func(x Record) bool { return x.Proto == "udp" && x.Port == 7 }); !ok || !rec.Allowed || rec.BytesIn != 7 || rec.BytesOut != 2 {
+	if rec := waitRecord(r.s, func(x Record) bool { return x.Proto == "udp" && x.Port == 7 && x.BytesIn > 0 }); !rec.Allowed || rec.BytesIn != 7 || rec.BytesOut != 2 {
 		t.Errorf("allowed UDP record: %+v", rec)
 	}
+	recs, _ := r.s.Log()
 	if rec, ok := findRecord(recs, func(x Record) bool { return x.Proto == "udp" && x.Port == 9 }); !ok || rec.Allowed || rec.Reason != netpolicy.ReasonNotListed {
 		t.Errorf("refused UDP record: %+v", rec)
 	}
@@ -465,7 +479,8 @@ func TestPublish(t *testing.T) {
 		return string(b), err
 	}
 	if body, err := get(); err != nil || body != "GUEST" {
-		t.Fatalf("GET %s: %q, %v", url, body, err)
+		recs, _ := r.s.Log()
+		t.Fatalf("GET %s: %q, %v (log: %+v)", url, body, err, recs)
 	}
 	if got := r.s.Published(); len(got) != 1 || got[0] != p {
 		t.Errorf("Published() = %+v", got)
@@ -484,17 +499,7 @@ func TestPublish(t *testing.T) {
 	if _, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", p2.HostPort)); err == nil {
 		t.Error("a published port with no guest service answered")
 	}
-	// The counters move once the relay's writes return, which may be just
-	// after the client has its answer.
-	var in Record
-	for range 100 {
-		recs, _ := r.s.Log()
-		in, _ = findRecord(recs, func(x Record) bool { return x.Direction == "in" && x.Port == 8000 })
-		if in.BytesOut > 0 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	in := waitRecord(r.s, func(x Record) bool { return x.Direction == "in" && x.Port == 8000 && x.BytesOut > 0 })
 	if in.BytesIn == 0 || in.BytesOut == 0 || in.Addr != "127.0.0.1" || !in.Allowed {
 		t.Errorf("inbound record: %+v", in)
 	}
