@@ -29,6 +29,11 @@ const (
 	// refusedQuiet is how long a refused UDP flow stays out of the log
 	// after it was logged once (a guest retrying would flood it).
 	refusedQuiet = 30 * time.Second
+	// maxConns bounds the open connections of one guest (each holds a
+	// host socket).
+	maxConns = 4096
+	// reasonTooMany is logged when maxConns is reached.
+	reasonTooMany = "too many open connections"
 )
 
 // relay is one open connection between the guest and the host side.
@@ -62,6 +67,12 @@ func (s *Stack) track(r *relay) bool {
 	return true
 }
 
+func (s *Stack) full() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns) >= maxConns
+}
+
 func (s *Stack) untrack(r *relay) {
 	s.mu.Lock()
 	delete(s.conns, r)
@@ -76,6 +87,9 @@ func (s *Stack) forwardTCP(req *tcp.ForwarderRequest) {
 	id := req.ID()
 	addr, port := netipAddr(id.LocalAddress), id.LocalPort
 	v, name := s.decide(netpolicy.TCP, addr, port)
+	if v.Allow && s.full() {
+		v = netpolicy.Verdict{Reason: reasonTooMany}
+	}
 	e := s.clog.add(Record{Time: time.Now(), Proto: string(netpolicy.TCP), Direction: dirOut,
 		Addr: addr.String(), Port: port, Name: name, Allowed: v.Allow, Reason: v.Reason})
 	if !v.Allow {
@@ -221,9 +235,12 @@ func (s *Stack) forwardUDP(req *udp.ForwarderRequest) {
 	f := flowOf(req.ID())
 	addr, port := f.dst.Addr(), f.dst.Port()
 	v, name := s.decide(netpolicy.UDP, addr, port)
+	if v.Allow && s.full() {
+		v = netpolicy.Verdict{Reason: reasonTooMany}
+	}
 	e := s.clog.add(Record{Time: time.Now(), Proto: string(netpolicy.UDP), Direction: dirOut,
 		Addr: addr.String(), Port: port, Name: name, Allowed: v.Allow, Reason: v.Reason})
-	if !v.Allow { // the policy changed since admitUDP
+	if !v.Allow { // the policy changed since admitUDP, or too many flows
 		e.end("")
 		return
 	}

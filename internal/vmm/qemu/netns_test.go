@@ -33,7 +33,7 @@ import (
 //	"host" namespace (pyro's stack and QEMU run here)   "lan" namespace (other machines)
 //	  lo 127.0.0.1                                         vl 198.18.0.5/24       LAN-8080, LAN-8081, DNS :53
 //	  vh 198.18.0.1/24  <---------- veth ---------->          169.254.169.254/32  METADATA :80
-//	  routes: 169.254.169.254, 203.0.113.0/24 via .5          203.0.113.7/32      PUBLIC :80, DNS :53
+//	  routes: 169.254.169.254, default via .5                 203.0.113.7/32      PUBLIC :80, DNS :53
 //
 // In the host namespace 198.18.0.0/24 is a network the "host" is on,
 // 203.0.113.7 is "the internet", and /etc/resolv.conf (bind-mounted by ip
@@ -117,7 +117,9 @@ func makeTestNetns(t *testing.T) (host, lan string) {
 	ip("-n", host, "link", "set", "vh", "up")
 	ip("-n", lan, "link", "set", "vl", "up")
 	ip("-n", host, "route", "add", tnMetadata+"/32", "via", tnLANAddr)
-	ip("-n", host, "route", "add", "203.0.113.0/24", "via", tnLANAddr)
+	// A default route (passt wants one): whatever is not on the LAN goes
+	// to the LAN namespace, which routes nothing further.
+	ip("-n", host, "route", "add", "default", "via", tnLANAddr)
 	return host, lan
 }
 
