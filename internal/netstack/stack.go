@@ -19,8 +19,6 @@ package netstack
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -408,15 +406,4 @@ func tcpAddr(a netip.Addr) tcpip.Address { return tcpip.AddrFromSlice(a.AsSlice(
 func netipAddr(a tcpip.Address) netip.Addr {
 	n, _ := netip.AddrFromSlice(a.AsSlice())
 	return n.Unmap()
-}
-
-var errClosed = errors.New("the network stack is closed")
-
-func (s *Stack) isClosed() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return fmt.Errorf("%w", errClosed)
-	}
-	return nil
 }
