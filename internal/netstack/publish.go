@@ -172,7 +172,7 @@ func (p *publication) carry(c net.Conn) {
 	cancel()
 	if err != nil {
 		c.Close()
-		e.end("nothing answered on guest port " + strconv.Itoa(int(p.GuestPort)))
+		e.end("guest port " + strconv.Itoa(int(p.GuestPort)) + ": " + err.Error())
 		return
 	}
 	r := &relay{e: e, proto: netpolicy.TCP, guest: g, remote: c}
