@@ -38,12 +38,13 @@ const (
 
 // relay is one open connection between the guest and the host side.
 type relay struct {
-	e      *entry
-	proto  netpolicy.Proto
-	addr   netip.Addr
-	port   uint16
-	guest  net.Conn
-	remote net.Conn
+	e       *entry
+	proto   netpolicy.Proto
+	addr    netip.Addr // destination (outbound)
+	port    uint16
+	inbound bool // a connection to a published port
+	guest   net.Conn
+	remote  net.Conn
 }
 
 func (r *relay) request(names []string) netpolicy.Request {

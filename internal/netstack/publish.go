@@ -175,7 +175,7 @@ func (p *publication) carry(c net.Conn) {
 		e.end("guest port " + strconv.Itoa(int(p.GuestPort)) + ": " + err.Error())
 		return
 	}
-	r := &relay{e: e, proto: netpolicy.TCP, guest: g, remote: c}
+	r := &relay{e: e, proto: netpolicy.TCP, inbound: true, guest: g, remote: c}
 	if !s.track(r) {
 		r.cut("the network stopped")
 		return

@@ -307,8 +307,8 @@ func (s *Stack) SetPolicy(p netpolicy.Policy) error {
 	host := s.host
 	var cut []*relay
 	for r := range s.conns {
-		if r.e.rec.Direction != dirOut {
-			continue
+		if r.inbound {
+			continue // a published port: publishing is handled below
 		}
 		if v := netpolicy.Decide(p, host, r.request(s.pinnedNamesLocked(r.addr))); !v.Allow {
 			cut = append(cut, r)
