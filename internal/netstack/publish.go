@@ -125,7 +125,7 @@ func (s *Stack) Unpublish(guestPort uint16) error {
 	delete(s.published, guestPort)
 	s.mu.Unlock()
 	if !ok {
-		return errdefs.New(errdefs.ErrNotFound, "list the published ports with 'pyro workspace network'", "guest port %d is not published", guestPort)
+		return errdefs.New(errdefs.ErrNotFound, "list what is published first", "guest port %d is not published", guestPort)
 	}
 	pub.close()
 	s.log.Info("netstack: unpublished", "guest_port", guestPort, "host_port", pub.HostPort)
