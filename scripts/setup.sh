@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(qemu-system-x86 qemu-utils passt mmdebstrap e2fsprogs docker-registry zstd cpio ca-certificates python3)
+packages=(qemu-system-x86 qemu-utils passt mmdebstrap e2fsprogs docker-registry zstd cpio ca-certificates python3 busybox-static)
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 missing=()

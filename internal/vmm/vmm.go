@@ -7,6 +7,9 @@ package vmm
 import (
 	"context"
 	"io"
+
+	"github.com/pyro-mcp/pyro/internal/netpolicy"
+	"github.com/pyro-mcp/pyro/internal/netstack"
 )
 
 // Kind names a backend.
@@ -51,6 +54,24 @@ type MachineSpec struct {
 	Network bool
 	Console string // file to append the guest console to; "" discards
 	WorkDir string // host_compat only: the directory commands run in
+
+	// NetPolicy is the guest network's policy. Network is the shorthand
+	// callers used before policies (true: egress); NetPolicy, when set,
+	// wins. Backends ask NetworkPolicy, never either field.
+	NetPolicy netpolicy.Policy `json:",omitzero"`
+}
+
+// NetworkPolicy is the policy the machine's network follows: NetPolicy
+// when set, else egress when Network is true, else off (no network
+// device). Backends ask this, never Network itself.
+func (s MachineSpec) NetworkPolicy() netpolicy.Policy {
+	switch {
+	case s.NetPolicy.Mode != "":
+		return s.NetPolicy
+	case s.Network:
+		return netpolicy.Egress()
+	}
+	return netpolicy.Off()
 }
 
 // Machine is a started VM.
@@ -63,6 +84,15 @@ type Machine interface {
 	Wait() error
 	// Kill ends the VMM at once.
 	Kill() error
+}
+
+// Networked is implemented by machines whose guest network runs in the
+// process that started them (QEMU with pyro's own network stack): the
+// supervisor serves publish, policy and connection-log requests through
+// it. Network returns nil when the machine has no network or another
+// program (passt, slirp) carries it.
+type Networked interface {
+	Network() *netstack.Stack
 }
 
 // Backend starts machines.

@@ -25,8 +25,9 @@ const maxSocketPath = 107
 // /sys/class/virtio-ports/*/name.
 const AgentPortName = "pyro.agent"
 
-// Guest network addresses. They are slirp's defaults; passt is told to use
-// the same ones so the guest agent does not care which one is in use.
+// Guest network addresses. They are slirp's defaults; pyro's stack and
+// passt are told to use the same ones so the guest agent does not care
+// which one is in use.
 const (
 	GuestIP  = "10.0.2.15/24"
 	GuestGW  = "10.0.2.2"
@@ -44,7 +45,7 @@ type config struct {
 	Accel     string // "kvm" or "tcg"
 	TSCkHz    int    // host TSC frequency; 0 leaves it to the guest
 	TBSizeMiB int    // TCG translation cache size; 0 keeps QEMU's default
-	Net       string // NetSlirp or NetPasst
+	Net       string // NetStack, NetPasst or NetSlirp
 	TCGCPU    string // CPU model under TCG; "" means max
 }
 
@@ -115,9 +116,9 @@ func buildArgs(spec vmm.MachineSpec, cfg config) ([]string, error) {
 	} else {
 		a = append(a, "-serial", "null")
 	}
-	if spec.Network {
+	if spec.NetworkPolicy().NIC() {
 		switch cfg.Net {
-		case NetPasst:
+		case NetStack, NetPasst:
 			a = append(a, "-netdev", "stream,id=net0,server=off,addr.type=unix,addr.path="+filepath.Join(spec.Dir, NetSocket))
 		default:
 			a = append(a, "-netdev", "user,id=net0")
@@ -132,7 +133,7 @@ func kernelCmdline(spec vmm.MachineSpec, cfg config) string {
 	if cfg.TSCkHz > 0 {
 		parts = append(parts, fmt.Sprintf("tsc_early_khz=%d tsc=reliable", cfg.TSCkHz))
 	}
-	if spec.Network {
+	if spec.NetworkPolicy().NIC() {
 		parts = append(parts, "pyro_net=1 pyro_ip="+GuestIP+" pyro_gw="+GuestGW+" pyro_dns="+GuestDNS)
 	}
 	if s := strings.TrimSpace(spec.Cmdline); s != "" {

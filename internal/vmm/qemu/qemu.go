@@ -1,7 +1,8 @@
 // Package qemu is the QEMU microvm backend: KVM when the kvm probe proved
 // it boots a guest here, TCG software emulation otherwise. The guest agent
 // is reached over a virtio-serial port exposed as a unix socket, the
-// optional network is user-mode (no root), and every machine's sockets and
+// optional network is pyro's own user-space stack in this process (no root,
+// see internal/netstack and netstack.go), and every machine's sockets and
 // QEMU's stderr live in the spec's private runtime directory.
 //
 //	b, err := qemu.New(qemu.Options{ProbeKernel: inst.KernelPath})
@@ -35,7 +36,9 @@ import (
 // Network modes.
 const (
 	// NetPasst runs passt(1) per VM with --no-map-gw: egress to the
-	// internet, no path to services on the host's loopback.
+	// internet, no path to services on the host's loopback, but the host's
+	// other addresses and its networks stay reachable. Kept for comparison
+	// with NetStack; egress only.
 	NetPasst = "passt"
 	// NetSlirp is QEMU's built-in user networking. libslirp maps every
 	// address of the virtual network (10.0.2.2 among them) to the host's
@@ -69,8 +72,8 @@ type Options struct {
 	// TBSizeMiB is TCG's translation cache size; 0 means DefaultTBSizeMiB,
 	// -1 keeps QEMU's default.
 	TBSizeMiB int
-	// Net is NetPasst or NetSlirp; empty means passt (refusing network
-	// when it is missing, see Start), or $PYRO_NET_BACKEND.
+	// Net is NetStack, NetPasst or NetSlirp; empty means
+	// $PYRO_NET_BACKEND, else NetStack.
 	Net string
 	// PasstBin is passt; empty means $PYRO_PASST_BIN, else PATH.
 	PasstBin string
@@ -133,10 +136,10 @@ func New(opts Options) (*Backend, error) {
 		b.cfg.Net = os.Getenv("PYRO_NET_BACKEND")
 	}
 	if b.cfg.Net == "" {
-		b.cfg.Net = NetPasst
+		b.cfg.Net = NetStack
 	}
-	if b.cfg.Net != NetPasst && b.cfg.Net != NetSlirp {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "use passt or slirp", "unknown network backend %q", b.cfg.Net)
+	if b.cfg.Net != NetStack && b.cfg.Net != NetPasst && b.cfg.Net != NetSlirp {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "use stack (the default), passt or slirp", "unknown network backend %q", b.cfg.Net)
 	}
 	if b.cfg.Net == NetPasst {
 		// A missing passt only matters to machines that ask for a network;
@@ -190,7 +193,7 @@ func (b *Backend) Capabilities() vmm.Capabilities {
 		Kind:        vmm.KindQEMU,
 		Accel:       b.cfg.Accel,
 		Isolated:    true,
-		Network:     b.cfg.Net == NetSlirp || b.passt != "",
+		Network:     b.cfg.Net != NetPasst || b.passt != "",
 		Channel:     "virtio-serial",
 		Persistent:  true,
 		MaxVCPUs:    runtime.NumCPU(),
@@ -205,16 +208,12 @@ func (b *Backend) Args(spec vmm.MachineSpec) ([]string, error) { return buildArg
 
 // Start implements vmm.Backend. ctx bounds only the start-up: the machine
 // lives on after Start returns, until Kill or the caller's process dies
-// (QEMU and passt get Pdeathsig SIGKILL).
+// (QEMU and passt get Pdeathsig SIGKILL; the network stack lives in the
+// caller's process).
 func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine, error) {
 	args, err := buildArgs(spec, b.cfg)
 	if err != nil {
 		return nil, err
-	}
-	if spec.Network && b.cfg.Net == NetPasst && b.passt == "" {
-		return nil, errdefs.New(errdefs.ErrFailedPrecondition,
-			"install passt (apt-get install passt), or run without --network",
-			"guest networking needs passt, which is not installed")
 	}
 	if _, err := os.Stat(spec.Kernel); err != nil {
 		return nil, errdefs.Wrap(errdefs.ErrNotFound, err, "reinstall the environment with 'pyro env pull'", "guest kernel")
@@ -223,15 +222,13 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 		_ = os.Remove(filepath.Join(spec.Dir, name))
 	}
 	m := &machine{dir: spec.Dir, done: make(chan struct{})}
-	if spec.Network && b.cfg.Net == NetPasst {
-		if m.passt, err = startPasst(ctx, b.passt, spec.Dir); err != nil {
-			return nil, err
-		}
+	if err := b.startNet(ctx, spec, m); err != nil {
+		return nil, err
 	}
 	stderrPath := filepath.Join(spec.Dir, StderrFile)
 	stderr, err := os.OpenFile(stderrPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
-		m.killPasst()
+		m.stopNet()
 		return nil, fmt.Errorf("creating qemu stderr file: %w", err)
 	}
 	cmd := exec.Command(b.bin, args...)
@@ -246,13 +243,13 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 	runtime.UnlockOSThread()
 	stderr.Close()
 	if err != nil {
-		m.killPasst()
+		m.stopNet()
 		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "check that "+b.bin+" runs", "starting qemu")
 	}
 	m.cmd = cmd
 	go func() {
 		m.err = cmd.Wait()
-		m.killPasst()
+		m.stopNet()
 		close(m.done)
 	}()
 
@@ -397,6 +394,7 @@ type machine struct {
 	dir   string
 	cmd   *exec.Cmd
 	passt *exec.Cmd
+	net   *netStack // pyro's network stack, when it carries the network
 	done  chan struct{}
 	err   error // valid after done closes
 
@@ -453,10 +451,14 @@ func (m *machine) Kill() error {
 	return nil
 }
 
-func (m *machine) killPasst() {
+// stopNet ends the machine's network: passt's process, or the stack.
+func (m *machine) stopNet() {
 	m.once.Do(func() {
 		if m.passt != nil && m.passt.Process != nil {
 			_ = syscall.Kill(-m.passt.Process.Pid, syscall.SIGKILL)
+		}
+		if m.net != nil {
+			m.net.close()
 		}
 	})
 }
