@@ -22,6 +22,7 @@ import (
 
 	"github.com/pyro-mcp/pyro/internal/atomicfile"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/flock"
 	"github.com/pyro-mcp/pyro/internal/paths"
 )
 
@@ -442,48 +443,6 @@ func (s *Store) writeManifest(m *Manifest) error {
 	return atomicfile.WriteFile(s.manifestPath(m.Name), append(data, '\n'), 0o600)
 }
 
-// lock takes an flock on locks/<name>.lock, waiting until ctx is done.
-func (s *Store) lock(ctx context.Context, name string, how int) (unlock func(), err error) {
-	f, err := os.OpenFile(s.path("locks", name+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	logged := false
-	for {
-		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
-		if err == nil {
-			return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", name, err)
-		}
-		if !logged {
-			s.log.Info("waiting for another pyro process holding the cache lock", "lock", name)
-			logged = true
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// tryLock takes an flock without waiting; ok is false when it is held.
-func (s *Store) tryLock(name string) (unlock func(), ok bool) {
-	f, err := os.OpenFile(s.path("locks", name+".lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, false
-	}
-	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
-		f.Close()
-		return nil, false
-	}
-	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, true
-}
-
 // Pull makes name installed and intact: a verified cached copy is used as
 // is; otherwise it is downloaded from the registry (if one is set and has
 // it), else built locally. Interrupting it leaves nothing that counts as
@@ -494,11 +453,11 @@ func (s *Store) Pull(ctx context.Context, name string) (*Installed, error) {
 		return nil, err
 	}
 	s.progress(Progress{Phase: "resolve", Environment: name})
-	unlock, err := s.lock(ctx, "env-"+safeName(name), unix.LOCK_EX)
+	envLock, err := s.acquire(ctx, "env-"+safeName(name), flock.Exclusive)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer envLock.Unlock()
 
 	if m, err := s.readManifest(name); err == nil && m.Version == entry.Version {
 		s.progress(Progress{Phase: "verify", Environment: name})
@@ -516,11 +475,11 @@ func (s *Store) Pull(ctx context.Context, name string) (*Installed, error) {
 
 	// Installs hold the GC lock shared so that a concurrent prune never
 	// deletes a blob between its rename and the manifest naming it.
-	unGC, err := s.lock(ctx, "gc", unix.LOCK_SH)
+	gcLock, err := s.acquire(ctx, "gc", flock.Shared)
 	if err != nil {
 		return nil, err
 	}
-	defer unGC()
+	defer gcLock.Unlock()
 	tmp, err := s.tempDir(name)
 	if err != nil {
 		return nil, cacheWriteErr(s.dir, err)
@@ -614,11 +573,11 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	if _, err := Lookup(name); err != nil {
 		return err
 	}
-	unlock, err := s.lock(ctx, "env-"+safeName(name), unix.LOCK_EX)
+	envLock, err := s.acquire(ctx, "env-"+safeName(name), flock.Exclusive)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer envLock.Unlock()
 	if err := os.Remove(s.manifestPath(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
@@ -680,11 +639,11 @@ type PruneResult struct {
 // older recipe versions), blobs no installed environment references, and
 // leftovers of interrupted pulls. A blob held by a lease is never freed.
 func (s *Store) Prune(ctx context.Context) (*PruneResult, error) {
-	unGC, err := s.lock(ctx, "gc", unix.LOCK_EX)
+	gcLock, err := s.acquire(ctx, "gc", flock.Exclusive)
 	if err != nil {
 		return nil, err
 	}
-	defer unGC()
+	defer gcLock.Unlock()
 	res := &PruneResult{RemovedEnvironments: []string{}, RemovedBlobs: []string{}, LeasedBlobs: []string{}}
 	keep := map[string]bool{}
 	files, _ := filepath.Glob(s.path("envs", "*.json"))
@@ -745,9 +704,9 @@ func (s *Store) Prune(ctx context.Context) (*PruneResult, error) {
 	tmps, _ := os.ReadDir(s.path("tmp"))
 	for _, de := range tmps {
 		env, _, _ := strings.Cut(de.Name(), ".")
-		if unlock, ok := s.tryLock("env-" + env); ok {
+		if l, ok := s.tryAcquire("env-" + env); ok {
 			err := removeTree(s.path("tmp", de.Name()))
-			unlock()
+			l.Unlock()
 			if err != nil {
 				return nil, err
 			}
