@@ -452,6 +452,10 @@ func (s *Store) Pull(ctx context.Context, name string) (*Installed, error) {
 	if err != nil {
 		return nil, err
 	}
+	opts := pullOptions(ctx)
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	s.progress(Progress{Phase: "resolve", Environment: name})
 	envLock, err := s.acquire(ctx, "env-"+safeName(name), flock.Exclusive)
 	if err != nil {
@@ -459,7 +463,7 @@ func (s *Store) Pull(ctx context.Context, name string) (*Installed, error) {
 	}
 	defer envLock.Unlock()
 
-	if m, err := s.readManifest(name); err == nil && m.Version == entry.Version {
+	if m, err := s.readManifest(name); err == nil && m.Version == entry.Version && opts.usesCache(m) {
 		s.progress(Progress{Phase: "verify", Environment: name})
 		err := s.verifyFull(ctx, m, true)
 		if err == nil {
@@ -488,7 +492,10 @@ func (s *Store) Pull(ctx context.Context, name string) (*Installed, error) {
 
 	var m *Manifest
 	if s.registry != "" {
-		m, err = s.pullRegistry(ctx, entry, tmp)
+		m, err = s.pullRegistry(ctx, entry, tmp, opts)
+		if errors.Is(err, errNotInRegistry) && opts.ExpectDigest != "" {
+			return nil, opts.noRegistryPull(name, s.registry)
+		}
 		if errors.Is(err, errNotInRegistry) {
 			s.log.Info("environment not in the registry; building it locally", "ref", s.ref(name))
 			m, err = nil, nil
@@ -497,6 +504,9 @@ func (s *Store) Pull(ctx context.Context, name string) (*Installed, error) {
 		}
 	}
 	if m == nil {
+		if err := opts.noRegistryPull(name, s.registry); err != nil {
+			return nil, err
+		}
 		if m, err = s.buildInstall(ctx, entry, tmp); err != nil {
 			return nil, err
 		}

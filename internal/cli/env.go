@@ -71,6 +71,7 @@ building it locally with mmdebstrap.`,
 		},
 	}
 
+	var trust catalog.PullOptions
 	pull := &cobra.Command{
 		Use:   "pull NAME",
 		Short: "Install an environment (from the cache, a registry, or a local build)",
@@ -81,7 +82,10 @@ building it locally with mmdebstrap.`,
 			if err != nil {
 				return err
 			}
-			res, err := s.PullEnvironment(cmd.Context(), args[0])
+			// The options travel in the context until the SDK has a pull
+			// options argument of its own.
+			ctx := catalog.WithPullOptions(cmd.Context(), trust)
+			res, err := s.PullEnvironment(ctx, args[0])
 			pr.finish()
 			if err != nil {
 				return err
@@ -93,6 +97,9 @@ building it locally with mmdebstrap.`,
 			return nil
 		},
 	}
+
+	pull.Flags().StringVar(&trust.ExpectDigest, "expect-digest", "", "install only the registry artifact with this manifest digest (sha256:...); never builds locally")
+	pull.Flags().BoolVar(&trust.TrustNewDigest, "trust-new-digest", false, "accept a registry digest other than the one trusted on first use, and trust it from now on")
 
 	inspect := &cobra.Command{
 		Use:   "inspect NAME",
