@@ -5,15 +5,26 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 )
 
-// ConsoleMaxBytes bounds a VM's console log on the host. A guest writes to
-// its serial console as fast as it likes (root in the guest can flood
-// /dev/ttyS0 for the VM's whole life), so the file keeps the most recent
-// output only: once it reaches the cap it is rewritten to its last half.
+// ConsoleMaxBytes bounds a VM's console log on the host by default. A
+// guest writes to its serial console as fast as it likes (root in the
+// guest can flood /dev/ttyS0 for the VM's whole life), so the file keeps
+// the most recent output only: once it reaches the cap it is rewritten to
+// its last half. $PYRO_CONSOLE_MAX_BYTES (at least 64 KiB) sets another.
 const ConsoleMaxBytes = 4 << 20
+
+// ConsoleCap is the cap in force: $PYRO_CONSOLE_MAX_BYTES, else
+// ConsoleMaxBytes.
+func ConsoleCap() int64 {
+	if n, err := strconv.ParseInt(os.Getenv("PYRO_CONSOLE_MAX_BYTES"), 10, 64); err == nil && n >= 64<<10 {
+		return n
+	}
+	return ConsoleMaxBytes
+}
 
 // Console copies what a VMM writes (the guest's console, or the VMM's own
 // log where the guest can make it talk) into a capped log file. The VMM
@@ -26,10 +37,10 @@ type Console struct {
 }
 
 // StartConsole opens (appending to) the log at path, kept under max bytes
-// (0 means ConsoleMaxBytes), and starts copying into it.
+// (0 means ConsoleCap()), and starts copying into it.
 func StartConsole(path string, max int64) (*Console, error) {
 	if max <= 0 {
-		max = ConsoleMaxBytes
+		max = ConsoleCap()
 	}
 	log, err := openRing(path, max)
 	if err != nil {
@@ -52,7 +63,7 @@ func StartConsole(path string, max int64) (*Console, error) {
 // Call Stop once the VMM exited.
 func StartLogFIFO(fifo, path string, max int64, uid, gid int) (*Console, error) {
 	if max <= 0 {
-		max = ConsoleMaxBytes
+		max = ConsoleCap()
 	}
 	_ = os.Remove(fifo)
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
