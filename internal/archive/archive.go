@@ -61,7 +61,7 @@ func Kind(src string) (string, error) {
 		return "", errdefs.Wrap(errdefs.ErrInvalidArgument, err, "check its permissions", "cannot read source path %s", src)
 	}
 	if fi.IsDir() {
-		f, err := os.Open(src)
+		f, err := openNonblock(src)
 		if err != nil {
 			return "", errdefs.Wrap(errdefs.ErrInvalidArgument, err, "check its permissions", "cannot read source directory %s", src)
 		}
@@ -70,7 +70,7 @@ func Kind(src string) (string, error) {
 	}
 	lower := strings.ToLower(src)
 	if fi.Mode().IsRegular() && (strings.HasSuffix(lower, ".tar") || strings.HasSuffix(lower, ".tar.gz") || strings.HasSuffix(lower, ".tgz")) {
-		f, err := os.Open(src)
+		f, err := openNonblock(src)
 		if err != nil {
 			return "", errdefs.Wrap(errdefs.ErrInvalidArgument, err, "check its permissions", "cannot read archive %s", src)
 		}
@@ -79,6 +79,16 @@ func Kind(src string) (string, error) {
 	}
 	return "", errdefs.New(errdefs.ErrInvalidArgument, "give a directory or a .tar, .tar.gz or .tgz archive",
 		"%s is neither a directory nor a supported archive", src)
+}
+
+// openNonblock opens p for reading without blocking, should a FIFO have
+// taken its place since it was looked at (what is read is checked later).
+func openNonblock(p string) (*os.File, error) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+	return os.NewFile(uintptr(fd), p), nil
 }
 
 // Check validates src completely without producing anything.
