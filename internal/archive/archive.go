@@ -224,7 +224,7 @@ func walkDir(ctx context.Context, root string, tw *tar.Writer, lim Limits) (Stat
 		if hdr.Typeflag == tar.TypeReg {
 			// Open what was checked, not what may have been swapped in
 			// since (a symlink, or a FIFO that would block the read).
-			if f, err = openChecked(p, fi); err != nil {
+			if f, err = openChecked(root, rel, p, fi); err != nil {
 				return Stats{}, err
 			}
 		}
@@ -252,14 +252,22 @@ func closeFile(f *os.File) {
 	}
 }
 
-// openChecked opens the regular file p for reading without following a
-// symlink and without blocking on a FIFO, and refuses it unless it is the
-// very file want describes (same device, inode and size).
-func openChecked(p string, want fs.FileInfo) (*os.File, error) {
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+// openChecked opens the regular file p (rel under the tree's root) for
+// reading without following a symlink in any component of rel and without
+// blocking on a FIFO, and refuses it unless it is the very file want
+// describes (same device, inode and size). Where the kernel has openat2
+// (5.6+), rel is resolved beneath root with RESOLVE_NO_SYMLINKS, so a
+// parent directory swapped for a symlink is refused too; elsewhere only
+// the last component is protected (O_NOFOLLOW) and the inode check does
+// the rest.
+func openChecked(root, rel, p string, want fs.FileInfo) (*os.File, error) {
+	fd, err := openBeneath(root, rel)
+	if errors.Is(err, unix.ENOSYS) {
+		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	}
 	if err != nil {
-		if errors.Is(err, unix.ELOOP) {
-			return nil, changed(p, "it became a symlink")
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
+			return nil, changed(p, "it, or a directory above it, became a symlink")
 		}
 		return nil, errdefs.Wrap(errdefs.ErrInvalidArgument, err, "check its permissions", "reading %s", p)
 	}
@@ -282,6 +290,20 @@ func openChecked(p string, want fs.FileInfo) (*os.File, error) {
 		return nil, changed(p, fmt.Sprintf("its size went from %d to %d bytes", want.Size(), st.Size))
 	}
 	return f, nil
+}
+
+// openBeneath opens rel under the directory root with openat2, refusing
+// symlinks in every component and anything outside root.
+func openBeneath(root, rel string) (int, error) {
+	dfd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(dfd)
+	return unix.Openat2(dfd, rel, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
 }
 
 func changed(p, why string) error {

@@ -141,25 +141,39 @@ func TestOpenCheckedRefusesSwaps(t *testing.T) {
 	}{
 		{"fifo", func(t *testing.T, p string) { must(t, syscall.Mkfifo(p, 0o644)) }, "no longer a regular file"},
 		{"symlink", func(t *testing.T, p string) { must(t, os.Symlink("/etc/passwd", p)) }, "became a symlink"},
+		{"parent became a symlink", nil, "a directory above it"},
 		{"other file", func(t *testing.T, p string) { must(t, os.WriteFile(p, []byte("same"), 0o644)) }, "another file"},
 		{"grown", nil, "size went"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := filepath.Join(t.TempDir(), "f")
+			root := t.TempDir()
+			must(t, os.Mkdir(filepath.Join(root, "d"), 0o755))
+			rel := "d/f"
+			p := filepath.Join(root, rel)
 			must(t, os.WriteFile(p, []byte("same"), 0o644))
 			fi, err := os.Lstat(p)
 			must(t, err)
-			if tt.swap != nil {
+			switch {
+			case tt.name == "parent became a symlink":
+				// d is swapped for a link to a directory holding a file
+				// that looks just like the one checked (same inode: a
+				// hard link), which only the path walk can catch.
+				elsewhere := filepath.Join(t.TempDir(), "e")
+				must(t, os.Mkdir(elsewhere, 0o755))
+				must(t, os.Link(p, filepath.Join(elsewhere, "f")))
+				must(t, os.Rename(filepath.Join(root, "d"), filepath.Join(root, "d.old")))
+				must(t, os.Symlink(elsewhere, filepath.Join(root, "d")))
+			case tt.swap != nil:
 				// Keep the checked file alive elsewhere so its inode is not reused.
 				must(t, os.Rename(p, p+".old"))
 				tt.swap(t, p)
-			} else {
+			default:
 				must(t, os.WriteFile(p, []byte("longer now"), 0o644))
 			}
 			done := make(chan error, 1)
 			go func() {
-				f, err := openChecked(p, fi)
+				f, err := openChecked(root, rel, p, fi)
 				closeFile(f)
 				done <- err
 			}()
