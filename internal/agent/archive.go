@@ -17,31 +17,84 @@ import (
 	"syscall"
 
 	"github.com/pyro-mcp/pyro/internal/agentproto"
+	"github.com/pyro-mcp/pyro/internal/archive"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
 
 // DefaultMaxArchiveBytes bounds an archive whose request names no limit.
 const DefaultMaxArchiveBytes = 4 << 30
 
-// member is one validated archive entry.
-type member struct {
-	name string // clean, relative to Dest
-	typ  byte
-}
-
 func badMember(name, format string, args ...any) error {
 	return errdefs.New(errdefs.ErrInvalidArgument, "fix or rebuild the archive; nothing was written",
 		"archive member %q: %s", name, fmt.Sprintf(format, args...))
 }
 
-// putArchive extracts a tar (or gzip'd tar) from in under req.Dest in two
-// phases: every member is checked and written into a staging directory next
-// to the destination, then, only if the whole archive was valid, moved into
-// place. A rejected archive leaves the tree as it was.
+// refused turns a member policy error (internal/archive) into the guest's
+// wording.
+func refused(err error) error {
+	var me *archive.MemberError
+	if errors.As(err, &me) {
+		return badMember(me.Name, "%s", me.Reason)
+	}
+	return err
+}
+
+// putArchive extracts a tar (or gzip'd tar) from in under req.Dest. A
+// rejected archive leaves the tree as it was: every step up to the last
+// only reads the input and writes a private spool file.
+//
+//  1. archiveTarget checks Dest and Root.
+//  2. spoolArchive reads the whole archive, checks every member against
+//     the shared member policy (internal/archive) and writes a normalised
+//     copy to a spool file beside the destination.
+//  3. checkExisting compares the members with what is on disk.
+//  4. extractSpool unpacks the spool with the guest's own tar, many times
+//     faster per file than creating files one by one from here (system
+//     calls are expensive in an emulated guest).
 func (h *Handler) putArchive(ctx context.Context, req agentproto.PutArchiveRequest, in io.Reader) (*agentproto.PutArchiveResult, error) {
 	// Whatever happens, consume the input so the host's sender finishes.
 	defer io.Copy(io.Discard, in)
 
+	t, err := h.archiveTarget(req)
+	if err != nil {
+		return nil, err
+	}
+	tarBin, ok := lookPath("tar", envGet(h.cfg.BaseEnv, "PATH"))
+	if !ok {
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "use an environment that has tar (every pyro environment does)", "put_archive: no tar in the guest")
+	}
+	stage, err := os.MkdirTemp(t.hostRoot, ".pyro-stage-")
+	if err != nil {
+		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "put_archive: staging")
+	}
+	defer os.RemoveAll(stage)
+	spoolPath := filepath.Join(stage, "archive.tar")
+	sp, err := spoolArchive(ctx, in, spoolPath, t)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range sp.members {
+		if err := checkExisting(t.hostDest, m); err != nil {
+			return nil, err
+		}
+	}
+	if err := h.extractSpool(tarBin, spoolPath, t); err != nil {
+		return nil, err
+	}
+	return &agentproto.PutArchiveResult{Bytes: sp.bytes, Entries: len(sp.members)}, nil
+}
+
+// archiveTarget is where one put_archive writes.
+type archiveTarget struct {
+	dest     string // clean absolute guest path
+	hostRoot string // Root under FSRoot
+	hostDest string // Dest under FSRoot
+	maxBytes int64
+}
+
+// archiveTarget checks Dest (absolute, Root or under it, reached through
+// real directories only) and Root (an existing directory).
+func (h *Handler) archiveTarget(req agentproto.PutArchiveRequest) (archiveTarget, error) {
 	root := req.Root
 	if root == "" {
 		root = "/workspace"
@@ -51,39 +104,37 @@ func (h *Handler) putArchive(ctx context.Context, req agentproto.PutArchiveReque
 		dest = root
 	}
 	if !path.IsAbs(root) || !path.IsAbs(dest) {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "use an absolute guest path such as /workspace", "put_archive: root %q and dest %q must be absolute", root, dest)
+		return archiveTarget{}, errdefs.New(errdefs.ErrInvalidArgument, "use an absolute guest path such as /workspace", "put_archive: root %q and dest %q must be absolute", root, dest)
 	}
 	root, dest = path.Clean(root), path.Clean(dest)
-	if rel, ok := within(root, dest); !ok {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "pick a destination under "+root, "put_archive: dest %s is outside %s", dest, root)
-	} else if err := h.checkNoSymlinks(root, rel); err != nil {
-		return nil, err
-	}
-	hostRoot := h.hostPath(root)
-	if fi, err := os.Stat(hostRoot); err != nil || !fi.IsDir() {
-		return nil, errdefs.New(errdefs.ErrNotFound, "", "put_archive: %s does not exist", root)
-	}
-	max := req.MaxBytes
-	if max <= 0 {
-		max = DefaultMaxArchiveBytes
-	}
-
-	// Phase one reads the whole archive, checks every member and writes a
-	// normalised copy to a spool file; nothing under Dest is touched until
-	// all of it is known to be valid. Phase three then extracts the spool
-	// with the guest's own tar, which is many times faster per file than
-	// creating files one by one from here (system calls are expensive in an
-	// emulated guest).
-	tarBin, ok := lookPath("tar", envGet(h.cfg.BaseEnv, "PATH"))
+	rel, ok := archive.Within(root, dest)
 	if !ok {
-		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "use an environment that has tar (every pyro environment does)", "put_archive: no tar in the guest")
+		return archiveTarget{}, errdefs.New(errdefs.ErrInvalidArgument, "pick a destination under "+root, "put_archive: dest %s is outside %s", dest, root)
 	}
-	stage, err := os.MkdirTemp(hostRoot, ".pyro-stage-")
-	if err != nil {
-		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "put_archive: staging")
+	if err := h.checkNoSymlinks(root, rel); err != nil {
+		return archiveTarget{}, err
 	}
-	defer os.RemoveAll(stage)
-	spoolPath := filepath.Join(stage, "archive.tar")
+	t := archiveTarget{dest: dest, hostRoot: h.hostPath(root), hostDest: h.hostPath(dest), maxBytes: req.MaxBytes}
+	if fi, err := os.Stat(t.hostRoot); err != nil || !fi.IsDir() {
+		return archiveTarget{}, errdefs.New(errdefs.ErrNotFound, "", "put_archive: %s does not exist", root)
+	}
+	if t.maxBytes <= 0 {
+		t.maxBytes = DefaultMaxArchiveBytes
+	}
+	return t, nil
+}
+
+// spooled is what spoolArchive accepted.
+type spooled struct {
+	members []archive.Member
+	bytes   int64
+}
+
+// spoolArchive reads the whole archive from in, checks every member and
+// writes a normalised copy (clean relative names, relative symlinks,
+// permission bits only) to spoolPath. Nothing under the destination is
+// touched.
+func spoolArchive(ctx context.Context, in io.Reader, spoolPath string, t archiveTarget) (*spooled, error) {
 	spool, err := os.OpenFile(spoolPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "put_archive: staging")
@@ -102,11 +153,8 @@ func (h *Handler) putArchive(ctx context.Context, req agentproto.PutArchiveReque
 		r = zr
 	}
 	tr := tar.NewReader(r)
-	var (
-		members []member
-		total   int64
-		kinds   = map[string]byte{} // archive path -> type, as last seen
-	)
+	tree := archive.NewTree(archive.TreeOptions{Dest: t.dest, Existing: existingLinks(t.hostDest)})
+	sp := &spooled{}
 	for {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -118,88 +166,19 @@ func (h *Handler) putArchive(ctx context.Context, req agentproto.PutArchiveReque
 		if err != nil {
 			return nil, errdefs.Wrap(errdefs.ErrInvalidArgument, err, "send a valid tar archive", "put_archive: reading tar")
 		}
-		name, err := cleanMemberName(hdr.Name)
+		m, skip, err := tree.Add(hdr)
 		if err != nil {
-			return nil, err
+			return nil, refused(err)
 		}
-		if name == "." {
-			if hdr.Typeflag == tar.TypeDir {
-				continue
-			}
-			return nil, badMember(hdr.Name, "not a valid file name")
+		if skip {
+			continue
 		}
-		// No member may pass through a symlink, whether the archive made it or it already exists.
-		for p := path.Dir(name); p != "."; p = path.Dir(p) {
-			if k, ok := kinds[p]; ok && k == tar.TypeSymlink {
-				return nil, badMember(hdr.Name, "its parent %q is a symlink in the archive", p)
-			} else if ok && k != tar.TypeDir {
-				return nil, badMember(hdr.Name, "its parent %q is not a directory in the archive", p)
+		out := normalised(m, hdr)
+		if m.Type == tar.TypeReg {
+			sp.bytes += hdr.Size
+			if sp.bytes > t.maxBytes {
+				return nil, badMember(hdr.Name, "archive exceeds the %d-byte limit", t.maxBytes)
 			}
-		}
-		m := member{name: name, typ: hdr.Typeflag}
-		mode := int64(fs.FileMode(hdr.Mode) & fs.ModePerm)
-		out := &tar.Header{Name: name, Mode: mode, ModTime: hdr.ModTime, Format: tar.FormatPAX}
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			out.Typeflag, out.Name = tar.TypeDir, name+"/"
-			if out.Mode == 0 {
-				out.Mode = 0o755
-			}
-		case tar.TypeReg, tar.TypeRegA:
-			m.typ = tar.TypeReg
-			total += hdr.Size
-			if total > max {
-				return nil, badMember(hdr.Name, "archive exceeds the %d-byte limit", max)
-			}
-			out.Typeflag, out.Size = tar.TypeReg, hdr.Size
-			if out.Mode == 0 {
-				out.Mode = 0o644
-			}
-		case tar.TypeSymlink:
-			t := hdr.Linkname
-			var resolved string
-			if path.IsAbs(t) {
-				rel, ok := within(dest, path.Clean(t))
-				if !ok {
-					return nil, badMember(hdr.Name, "symlink target %q is outside %s", t, dest)
-				}
-				resolved = rel
-			} else {
-				resolved = path.Join(path.Dir(name), t)
-			}
-			if t == "" || resolved == ".." || strings.HasPrefix(resolved, "../") {
-				return nil, badMember(hdr.Name, "symlink target %q is outside %s", t, dest)
-			}
-			// Store the target relative so it means the same under host-compat's FSRoot.
-			if path.IsAbs(t) {
-				if t, err = filepath.Rel(path.Dir(name), resolved); err != nil {
-					return nil, badMember(hdr.Name, "symlink target %q: %v", hdr.Linkname, err)
-				}
-			}
-			out.Typeflag, out.Linkname, out.Mode = tar.TypeSymlink, t, 0o777
-		case tar.TypeLink:
-			target, err := cleanMemberName(hdr.Linkname)
-			if err != nil || target == "." {
-				return nil, badMember(hdr.Name, "hard link target %q is outside %s", hdr.Linkname, dest)
-			}
-			src := -1
-			for j := len(members) - 1; j >= 0; j-- {
-				if members[j].name == target {
-					src = j
-					break
-				}
-			}
-			if src < 0 || members[src].typ != tar.TypeReg {
-				return nil, badMember(hdr.Name, "hard link target %q is not a regular file earlier in the archive", hdr.Linkname)
-			}
-			out.Typeflag, out.Linkname = tar.TypeLink, target
-			m.typ = tar.TypeReg
-		case tar.TypeChar, tar.TypeBlock:
-			return nil, badMember(hdr.Name, "device nodes are not allowed")
-		case tar.TypeFifo:
-			return nil, badMember(hdr.Name, "FIFOs are not allowed")
-		default:
-			return nil, badMember(hdr.Name, "unsupported member type %q", hdr.Typeflag)
 		}
 		if err := tw.WriteHeader(out); err != nil {
 			return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "put_archive: staging %q", hdr.Name)
@@ -212,8 +191,10 @@ func (h *Handler) putArchive(ctx context.Context, req agentproto.PutArchiveReque
 				return nil, errdefs.Wrap(errdefs.ErrInvalidArgument, err, "send a valid tar archive", "put_archive: reading %q", hdr.Name)
 			}
 		}
-		kinds[name] = m.typ
-		members = append(members, m)
+		sp.members = append(sp.members, m)
+	}
+	if err := tree.Finish(); err != nil {
+		return nil, refused(err)
 	}
 	if err := tw.Close(); err != nil {
 		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "put_archive: staging")
@@ -224,31 +205,67 @@ func (h *Handler) putArchive(ctx context.Context, req agentproto.PutArchiveReque
 	if err := spool.Close(); err != nil {
 		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "put_archive: staging")
 	}
+	return sp, nil
+}
 
-	// Check against what already exists before touching anything.
-	hostDest := h.hostPath(dest)
-	for _, m := range members {
-		if err := checkExisting(hostDest, m); err != nil {
-			return nil, err
+// normalised is the spool's header for an accepted member: permission bits
+// only (with defaults when the archive has none), no owners.
+func normalised(m archive.Member, hdr *tar.Header) *tar.Header {
+	mode := int64(fs.FileMode(hdr.Mode) & fs.ModePerm)
+	out := &tar.Header{Name: m.Name, Typeflag: m.Type, Linkname: m.Linkname, Mode: mode, ModTime: hdr.ModTime, Format: tar.FormatPAX}
+	switch m.Type {
+	case tar.TypeDir:
+		out.Name = m.Name + "/"
+		if out.Mode == 0 {
+			out.Mode = 0o755
 		}
+	case tar.TypeReg:
+		out.Size = hdr.Size
+		if out.Mode == 0 {
+			out.Mode = 0o644
+		}
+	case tar.TypeSymlink:
+		out.Mode = 0o777
 	}
+	return out
+}
 
-	// Phase three: extract the checked copy in place.
-	if err := os.MkdirAll(hostDest, 0o755); err != nil {
-		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "put_archive: creating %s", dest)
+// existingLinks lets link resolution see the symlinks already under
+// hostDest.
+func existingLinks(hostDest string) archive.Existing {
+	return func(rel string) (bool, string, bool) {
+		p := filepath.Join(hostDest, filepath.FromSlash(rel))
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return false, "", false
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			return false, "", true
+		}
+		target, err := os.Readlink(p)
+		if err != nil {
+			return true, "/", true // unreadable: treat as leading out
+		}
+		return true, target, true
 	}
-	if out, err := h.runTool(tarBin, "-x", "-f", spoolPath, "-C", hostDest, "--no-same-owner"); err != nil {
-		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "check free space in the workspace",
-			"put_archive: extracting into %s: %s", dest, out)
+}
+
+// extractSpool unpacks the checked spool into the destination.
+func (h *Handler) extractSpool(tarBin, spoolPath string, t archiveTarget) error {
+	if err := os.MkdirAll(t.hostDest, 0o755); err != nil {
+		return errdefs.Wrap(errdefs.ErrInternal, err, "", "put_archive: creating %s", t.dest)
 	}
-	res := &agentproto.PutArchiveResult{Bytes: total, Entries: len(members)}
-	return res, nil
+	if out, err := h.runTool(tarBin, "-x", "-f", spoolPath, "-C", t.hostDest, "--no-same-owner"); err != nil {
+		return errdefs.Wrap(errdefs.ErrInternal, err, "check free space in the workspace",
+			"put_archive: extracting into %s: %s", t.dest, out)
+	}
+	return nil
 }
 
 // checkExisting refuses members that would go through an existing symlink
 // or replace a directory with a non-directory (or the reverse).
-func checkExisting(hostDest string, m member) error {
-	parts := strings.Split(m.name, "/")
+func checkExisting(hostDest string, m archive.Member) error {
+	parts := strings.Split(m.Name, "/")
 	p := hostDest
 	for i, part := range parts {
 		p = filepath.Join(p, part)
@@ -259,13 +276,13 @@ func checkExisting(hostDest string, m member) error {
 		last := i == len(parts)-1
 		switch {
 		case !last && fi.Mode()&fs.ModeSymlink != 0:
-			return badMember(m.name, "its parent %q is an existing symlink", strings.Join(parts[:i+1], "/"))
+			return badMember(m.Name, "its parent %q is an existing symlink", strings.Join(parts[:i+1], "/"))
 		case !last && !fi.IsDir():
-			return badMember(m.name, "its parent %q exists and is not a directory", strings.Join(parts[:i+1], "/"))
-		case last && fi.IsDir() && m.typ != tar.TypeDir:
-			return badMember(m.name, "an existing directory is in the way")
-		case last && !fi.IsDir() && m.typ == tar.TypeDir:
-			return badMember(m.name, "an existing file is in the way of this directory")
+			return badMember(m.Name, "its parent %q exists and is not a directory", strings.Join(parts[:i+1], "/"))
+		case last && fi.IsDir() && m.Type != tar.TypeDir:
+			return badMember(m.Name, "an existing directory is in the way")
+		case last && !fi.IsDir() && m.Type == tar.TypeDir:
+			return badMember(m.Name, "an existing file is in the way of this directory")
 		}
 	}
 	return nil
@@ -289,35 +306,6 @@ func (h *Handler) checkNoSymlinks(root, rel string) error {
 		}
 	}
 	return nil
-}
-
-// cleanMemberName returns a member's clean relative name, refusing
-// absolute names and any ".." component.
-func cleanMemberName(name string) (string, error) {
-	if name == "" {
-		return "", badMember(name, "empty name")
-	}
-	if strings.HasPrefix(name, "/") {
-		return "", badMember(name, "absolute names are not allowed")
-	}
-	for _, part := range strings.Split(name, "/") {
-		if part == ".." {
-			return "", badMember(name, `".." is not allowed`)
-		}
-	}
-	return path.Clean(name), nil
-}
-
-// within reports whether p is base or below it, and p relative to base.
-func within(base, p string) (string, bool) {
-	if p == base {
-		return ".", true
-	}
-	prefix := strings.TrimSuffix(base, "/") + "/"
-	if strings.HasPrefix(p, prefix) {
-		return strings.TrimPrefix(p, prefix), true
-	}
-	return "", false
 }
 
 // runTool runs a helper program to completion and returns its combined

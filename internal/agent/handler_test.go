@@ -24,7 +24,7 @@ import (
 
 // serve runs the real handler rooted at a fresh temp dir (with a
 // workspace, like a guest) and returns a client and the root.
-func serve(t *testing.T) (*agentproto.Client, string) {
+func serve(t testing.TB) (*agentproto.Client, string) {
 	t.Helper()
 	root := t.TempDir()
 	os.Mkdir(filepath.Join(root, "workspace"), 0o755)
@@ -237,6 +237,7 @@ func TestPutArchiveRejectsHostileArchives(t *testing.T) {
 	ws := filepath.Join(root, "workspace")
 	os.WriteFile(filepath.Join(ws, "keep.txt"), []byte("keep"), 0o644)
 	os.Symlink("/etc", filepath.Join(ws, "etclink"))
+	os.Symlink("..", filepath.Join(ws, "up"))
 	ok := entry{name: "fine.txt", body: "fine"} // a good member first: must not be written either
 	tests := []struct {
 		name    string
@@ -252,6 +253,8 @@ func TestPutArchiveRejectsHostileArchives(t *testing.T) {
 		{"absolute symlink escaping", []entry{ok, {name: "esc", typ: tar.TypeSymlink, link: "/etc"}}, 0, "", `"esc"`},
 		{"file through archive symlink", []entry{ok, {name: "in", typ: tar.TypeSymlink, link: "."}, {name: "in/x", body: "x"}}, 0, "", `"in/x"`},
 		{"file through existing symlink", []entry{ok, {name: "etclink/passwd", body: "x"}}, 0, "", `"etclink/passwd"`},
+		{"chained symlinks", []entry{ok, {name: "a/", typ: tar.TypeDir}, {name: "a/l", typ: tar.TypeSymlink, link: ".."}, {name: "b", typ: tar.TypeSymlink, link: "a/l/.."}}, 0, "", `"b"`},
+		{"chain through an existing symlink", []entry{ok, {name: "b", typ: tar.TypeSymlink, link: "up/etc"}}, 0, "", `"b"`},
 		{"hardlink escaping", []entry{ok, {name: "h", typ: tar.TypeLink, link: "../../etc/passwd"}}, 0, "", `"h"`},
 		{"hardlink to unknown", []entry{ok, {name: "h", typ: tar.TypeLink, link: "keep.txt"}}, 0, "", `"h"`},
 		{"fifo", []entry{ok, {name: "f", typ: tar.TypeFifo}}, 0, "", `"f"`},

@@ -2,7 +2,10 @@ package agent
 
 import (
 	"reflect"
+	"slices"
 	"testing"
+
+	"github.com/pyro-mcp/pyro/internal/agent/modules"
 )
 
 func TestParseCmdlineFirecracker(t *testing.T) {
@@ -23,5 +26,37 @@ func TestParseCmdlineFirecracker(t *testing.T) {
 	}
 	if got := moduleName("/lib/modules/6.1/kernel/drivers/virtio/virtio-mmio.ko.xz"); got != "virtio_mmio" {
 		t.Errorf("moduleName = %q", got)
+	}
+}
+
+// Every module a boot loads is one the catalog ships (one list, in
+// internal/agent/modules), and the order respects the dependencies.
+func TestBootModules(t *testing.T) {
+	shipped := map[string]int{}
+	for i, m := range modules.All() {
+		shipped[m] = i
+	}
+	tests := []struct {
+		name string
+		p    BootParams
+		want []string
+	}{
+		{"qemu", ParseCmdline(""), modules.Boot},
+		{"qemu network", ParseCmdline("pyro_net=1"), append(append([]string{}, modules.Boot...), modules.Net...)},
+		{"firecracker", ParseCmdline("pyro_rootmode=overlay pyro_channel=vsock pyro_net=1"),
+			slices.Concat(modules.Boot, modules.Overlay, modules.Net, modules.Vsock)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := bootModules(tt.p)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("bootModules = %v, want %v", got, tt.want)
+			}
+			for _, m := range got {
+				if _, ok := shipped[m]; !ok {
+					t.Errorf("%s is loaded but not shipped", m)
+				}
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/version"
@@ -18,12 +19,29 @@ import (
 // other streams' frames, large enough to keep per-frame overhead low.
 const ChunkSize = 64 << 10
 
+// Host-side bounds on what a guest can make the host hold. The guest is
+// not trusted to respect its own caps (its commands run as root there).
+const (
+	// StreamQueueLimit bounds the frames queued for one call, payloads
+	// plus a per-frame overhead: past it the connection's reader waits for
+	// that call's consumer (back-pressure on the guest, never growth).
+	StreamQueueLimit = 4 << 20
+	// ConnQueueLimit bounds the frames queued for all calls of one
+	// connection together.
+	ConnQueueLimit = 16 << 20
+)
+
 // Client is the host side of one agent connection. Its methods are safe for
 // concurrent use; each call is one stream.
 //
-// Inbound frames are queued per stream without bound, so a slow stdout
-// writer of one call never holds up the others; the guest caps each exec's
-// output (MaxOutput), which bounds that queue.
+// Inbound frames are queued per stream, so a slow stdout writer of one call
+// does not hold up the others until its queue is full. Memory stays bounded
+// whatever the guest sends: output past a call's cap (ExecRequest.MaxOutput)
+// is dropped on arrival and reported as truncated; each call's queue holds at
+// most StreamQueueLimit and the connection ConnQueueLimit, beyond which the
+// reader waits; frames for unknown streams or of unknown types are dropped;
+// a frame type the guest must never send fails the call; an oversized
+// header fails the connection.
 type Client struct {
 	rwc   io.ReadWriteCloser
 	in    *bufio.Reader
@@ -32,9 +50,10 @@ type Client struct {
 	wmu sync.Mutex // serialises frame writes
 
 	mu      sync.Mutex
-	streams map[uint32]*queue
+	streams map[uint32]*clientStream
 	next    uint32
 	err     error // why the connection broke
+	budget  *budget
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -43,7 +62,8 @@ type Client struct {
 // NewClient performs the handshake on rwc (bounded by ctx) and starts
 // reading. On failure rwc is closed.
 func NewClient(ctx context.Context, rwc io.ReadWriteCloser) (*Client, error) {
-	c := &Client{rwc: rwc, in: bufio.NewReaderSize(rwc, ReadBufferSize), streams: map[uint32]*queue{}, done: make(chan struct{})}
+	c := &Client{rwc: rwc, in: bufio.NewReaderSize(rwc, ReadBufferSize), streams: map[uint32]*clientStream{},
+		budget: newBudget(ConnQueueLimit), done: make(chan struct{})}
 	type res struct {
 		h   Hello
 		err error
@@ -121,13 +141,24 @@ func (c *Client) fail(err error) {
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
 		c.err = err
-		for id, q := range c.streams {
-			q.close()
+		for id, st := range c.streams {
+			st.q.close()
 			delete(c.streams, id)
 		}
 		c.mu.Unlock()
 		close(c.done)
 	})
+}
+
+// clientStream is one call as the reader sees it.
+type clientStream struct {
+	q *queue
+	// maxOut caps each of stdout and stderr; the reader drops what is past
+	// it and records that it did.
+	maxOut    [2]int64
+	seen      [2]int64 // guarded by the reader (single goroutine)
+	truncated [2]atomic.Bool
+	abuse     atomic.Pointer[string] // a protocol violation that fails the call
 }
 
 func (c *Client) readLoop() {
@@ -142,13 +173,51 @@ func (c *Client) readLoop() {
 			return
 		}
 		c.mu.Lock()
-		q := c.streams[f.Stream]
+		st := c.streams[f.Stream]
 		c.mu.Unlock()
-		if q != nil {
-			q.push(f) // unbounded: never blocks
+		if st == nil {
+			// Frames for unknown streams belong to calls that gave up
+			// (cancelled), or to nobody: drop them.
+			continue
 		}
-		// Frames for unknown streams belong to calls that gave up (cancelled): drop them.
+		switch f.Type {
+		case TypeStdout, TypeStderr:
+			if !st.admitOutput(&f) {
+				continue
+			}
+		case TypeResponse:
+		case TypeHello, TypeRequest, TypeData, TypeEOF, TypeCancel:
+			msg := fmt.Sprintf("agent sent frame type %d on stream %d, which only the host may send", f.Type, f.Stream)
+			st.abuse.CompareAndSwap(nil, &msg)
+			st.q.close()
+			continue
+		default:
+			continue // a newer guest's frame type: not ours to queue
+		}
+		st.q.push(f)
 	}
+}
+
+// admitOutput trims an output frame to the call's cap and reports whether
+// anything is left to queue.
+func (st *clientStream) admitOutput(f *Frame) bool {
+	i := 0
+	if f.Type == TypeStderr {
+		i = 1
+	}
+	if len(f.Payload) == 0 {
+		return false
+	}
+	room := st.maxOut[i] - st.seen[i]
+	st.seen[i] += int64(len(f.Payload))
+	if int64(len(f.Payload)) > room {
+		st.truncated[i].Store(true)
+		if room <= 0 {
+			return false
+		}
+		f.Payload = f.Payload[:room]
+	}
+	return true
 }
 
 func (c *Client) write(f Frame) error {
@@ -171,39 +240,44 @@ func ctxErr(ctx context.Context, what string) error {
 
 // call runs one request on a new stream. stdin, when non-nil, is sent as
 // TypeData frames followed by TypeEOF; TypeStdout/TypeStderr payloads go to
-// stdout/stderr (nil discards).
-func (c *Client) call(ctx context.Context, method string, params, result any, stdin io.Reader, stdout, stderr io.Writer) error {
+// stdout/stderr (nil discards), at most maxOut bytes of each (0: none).
+// It returns which of stdout and stderr the host truncated.
+func (c *Client) call(ctx context.Context, method string, params, result any, stdin io.Reader, stdout, stderr io.Writer, maxOut int64) (truncated [2]bool, err error) {
 	req := Request{Method: method}
 	if params != nil {
 		b, err := json.Marshal(params)
 		if err != nil {
-			return errdefs.Wrap(errdefs.ErrInvalidArgument, err, "", "encoding %s params", method)
+			return truncated, errdefs.Wrap(errdefs.ErrInvalidArgument, err, "", "encoding %s params", method)
 		}
 		req.Params = b
 	}
 	payload, _ := json.Marshal(req)
 
-	q := newQueue(0)
+	st := &clientStream{q: newQueue(StreamQueueLimit, c.budget), maxOut: [2]int64{maxOut, maxOut}}
+	q := st.q
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
-		return c.connErr(method)
+		return truncated, c.connErr(method)
 	}
 	c.next++
 	if c.next == 0 {
 		c.next = 1
 	}
 	id := c.next
-	c.streams[id] = q
+	c.streams[id] = st
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
 		delete(c.streams, id)
 		c.mu.Unlock()
+		// Unblocks a reader waiting for room in this queue and gives its
+		// bytes back to the connection.
+		q.drain()
 	}()
 
 	if err := c.write(Frame{Type: TypeRequest, Stream: id, Payload: payload}); err != nil {
-		return c.connErr(method)
+		return truncated, c.connErr(method)
 	}
 
 	sendCtx, stopSend := context.WithCancel(ctx)
@@ -215,12 +289,18 @@ func (c *Client) call(ctx context.Context, method string, params, result any, st
 	for {
 		f, ok := q.pop(ctx)
 		if !ok {
+			if msg := st.abuse.Load(); msg != nil {
+				_ = c.write(Frame{Type: TypeCancel, Stream: id})
+				return truncated, errdefs.New(errdefs.ErrUnavailable,
+					"the guest agent broke the protocol; if the guest runs untrusted code, treat it as hostile and delete it",
+					"agent %s: %s", method, *msg)
+			}
 			if ctx.Err() != nil {
 				// Tell the guest to stop; the response that follows is dropped.
 				_ = c.write(Frame{Type: TypeCancel, Stream: id})
-				return ctxErr(ctx, "agent "+method)
+				return truncated, ctxErr(ctx, "agent "+method)
 			}
-			return c.connErr(method)
+			return truncated, c.connErr(method)
 		}
 		switch f.Type {
 		case TypeStdout:
@@ -232,19 +312,20 @@ func (c *Client) call(ctx context.Context, method string, params, result any, st
 				stderr.Write(f.Payload)
 			}
 		case TypeResponse:
+			truncated = [2]bool{st.truncated[0].Load(), st.truncated[1].Load()}
 			var resp Response
 			if err := json.Unmarshal(f.Payload, &resp); err != nil {
-				return errdefs.Wrap(errdefs.ErrInternal, err, "", "agent %s: decoding response", method)
+				return truncated, errdefs.Wrap(errdefs.ErrUnavailable, err, "", "agent %s: decoding response", method)
 			}
 			if resp.Error != nil {
-				return fromWire(method, resp.Error)
+				return truncated, fromWire(method, resp.Error)
 			}
 			if result != nil && len(resp.Result) > 0 {
 				if err := json.Unmarshal(resp.Result, result); err != nil {
-					return errdefs.Wrap(errdefs.ErrInternal, err, "", "agent %s: decoding result", method)
+					return truncated, errdefs.Wrap(errdefs.ErrUnavailable, err, "", "agent %s: decoding result", method)
 				}
 			}
-			return nil
+			return truncated, nil
 		}
 	}
 }
@@ -274,7 +355,7 @@ func (c *Client) sendData(ctx context.Context, id uint32, r io.Reader) {
 // Ping asks the guest to describe itself.
 func (c *Client) Ping(ctx context.Context) (*PingResult, error) {
 	var r PingResult
-	if err := c.call(ctx, MethodPing, nil, &r, nil, nil, nil); err != nil {
+	if _, err := c.call(ctx, MethodPing, nil, &r, nil, nil, nil, 0); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -286,10 +367,19 @@ func (c *Client) Ping(ctx context.Context) (*PingResult, error) {
 // error: the result says TimedOut.
 func (c *Client) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (*ExecResult, error) {
 	req.Stdin = stdin != nil
+	maxOut := int64(req.MaxOutput)
+	if maxOut <= 0 {
+		maxOut = DefaultMaxOutput
+	}
 	var r ExecResult
-	if err := c.call(ctx, MethodExec, req, &r, stdin, stdout, stderr); err != nil {
+	truncated, err := c.call(ctx, MethodExec, req, &r, stdin, stdout, stderr, maxOut)
+	if err != nil {
 		return nil, err
 	}
+	// The guest reports its own truncation; the host's counts too, since a
+	// guest that ignores its cap is cut here.
+	r.StdoutTruncated = r.StdoutTruncated || truncated[0]
+	r.StderrTruncated = r.StderrTruncated || truncated[1]
 	return &r, nil
 }
 
@@ -300,7 +390,7 @@ func (c *Client) PutArchive(ctx context.Context, req PutArchiveRequest, tar io.R
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "", "put_archive needs an archive")
 	}
 	var r PutArchiveResult
-	if err := c.call(ctx, MethodPutArchive, req, &r, tar, nil, nil); err != nil {
+	if _, err := c.call(ctx, MethodPutArchive, req, &r, tar, nil, nil, 0); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -309,5 +399,6 @@ func (c *Client) PutArchive(ctx context.Context, req PutArchiveRequest, tar io.R
 // Shutdown asks the guest to sync and power off. It returns once the guest
 // acknowledged; the VMM exits shortly after.
 func (c *Client) Shutdown(ctx context.Context) error {
-	return c.call(ctx, MethodShutdown, nil, nil, nil, nil, nil)
+	_, err := c.call(ctx, MethodShutdown, nil, nil, nil, nil, nil, 0)
+	return err
 }

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Version is the protocol version. Host and guest must speak the same one.
@@ -59,12 +60,22 @@ type Frame struct {
 // ErrFrameTooLarge is returned for a header announcing more than MaxPayload.
 var ErrFrameTooLarge = errors.New("agentproto: frame too large")
 
+// writeBufs recycles WriteFrame's buffers: a relay moving a guest's output
+// at hundreds of MB/s would otherwise leave that much garbage behind.
+var writeBufs = sync.Pool{New: func() any { return new([]byte) }}
+
 // WriteFrame writes f to w in one Write call (callers serialise writers).
 func WriteFrame(w io.Writer, f Frame) error {
 	if len(f.Payload) > MaxPayload {
 		return ErrFrameTooLarge
 	}
-	buf := make([]byte, HeaderSize+len(f.Payload))
+	bp := writeBufs.Get().(*[]byte)
+	defer writeBufs.Put(bp)
+	n := HeaderSize + len(f.Payload)
+	if cap(*bp) < n {
+		*bp = make([]byte, n, max(n, 64<<10+HeaderSize))
+	}
+	buf := (*bp)[:n]
 	binary.BigEndian.PutUint32(buf[0:4], uint32(len(f.Payload)))
 	buf[4] = f.Type
 	binary.BigEndian.PutUint32(buf[5:9], f.Stream)

@@ -172,7 +172,7 @@ func Serve(ctx context.Context, rwc io.ReadWriteCloser, h Handler) error {
 				continue
 			}
 			sctx, scancel := context.WithCancel(ctx)
-			st = &serverStream{q: newQueue(InboundLimit), cancel: scancel}
+			st = &serverStream{q: newQueue(InboundLimit, nil), cancel: scancel}
 			mu.Lock()
 			streams[f.Stream] = st
 			mu.Unlock()

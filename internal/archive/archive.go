@@ -1,8 +1,9 @@
 // Package archive owns turning what a user hands pyro on the host (a
 // directory, or a local .tar, .tar.gz or .tgz) into one normalised tar stream
 // for the guest, after checking every member: nothing that could escape the
-// destination, no devices or FIFOs, nothing beyond the size limits. The guest
-// checks again before it writes anything; this side fails early and clearly.
+// destination, no devices or FIFOs, nothing beyond the size limits. It also
+// owns that member policy (member.go), which the guest agent applies again
+// before it writes anything; this side fails early and clearly.
 package archive
 
 import (
@@ -17,10 +18,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
@@ -58,7 +61,7 @@ func Kind(src string) (string, error) {
 		return "", errdefs.Wrap(errdefs.ErrInvalidArgument, err, "check its permissions", "cannot read source path %s", src)
 	}
 	if fi.IsDir() {
-		f, err := os.Open(src)
+		f, err := openNonblock(src)
 		if err != nil {
 			return "", errdefs.Wrap(errdefs.ErrInvalidArgument, err, "check its permissions", "cannot read source directory %s", src)
 		}
@@ -67,7 +70,7 @@ func Kind(src string) (string, error) {
 	}
 	lower := strings.ToLower(src)
 	if fi.Mode().IsRegular() && (strings.HasSuffix(lower, ".tar") || strings.HasSuffix(lower, ".tar.gz") || strings.HasSuffix(lower, ".tgz")) {
-		f, err := os.Open(src)
+		f, err := openNonblock(src)
 		if err != nil {
 			return "", errdefs.Wrap(errdefs.ErrInvalidArgument, err, "check its permissions", "cannot read archive %s", src)
 		}
@@ -76,6 +79,16 @@ func Kind(src string) (string, error) {
 	}
 	return "", errdefs.New(errdefs.ErrInvalidArgument, "give a directory or a .tar, .tar.gz or .tgz archive",
 		"%s is neither a directory nor a supported archive", src)
+}
+
+// openNonblock opens p for reading without blocking, should a FIFO have
+// taken its place since it was looked at (what is read is checked later).
+func openNonblock(p string) (*os.File, error) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+	return os.NewFile(uintptr(fd), p), nil
 }
 
 // Check validates src completely without producing anything.
@@ -126,43 +139,13 @@ func reject(name, why string) error {
 		"refusing %q: %s", name, why)
 }
 
-// checkName validates a member name and returns it cleaned.
-func checkName(name string) (string, error) {
-	if name == "" {
-		return "", reject(name, "empty name")
+// refused turns a member policy error into the host's wording.
+func refused(err error) error {
+	var me *MemberError
+	if errors.As(err, &me) {
+		return reject(me.Name, me.Reason)
 	}
-	if strings.HasPrefix(name, "/") {
-		return "", reject(name, "absolute path")
-	}
-	for _, part := range strings.Split(name, "/") {
-		if part == ".." {
-			return "", reject(name, "path escapes the destination (..)")
-		}
-	}
-	clean := path.Clean(name)
-	if clean == "." {
-		return clean, nil
-	}
-	return clean, nil
-}
-
-// checkLink validates that a link target stays inside the destination.
-func checkLink(name, target string, hard bool) error {
-	if target == "" {
-		return reject(name, "empty link target")
-	}
-	if path.IsAbs(target) {
-		return reject(name, fmt.Sprintf("link to absolute path %s leaves the destination", target))
-	}
-	base := path.Dir(name)
-	if hard {
-		base = "."
-	}
-	resolved := path.Join(base, target)
-	if resolved == ".." || strings.HasPrefix(resolved, "../") {
-		return reject(name, fmt.Sprintf("link to %s leaves the destination", target))
-	}
-	return nil
+	return err
 }
 
 type counter struct {
@@ -199,6 +182,7 @@ func walkDir(ctx context.Context, root string, tw *tar.Writer, lim Limits) (Stat
 		return Stats{}, err
 	}
 	sort.Strings(names)
+	tree := NewTree(TreeOptions{})
 	for _, p := range names {
 		if err := ctx.Err(); err != nil {
 			return Stats{}, err
@@ -212,7 +196,7 @@ func walkDir(ctx context.Context, root string, tw *tar.Writer, lim Limits) (Stat
 		hdr := &tar.Header{Name: rel, Mode: int64(fi.Mode().Perm()), ModTime: fi.ModTime(), Format: tar.FormatPAX}
 		switch {
 		case fi.IsDir():
-			hdr.Typeflag, hdr.Name = tar.TypeDir, rel+"/"
+			hdr.Typeflag = tar.TypeDir
 		case fi.Mode().IsRegular():
 			hdr.Typeflag, hdr.Size = tar.TypeReg, fi.Size()
 		case fi.Mode()&fs.ModeSymlink != 0:
@@ -220,12 +204,15 @@ func walkDir(ctx context.Context, root string, tw *tar.Writer, lim Limits) (Stat
 			if err != nil {
 				return Stats{}, err
 			}
-			if err := checkLink(rel, target, false); err != nil {
-				return Stats{}, err
-			}
 			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, target
 		default:
 			return Stats{}, reject(rel, "not a regular file, directory or symlink (device, FIFO or socket)")
+		}
+		if _, _, err := tree.Add(hdr); err != nil {
+			return Stats{}, refused(err)
+		}
+		if hdr.Typeflag == tar.TypeDir {
+			hdr.Name = rel + "/"
 		}
 		if err := c.add(rel, hdr.Size); err != nil {
 			return Stats{}, err
@@ -233,14 +220,19 @@ func walkDir(ctx context.Context, root string, tw *tar.Writer, lim Limits) (Stat
 		if tw == nil {
 			continue
 		}
+		var f *os.File
+		if hdr.Typeflag == tar.TypeReg {
+			// Open what was checked, not what may have been swapped in
+			// since (a symlink, or a FIFO that would block the read).
+			if f, err = openChecked(root, rel, p, fi); err != nil {
+				return Stats{}, err
+			}
+		}
 		if err := tw.WriteHeader(hdr); err != nil {
+			closeFile(f)
 			return Stats{}, err
 		}
-		if hdr.Typeflag == tar.TypeReg {
-			f, err := os.Open(p)
-			if err != nil {
-				return Stats{}, errdefs.Wrap(errdefs.ErrInvalidArgument, err, "", "reading %s", p)
-			}
+		if f != nil {
 			_, err = io.CopyN(tw, f, hdr.Size)
 			f.Close()
 			if err != nil {
@@ -248,12 +240,80 @@ func walkDir(ctx context.Context, root string, tw *tar.Writer, lim Limits) (Stat
 			}
 		}
 	}
+	if err := tree.Finish(); err != nil {
+		return Stats{}, refused(err)
+	}
 	return c.st, nil
+}
+
+func closeFile(f *os.File) {
+	if f != nil {
+		f.Close()
+	}
+}
+
+// openChecked opens the regular file p (rel under the tree's root) for
+// reading without following a symlink in any component of rel and without
+// blocking on a FIFO, and refuses it unless it is the very file want
+// describes (same device, inode and size). Where the kernel has openat2
+// (5.6+), rel is resolved beneath root with RESOLVE_NO_SYMLINKS, so a
+// parent directory swapped for a symlink is refused too; elsewhere only
+// the last component is protected (O_NOFOLLOW) and the inode check does
+// the rest.
+func openChecked(root, rel, p string, want fs.FileInfo) (*os.File, error) {
+	fd, err := openBeneath(root, rel)
+	if errors.Is(err, unix.ENOSYS) {
+		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
+			return nil, changed(p, "it, or a directory above it, became a symlink")
+		}
+		return nil, errdefs.Wrap(errdefs.ErrInvalidArgument, err, "check its permissions", "reading %s", p)
+	}
+	f := os.NewFile(uintptr(fd), p)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("reading %s: %w", p, err)
+	}
+	ws, ok := want.Sys().(*syscall.Stat_t)
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		f.Close()
+		return nil, changed(p, "it is no longer a regular file")
+	case ok && (uint64(st.Dev) != uint64(ws.Dev) || st.Ino != ws.Ino):
+		f.Close()
+		return nil, changed(p, "another file took its place")
+	case st.Size != want.Size():
+		f.Close()
+		return nil, changed(p, fmt.Sprintf("its size went from %d to %d bytes", want.Size(), st.Size))
+	}
+	return f, nil
+}
+
+// openBeneath opens rel under the directory root with openat2, refusing
+// symlinks in every component and anything outside root.
+func openBeneath(root, rel string) (int, error) {
+	dfd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer unix.Close(dfd)
+	return unix.Openat2(dfd, rel, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+}
+
+func changed(p, why string) error {
+	return errdefs.New(errdefs.ErrConflict, "let the source tree settle (or copy it first) and retry",
+		"%s changed while it was read: %s", p, why)
 }
 
 // copyArchive validates (tw == nil) or re-writes a local tar archive.
 func copyArchive(ctx context.Context, src string, tw *tar.Writer, lim Limits) (Stats, error) {
-	f, err := os.Open(src)
+	f, err := openArchive(src)
 	if err != nil {
 		return Stats{}, err
 	}
@@ -270,6 +330,7 @@ func copyArchive(ctx context.Context, src string, tw *tar.Writer, lim Limits) (S
 	}
 	tr := tar.NewReader(r)
 	c := &counter{lim: lim}
+	tree := NewTree(TreeOptions{})
 	for {
 		if err := ctx.Err(); err != nil {
 			return Stats{}, err
@@ -281,39 +342,21 @@ func copyArchive(ctx context.Context, src string, tw *tar.Writer, lim Limits) (S
 		if err != nil {
 			return Stats{}, errdefs.Wrap(errdefs.ErrInvalidArgument, err, "check the archive is a valid tar", "reading %s", src)
 		}
-		name, err := checkName(hdr.Name)
+		m, skip, err := tree.Add(hdr)
 		if err != nil {
-			return Stats{}, err
+			return Stats{}, refused(err)
 		}
-		if name == "." {
+		if skip {
 			continue
 		}
-		out := &tar.Header{Name: name, Mode: hdr.Mode & 0o7777, ModTime: hdr.ModTime, Format: tar.FormatPAX}
-		switch hdr.Typeflag {
+		out := &tar.Header{Name: m.Name, Typeflag: m.Type, Linkname: m.Linkname, Mode: hdr.Mode & 0o7777, ModTime: hdr.ModTime, Format: tar.FormatPAX}
+		switch m.Type {
 		case tar.TypeDir:
-			out.Typeflag, out.Name = tar.TypeDir, name+"/"
-		case tar.TypeReg, tar.TypeRegA:
-			out.Typeflag, out.Size = tar.TypeReg, hdr.Size
-		case tar.TypeSymlink:
-			if err := checkLink(name, hdr.Linkname, false); err != nil {
-				return Stats{}, err
-			}
-			out.Typeflag, out.Linkname = tar.TypeSymlink, hdr.Linkname
-		case tar.TypeLink:
-			target, err := checkName(hdr.Linkname)
-			if err != nil {
-				return Stats{}, reject(name, "hard link "+err.Error())
-			}
-			if err := checkLink(name, target, true); err != nil {
-				return Stats{}, err
-			}
-			out.Typeflag, out.Linkname = tar.TypeLink, target
-		case tar.TypeXGlobalHeader, tar.TypeXHeader:
-			continue
-		default:
-			return Stats{}, reject(name, "device nodes, FIFOs and other special files are not allowed")
+			out.Name = m.Name + "/"
+		case tar.TypeReg:
+			out.Size = hdr.Size
 		}
-		if err := c.add(name, out.Size); err != nil {
+		if err := c.add(m.Name, out.Size); err != nil {
 			return Stats{}, err
 		}
 		if tw == nil {
@@ -333,5 +376,25 @@ func copyArchive(ctx context.Context, src string, tw *tar.Writer, lim Limits) (S
 			}
 		}
 	}
+	if err := tree.Finish(); err != nil {
+		return Stats{}, refused(err)
+	}
 	return c.st, nil
+}
+
+// openArchive opens the archive file src (a symlink the user named is
+// followed) without blocking on a FIFO swapped in after Kind looked, and
+// refuses anything but a regular file.
+func openArchive(src string) (*os.File, error) {
+	fd, err := unix.Open(src, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, errdefs.Wrap(errdefs.ErrInvalidArgument, err, "check its permissions", "cannot read archive %s", src)
+	}
+	f := os.NewFile(uintptr(fd), src)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		f.Close()
+		return nil, changed(src, "it is no longer a regular file")
+	}
+	return f, nil
 }

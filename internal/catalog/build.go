@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pyro-mcp/pyro/internal/agent/modules"
 	"github.com/pyro-mcp/pyro/internal/aptsource"
 	"github.com/pyro-mcp/pyro/internal/cpio"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
@@ -36,19 +37,9 @@ const DefaultSourceDateEpoch = 1735689600 // 2025-01-01T00:00:00Z
 // lives inside it, so the free space in it is the room a workspace has.
 const RootfsSize = 4 << 30
 
-// GuestModules are the kernel modules a guest needs, in load order. The
-// cloud kernel builds these as modules; ext4 and devtmpfs are built in.
-var GuestModules = []string{
-	"virtio_ring", "virtio", "virtio_mmio", "virtio_blk", "virtio_console",
-	"failover", "net_failover", "virtio_net", "virtio_balloon",
-	"vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport",
-	"overlay",
-}
-
-// ModulesLoadFile is the file, inside lib/modules/<kver>/ of the modules
-// cpio, that lists the shipped modules' paths in load order (one per line,
-// relative to that directory), so the guest needs no modprobe.
-const ModulesLoadFile = "modules.pyro"
+// GuestModules are the kernel modules an environment ships, in load order;
+// the list itself is the agent's (internal/agent/modules), which loads them.
+var GuestModules = modules.All()
 
 // mirror is the Debian mirror builds use: $PYRO_DEBIAN_MIRROR, else the
 // one the host's apt is configured with, else "" (mmdebstrap's own
@@ -208,7 +199,7 @@ func (s *Store) buildKernel(ctx context.Context, entry Entry, dir string, b *bui
 }
 
 // writeModulesCpio packs GuestModules (those that exist) with a
-// modules.dep and a load-order list. Modules are stored uncompressed: the
+// modules.dep. Modules are stored uncompressed: the
 // guest loads them with finit_module without a decompressor.
 func writeModulesCpio(modDir, kver, out string) error {
 	byName := map[string]string{} // module name -> path relative to modDir
@@ -260,7 +251,7 @@ func writeModulesCpio(modDir, kver, out string) error {
 	for _, m := range mods {
 		relOf[m.name] = m.rel
 	}
-	var dep, load bytes.Buffer
+	var dep bytes.Buffer
 	for _, m := range mods {
 		var ds []string
 		for _, d := range m.deps {
@@ -273,7 +264,6 @@ func writeModulesCpio(modDir, kver, out string) error {
 			fmt.Fprintf(&dep, " %s", d)
 		}
 		dep.WriteString("\n")
-		fmt.Fprintln(&load, m.rel)
 	}
 	f, err := os.Create(out)
 	if err != nil {
@@ -287,7 +277,6 @@ func writeModulesCpio(modDir, kver, out string) error {
 		cw.File(prefix+m.rel, 0o644, m.data)
 	}
 	cw.File(prefix+"modules.dep", 0o644, dep.Bytes())
-	cw.File(prefix+ModulesLoadFile, 0o644, load.Bytes())
 	if err := cw.Close(); err != nil {
 		return err
 	}

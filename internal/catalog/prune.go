@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pyro-mcp/pyro/api"
+	"github.com/pyro-mcp/pyro/internal/flock"
 )
 
 // PruneResult says what Prune removed.
@@ -21,11 +22,11 @@ type PruneResult = api.PruneResult
 // older recipe versions), blobs no installed environment references, and
 // leftovers of interrupted pulls. A blob held by a lease is never freed.
 func (s *Store) Prune(ctx context.Context) (*PruneResult, error) {
-	unGC, err := s.lock(ctx, "gc", unix.LOCK_EX)
+	gcLock, err := s.acquire(ctx, "gc", flock.Exclusive)
 	if err != nil {
 		return nil, err
 	}
-	defer unGC()
+	defer gcLock.Unlock()
 	res := &PruneResult{RemovedEnvironments: []string{}, RemovedBlobs: []string{}, LeasedBlobs: []string{}}
 	keep := map[string]bool{}
 	files, _ := filepath.Glob(s.path("envs", "*.json"))
@@ -86,9 +87,9 @@ func (s *Store) Prune(ctx context.Context) (*PruneResult, error) {
 	tmps, _ := os.ReadDir(s.path("tmp"))
 	for _, de := range tmps {
 		env, _, _ := strings.Cut(de.Name(), ".")
-		if unlock, ok := s.tryLock("env-" + env); ok {
+		if l, ok := s.tryAcquire("env-" + env); ok {
 			err := removeTree(s.path("tmp", de.Name()))
-			unlock()
+			l.Unlock()
 			if err != nil {
 				return nil, err
 			}

@@ -8,10 +8,9 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/flock"
 )
 
 // Pull makes name installed and intact: a verified cached copy is used as
@@ -24,15 +23,19 @@ func (s *Store) Pull(ctx context.Context, name string) (*api.PullResult, error) 
 	if err != nil {
 		return nil, err
 	}
+	opts := pullOptions(ctx)
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
 	ctx = s.begin(ctx, "pull", name)
 	s.progress(ctx, Progress{Phase: "resolve", Environment: name})
-	unlock, err := s.lock(ctx, "env-"+safeName(name), unix.LOCK_EX)
+	envLock, err := s.acquire(ctx, "env-"+safeName(name), flock.Exclusive)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer envLock.Unlock()
 
-	if m, err := s.readManifest(name); err == nil && m.Version == entry.Version {
+	if m, err := s.readManifest(name); err == nil && m.Version == entry.Version && opts.usesCache(m) {
 		s.progress(ctx, Progress{Phase: "verify", Environment: name})
 		err := s.verifyFull(ctx, m, true)
 		if err == nil {
@@ -48,11 +51,11 @@ func (s *Store) Pull(ctx context.Context, name string) (*api.PullResult, error) 
 
 	// Installs hold the GC lock shared so that a concurrent prune never
 	// deletes a blob between its rename and the manifest naming it.
-	unGC, err := s.lock(ctx, "gc", unix.LOCK_SH)
+	gcLock, err := s.acquire(ctx, "gc", flock.Shared)
 	if err != nil {
 		return nil, err
 	}
-	defer unGC()
+	defer gcLock.Unlock()
 	tmp, err := s.tempDir(name)
 	if err != nil {
 		return nil, cacheWriteErr(s.dir, err)
@@ -61,7 +64,10 @@ func (s *Store) Pull(ctx context.Context, name string) (*api.PullResult, error) 
 
 	var m *Manifest
 	if s.registry != "" {
-		m, err = s.pullRegistry(ctx, entry, tmp)
+		m, err = s.pullRegistry(ctx, entry, tmp, opts)
+		if errors.Is(err, errNotInRegistry) && opts.ExpectDigest != "" {
+			return nil, opts.noRegistryPull(name, s.registry)
+		}
 		if errors.Is(err, errNotInRegistry) {
 			s.log.Info("environment not in the registry; building it locally", "ref", s.ref(name))
 			m, err = nil, nil
@@ -70,6 +76,9 @@ func (s *Store) Pull(ctx context.Context, name string) (*api.PullResult, error) 
 		}
 	}
 	if m == nil {
+		if err := opts.noRegistryPull(name, s.registry); err != nil {
+			return nil, err
+		}
 		if m, err = s.buildInstall(ctx, entry, tmp); err != nil {
 			return nil, err
 		}
@@ -146,11 +155,11 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	if _, err := Lookup(name); err != nil {
 		return err
 	}
-	unlock, err := s.lock(ctx, "env-"+safeName(name), unix.LOCK_EX)
+	envLock, err := s.acquire(ctx, "env-"+safeName(name), flock.Exclusive)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer envLock.Unlock()
 	if err := os.Remove(s.manifestPath(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}

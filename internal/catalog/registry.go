@@ -45,6 +45,34 @@ const (
 
 var errNotInRegistry = errors.New("not in the registry")
 
+// Caps on what a registry may make a pull read, write or hold, checked on
+// the sizes the registry declares and again while streaming: a registry is
+// not trusted to be honest about either.
+const (
+	MaxManifestBytes = 1 << 20  // the OCI manifest
+	MaxConfigBytes   = 1 << 20  // the environment config (the Manifest JSON)
+	MaxKernelBytes   = 64 << 20 // the guest kernel (Debian's is ~14 MB)
+	MaxModulesBytes  = 64 << 20 // the modules cpio (~1.1 MB)
+	MaxRootfsBytes   = 16 << 30 // the rootfs image, decompressed (RootfsSize, 4 GiB, today)
+)
+
+// layerCap is the most a layer of mediaType may hold, compressed or not.
+func layerCap(mediaType string) int64 {
+	switch mediaType {
+	case KernelMediaType:
+		return MaxKernelBytes
+	case ModulesMediaType:
+		return MaxModulesBytes
+	default:
+		return MaxRootfsBytes
+	}
+}
+
+func tooBig(ref, what string, size, limit int64) error {
+	return errdefs.New(errdefs.ErrFailedPrecondition, "check that the registry holds a pyro environment pushed with 'pyro env push'",
+		"%s of %s declares %d bytes, more than the %d pyro accepts; nothing was installed", what, ref, size, limit)
+}
+
 func (s *Store) ref(name string) string { return s.registry + "/" + name }
 
 // repository opens ref ("HOST[:PORT]/repo[:tag]") with docker-style
@@ -122,18 +150,22 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-func (s *Store) pullRegistry(ctx context.Context, entry Entry, tmp string) (*Manifest, error) {
+func (s *Store) pullRegistry(ctx context.Context, entry Entry, tmp string, opts PullOptions) (*Manifest, error) {
 	ref := s.ref(entry.Name)
 	repo, err := repository(ref)
 	if err != nil {
 		return nil, err
 	}
+	repo.MaxMetadataBytes = MaxManifestBytes
 	desc, err := repo.Resolve(ctx, repo.Reference.Reference)
 	if errors.Is(err, errdef.ErrNotFound) {
 		return nil, errNotInRegistry
 	}
 	if err != nil {
 		return nil, registryErr(err, ref, "resolving")
+	}
+	if desc.Size > MaxManifestBytes {
+		return nil, tooBig(ref, "the manifest", desc.Size, MaxManifestBytes)
 	}
 	mdata, err := content.FetchAll(ctx, repo, desc)
 	if err != nil {
@@ -143,6 +175,10 @@ func (s *Store) pullRegistry(ctx context.Context, entry Entry, tmp string) (*Man
 	if err := json.Unmarshal(mdata, &om); err != nil || om.Config.MediaType != ConfigMediaType {
 		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "push it again with 'pyro env push'",
 			"%s is not a pyro environment (config media type %q)", ref, om.Config.MediaType)
+	}
+	// FetchAll allocates what the descriptor declares: check it first.
+	if om.Config.Size > MaxConfigBytes || om.Config.Size < 0 {
+		return nil, tooBig(ref, "the environment config", om.Config.Size, MaxConfigBytes)
 	}
 	cdata, err := content.FetchAll(ctx, repo, om.Config)
 	if err != nil {
@@ -156,6 +192,9 @@ func (s *Store) pullRegistry(ctx context.Context, entry Entry, tmp string) (*Man
 		s.log.Warn("registry has another version of the environment", "ref", ref, "name", m.Name, "version", m.Version, "want", entry.Version)
 		return nil, errNotInRegistry
 	}
+	if err := s.checkTrust(entry, ref, desc.Digest.String(), opts); err != nil {
+		return nil, err
+	}
 	want := map[string]*Blob{KernelMediaType: &m.Blobs.Kernel, ModulesMediaType: &m.Blobs.Modules, RootfsMediaType: &m.Blobs.Rootfs}
 	steps := map[string]string{KernelMediaType: "kernel", ModulesMediaType: "modules", RootfsMediaType: "rootfs"}
 	seen := 0
@@ -168,6 +207,13 @@ func (s *Store) pullRegistry(ctx context.Context, entry Entry, tmp string) (*Man
 		if !validDigest(blob.Digest) {
 			return nil, errdefs.New(errdefs.ErrFailedPrecondition, "push it again with 'pyro env push'", "bad blob digest %q in %s", blob.Digest, ref)
 		}
+		limit := layerCap(layer.MediaType)
+		if layer.Size > limit || layer.Size < 0 {
+			return nil, tooBig(ref, "the "+steps[layer.MediaType]+" layer", layer.Size, limit)
+		}
+		if blob.Size > limit || blob.Size < 0 {
+			return nil, tooBig(ref, "the "+steps[layer.MediaType], blob.Size, limit)
+		}
 		if fi, err := os.Stat(s.BlobPath(blob.Digest)); err == nil && fi.Size() == blob.Size {
 			continue // shared with an installed environment (e.g. the kernel)
 		}
@@ -179,6 +225,9 @@ func (s *Store) pullRegistry(ctx context.Context, entry Entry, tmp string) (*Man
 		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "push it again with 'pyro env push'", "%s lacks kernel, modules or rootfs layers", ref)
 	}
 	m.Source = Source{Type: "registry", Ref: ref + "@" + desc.Digest.String()}
+	if err := s.recordTrust(entry, ref, desc.Digest.String()); err != nil {
+		return nil, cacheWriteErr(s.dir, err)
+	}
 	return &m, nil
 }
 
@@ -210,8 +259,14 @@ func (s *Store) fetchLayer(ctx context.Context, repo *remote.Repository, ref str
 		return cacheWriteErr(s.dir, err)
 	}
 	defer f.Close()
+	// Never write more than the manifest declares: a layer that inflates
+	// past it (a decompression bomb) is cut one byte over and refused.
 	h := sha256.New()
-	n, err := writeSparse(ctx, f, io.TeeReader(src, h))
+	n, err := writeSparse(ctx, f, io.TeeReader(io.LimitReader(src, want.Size+1), h))
+	if err == nil && n > want.Size {
+		return errdefs.New(errdefs.ErrFailedPrecondition, "check that the registry holds a pyro environment pushed with 'pyro env push'",
+			"%s of %s inflates past the %d bytes its manifest declares; refusing it, nothing was installed", step, ref, want.Size)
+	}
 	if err != nil {
 		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 			return cacheWriteErr(s.dir, err)

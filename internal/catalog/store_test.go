@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"golang.org/x/sys/unix"
 
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/flock"
 )
 
 func TestLookup(t *testing.T) {
@@ -241,7 +241,7 @@ func TestLeaseIDs(t *testing.T) {
 // exclusive and the wait ends with the caller's context.
 func TestPullLockIsExclusive(t *testing.T) {
 	s := newStore(t)
-	unlock, err := s.lock(t.Context(), "env-debian_12", unix.LOCK_EX)
+	held, err := s.acquire(t.Context(), "env-debian_12", flock.Exclusive)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestPullLockIsExclusive(t *testing.T) {
 	if time.Since(start) < 250*time.Millisecond {
 		t.Errorf("Pull returned before its deadline")
 	}
-	unlock()
+	held.Unlock()
 	// Nothing counts as installed after the interrupted pull.
 	if _, err := s.Resolve(t.Context(), "debian:12"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("Resolve = %v, want not found", err)

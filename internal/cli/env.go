@@ -62,13 +62,16 @@ building it locally with mmdebstrap.`,
 		},
 	}
 
+	var trust catalog.PullOptions
 	pull := &cobra.Command{
 		Use:   "pull NAME",
 		Short: "Install an environment (from the cache, a registry, or a local build)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// The trust options travel in the context (catalog.WithPullOptions).
+			ctx := catalog.WithPullOptions(cmd.Context(), trust)
 			res, err := call(a, clientOptions{registry: registry}, func(c *pyro.Client) (*pyro.PullResult, error) {
-				return c.PullEnvironment(cmd.Context(), args[0])
+				return c.PullEnvironment(ctx, args[0])
 			})
 			if err != nil {
 				return err
@@ -80,6 +83,9 @@ building it locally with mmdebstrap.`,
 			return nil
 		},
 	}
+
+	pull.Flags().StringVar(&trust.ExpectDigest, "expect-digest", "", "install only the registry artifact with this manifest digest (sha256:...); never builds locally")
+	pull.Flags().BoolVar(&trust.TrustNewDigest, "trust-new-digest", false, "accept a registry digest other than the one trusted on first use, and trust it from now on")
 
 	inspect := &cobra.Command{
 		Use:   "inspect NAME",

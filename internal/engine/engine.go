@@ -117,8 +117,8 @@ func New(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := paths.EnsurePrivate(opts.RuntimeDir); err != nil {
-		return nil, fmt.Errorf("creating runtime directory: %w", err)
+	if err := paths.EnsureRuntimeDir(opts.RuntimeDir); err != nil {
+		return nil, err
 	}
 	return &Engine{opts: opts, log: opts.Logger, catalog: cat, vms: vms, wss: wss}, nil
 }

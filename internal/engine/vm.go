@@ -290,7 +290,9 @@ func (e *Engine) exec(ctx context.Context, rec *vmRecord, o api.ExecOptions) (*a
 	defer c.Close()
 	req := agentproto.ExecRequest{Argv: o.Argv, Shell: o.Command, Cwd: o.Cwd, Env: o.Env, TimeoutMs: int64(o.TimeoutSeconds) * 1000,
 		Sync: rec.Kind == kindWorkspace}
-	var outBuf, errBuf bytes.Buffer
+	// The client already caps what a guest can send (the default
+	// max_output per stream); the buffers hold no more whatever happens.
+	var outBuf, errBuf agentproto.OutputBuffer
 	outW, errW := io.Writer(&outBuf), io.Writer(&errBuf)
 	if o.Stdout != nil {
 		outW = io.MultiWriter(&outBuf, o.Stdout)
@@ -311,7 +313,7 @@ func (e *Engine) exec(ctx context.Context, rec *vmRecord, o api.ExecOptions) (*a
 	}
 	return &api.ExecResult{
 		ExitCode: r.ExitCode, Stdout: outBuf.String(), Stderr: errBuf.String(),
-		StdoutTruncated: r.StdoutTruncated, StderrTruncated: r.StderrTruncated,
+		StdoutTruncated: r.StdoutTruncated || outBuf.Truncated(), StderrTruncated: r.StderrTruncated || errBuf.Truncated(),
 		TimedOut: r.TimedOut, Message: r.Message, DurationMs: r.DurationMs,
 	}, nil
 }

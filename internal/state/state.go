@@ -6,6 +6,7 @@
 package state
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -17,10 +18,9 @@ import (
 	"sort"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/pyro-mcp/pyro/internal/atomicfile"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/flock"
 	"github.com/pyro-mcp/pyro/internal/paths"
 )
 
@@ -157,43 +157,29 @@ func (s *Store) Remove(id string) error {
 	return os.RemoveAll(trash)
 }
 
-// Lock is an flock held on a file.
-type Lock struct{ f *os.File }
+// Lock is a held record lock (see internal/flock).
+type Lock = flock.Lock
 
-// LockFile takes an exclusive flock on path (created if missing), blocking.
+// LockFile takes an exclusive flock on path (created if missing), waiting
+// for as long as another process holds it.
 func LockFile(path string) (*Lock, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("locking %s: %w", path, err)
-	}
-	return &Lock{f: f}, nil
+	return flock.Acquire(context.Background(), path, flock.Exclusive, nil)
 }
 
-// Lock takes id's exclusive lock. It fails with ErrNotFound when id's
-// directory is gone (deleted meanwhile).
+// Lock takes id's exclusive lock, waiting without a deadline. It fails
+// with ErrNotFound when id's directory is gone (deleted meanwhile).
 func (s *Store) Lock(id string) (*Lock, error) {
+	return s.LockContext(context.Background(), id)
+}
+
+// LockContext takes id's exclusive lock, waiting until ctx is done.
+func (s *Store) LockContext(ctx context.Context, id string) (*Lock, error) {
 	if _, err := os.Stat(s.Path(id)); err != nil {
 		return nil, errdefs.New(errdefs.ErrNotFound, "", "no %s with id %q", s.Kind, id)
 	}
-	return LockFile(filepath.Join(s.Path(id), "lock"))
-}
-
-// Unlock releases the lock.
-func (l *Lock) Unlock() {
-	if l == nil || l.f == nil {
-		return
+	l, err := flock.Acquire(ctx, filepath.Join(s.Path(id), "lock"), flock.Exclusive, nil)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return nil, errdefs.Wrap(errdefs.ErrTimeout, err, "another pyro process is working on it; try again", "waiting for the lock of %s %s", s.Kind, id)
 	}
-	unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
-	l.f.Close()
-	l.f = nil
+	return l, err
 }

@@ -206,9 +206,15 @@ func connectGuest(ctx context.Context, m vmm.Machine, software string, exited <-
 	}
 }
 
+// route is one client stream relayed to the guest.
 type route struct {
 	c     *client
 	local uint32
+	// maxOut is the most stdout (and stderr) the relay passes on for this
+	// stream: the request's own cap plus one byte, so that the client, which
+	// enforces the cap itself, can tell that output was cut.
+	maxOut int64
+	seen   *[2]int64 // guarded by readGuest (its only user)
 }
 
 type router struct {
@@ -253,7 +259,10 @@ func (r *router) shutdownGuest() {
 
 // readGuest relays guest frames to the client that owns their stream. A slow
 // client delays every stream (head-of-line blocking): clients are pyro's own
-// processes that read continuously, so this is accepted for simplicity.
+// processes that read continuously, so this is accepted for simplicity. It
+// holds one frame at a time whatever the guest sends: frames for unknown
+// streams, of types a guest must not send, and output past a stream's cap
+// are dropped here; an oversized frame header ends the guest connection.
 func (r *router) readGuest() {
 	for {
 		f, err := agentproto.ReadFrame(r.in)
@@ -263,6 +272,14 @@ func (r *router) readGuest() {
 			return
 		}
 		if f.Stream == 0 {
+			continue
+		}
+		switch f.Type {
+		case agentproto.TypeStdout, agentproto.TypeStderr, agentproto.TypeResponse:
+		default:
+			// Host-only or unknown types: not the guest's to send; the
+			// client would fail the call on the former, so never relay them.
+			r.log.Debug("dropping guest frame", "type", f.Type, "stream", f.Stream)
 			continue
 		}
 		r.mu.Lock()
@@ -276,6 +293,9 @@ func (r *router) readGuest() {
 		if !ok || gone {
 			continue
 		}
+		if f.Type != agentproto.TypeResponse && !rt.admit(&f) {
+			continue
+		}
 		f.Stream = rt.local
 		rt.c.wmu.Lock()
 		err = agentproto.WriteFrame(rt.c.conn, f)
@@ -284,6 +304,39 @@ func (r *router) readGuest() {
 			rt.c.conn.Close()
 		}
 	}
+}
+
+// admit trims an output frame to the route's cap; false when nothing is
+// left to relay.
+func (rt route) admit(f *agentproto.Frame) bool {
+	i := 0
+	if f.Type == agentproto.TypeStderr {
+		i = 1
+	}
+	room := rt.maxOut - rt.seen[i]
+	if room <= 0 {
+		return false
+	}
+	if int64(len(f.Payload)) > room {
+		f.Payload = f.Payload[:room]
+	}
+	rt.seen[i] += int64(len(f.Payload))
+	return len(f.Payload) > 0
+}
+
+// outputCap is the relay's cap for a request: an exec's max_output (or the
+// default) plus one byte; other methods stream no output, but get the
+// default so that a guest cannot make them carry more.
+func outputCap(payload []byte) int64 {
+	limit := int64(agentproto.DefaultMaxOutput)
+	var req agentproto.Request
+	if json.Unmarshal(payload, &req) == nil && req.Method == agentproto.MethodExec {
+		var ex agentproto.ExecRequest
+		if json.Unmarshal(req.Params, &ex) == nil && ex.MaxOutput > 0 {
+			limit = int64(ex.MaxOutput)
+		}
+	}
+	return limit + 1
 }
 
 func (r *router) serveClient(conn net.Conn) {
@@ -345,7 +398,7 @@ func (r *router) serveClient(conn net.Conn) {
 			r.next++
 			g = r.next
 			c.streams[f.Stream] = g
-			r.routes[g] = route{c: c, local: f.Stream}
+			r.routes[g] = route{c: c, local: f.Stream, maxOut: outputCap(f.Payload), seen: new([2]int64)}
 			ok = true
 		}
 		r.mu.Unlock()

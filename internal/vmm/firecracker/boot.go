@@ -14,7 +14,8 @@ import (
 const (
 	APISocket   = "fc.sock"
 	VsockSocket = "v.sock"
-	LogFile     = "firecracker.log"
+	LogFile     = "firecracker.log"      // the capped log, always in MachineSpec.Dir
+	LogFIFO     = "firecracker.log.fifo" // what Firecracker writes its log to
 	StderrFile  = "firecracker.stderr"
 )
 
@@ -61,6 +62,9 @@ type planConfig struct {
 	Root func(hostPath string) string
 	// SockDir is where the API and vsock sockets live on the host.
 	SockDir string
+	// Net is the allocated network (see netLeases); nil with a network
+	// plans the subnet the id hashes to.
+	Net *NetPlan
 }
 
 // BuildPlan returns the ordered boot requests for spec. Firecracker needs
@@ -99,7 +103,10 @@ func BuildPlan(spec vmm.MachineSpec, cfg planConfig) (*Plan, error) {
 	}
 	args := []string{baseCmdline}
 	if spec.Network {
-		p.Net = PlanNetwork(spec.ID)
+		p.Net = cfg.Net
+		if p.Net == nil {
+			p.Net = PlanNetwork(spec.ID)
+		}
 		args = append(args, p.Net.GuestArgs())
 	}
 	if s := strings.TrimSpace(spec.Cmdline); s != "" {

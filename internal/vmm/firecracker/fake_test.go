@@ -161,6 +161,7 @@ func TestStartAgainstFakeFirecracker(t *testing.T) {
 	}
 	var cmds cmdLog
 	b.run = cmds.run
+	b.leases = netLeases{dir: filepath.Join(dir, "leases"), tapExists: func(string) bool { return false }}
 
 	spec := vmmSpec(dir)
 	spec.Kernel = exe // an ELF: used as is, no vmlinux derivation
@@ -245,6 +246,7 @@ func TestStartAgainstFakeFirecracker(t *testing.T) {
 		"ip link set " + plan.Tap + " up",
 		"sysctl -q -w net.ipv4.ip_forward=1",
 		"nft -f - <ruleset>",
+		"nft delete element inet pyro_fc guests { " + plan.element() + " }",
 		"ip link del " + plan.Tap,
 	}
 	if got := cmds.list(); !reflect.DeepEqual(got, wantCmds) {
@@ -252,6 +254,11 @@ func TestStartAgainstFakeFirecracker(t *testing.T) {
 	}
 	if con, _ := os.ReadFile(spec.Console); !strings.Contains(string(con), "guest booted") {
 		t.Errorf("console log %q lacks Firecracker's stdout", con)
+	}
+	// Torn down with the machine: the lease is free again, the FIFO gone
+	// from view only in the jail (here it stays beside the capped log).
+	if ents, _ := os.ReadDir(filepath.Join(dir, "leases")); len(ents) != 1 || ents[0].Name() != "lock" {
+		t.Errorf("leases left after exit: %v", ents)
 	}
 }
 

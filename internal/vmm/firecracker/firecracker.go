@@ -29,7 +29,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/pyro-mcp/pyro/internal/errdefs"
@@ -74,6 +73,7 @@ type Backend struct {
 	port         uint32
 	log          *slog.Logger
 	run          runner
+	leases       netLeases
 }
 
 var _ vmm.Backend = (*Backend)(nil)
@@ -141,7 +141,8 @@ func New(opts Options) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{bin: bin, jailer: opts.Jailer, cacheDir: opts.CacheDir, port: opts.VsockPort, log: log, run: execRunner}
+	b := &Backend{bin: bin, jailer: opts.Jailer, cacheDir: opts.CacheDir, port: opts.VsockPort, log: log, run: execRunner,
+		leases: defaultNetLeases()}
 	if b.cacheDir == "" {
 		b.cacheDir = paths.CacheDir()
 	}
@@ -194,6 +195,8 @@ func (b *Backend) Plan(spec vmm.MachineSpec) (*Plan, error) {
 
 // Start implements vmm.Backend. ctx bounds only the start-up; Firecracker
 // (and the jailer) get Pdeathsig SIGKILL, so they die with the caller.
+// Whatever Start made (jail directory, TAP, subnet lease, log FIFO) is
+// removed on every early return, and when the machine exits.
 func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine, error) {
 	if err := checkSpec(spec); err != nil {
 		return nil, err
@@ -207,10 +210,17 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 	}
 	spec.Kernel = kernel
 
-	m := &machine{dir: spec.Dir, done: make(chan struct{}), port: b.port, log: b.log, run: b.run}
+	m := &machine{dir: spec.Dir, port: b.port, log: b.log, run: b.run, leases: b.leases}
+	started := false
+	defer func() {
+		if !started {
+			m.cleanup()
+		}
+	}()
 	cfg := planConfig{VsockPort: b.port}
 	var argv []string
-	owner := -1
+	owner, group := -1, -1
+	logFIFO := filepath.Join(spec.Dir, LogFIFO)
 	if j := b.jailer; j != nil {
 		jid := "pyro-" + spec.ID
 		root := j.ChrootDir(b.bin, jid)
@@ -219,41 +229,24 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 		if err := os.MkdirAll(root, 0o750); err != nil {
 			return nil, fmt.Errorf("creating the jailer chroot: %w", err)
 		}
-		staged := map[string]string{}
-		stage := func(p string, writable bool) error {
-			if p == "" || staged[p] != "" {
-				return nil
-			}
-			in, err := j.stage(root, p, writable)
-			staged[p] = in
-			return err
-		}
-		if err := stage(spec.Kernel, false); err != nil {
+		if cfg.Root, err = j.stageAll(root, spec); err != nil {
 			return nil, err
-		}
-		if err := stage(spec.Initrd, false); err != nil {
-			return nil, err
-		}
-		for _, d := range spec.Disks {
-			if err := stage(d.Path, !d.ReadOnly); err != nil {
-				return nil, err
-			}
 		}
 		cfg.SockDir = root
-		cfg.Root = func(p string) string {
-			if s, ok := staged[p]; ok {
-				return s
-			}
-			if rel, err := filepath.Rel(root, p); err == nil && !strings.HasPrefix(rel, "..") {
-				return "/" + rel
-			}
-			return p
-		}
 		argv = append([]string{j.Bin}, j.Args(b.bin, jid)...)
-		owner = j.UID
-		if err := os.WriteFile(filepath.Join(root, LogFile), nil, 0o600); err == nil {
-			_ = os.Chown(filepath.Join(root, LogFile), j.UID, j.GID)
+		owner, group = j.UID, j.GID
+		logFIFO = filepath.Join(root, LogFIFO)
+	}
+	// Firecracker's own log: the guest can make it warn, so it goes
+	// through a FIFO into a capped file like the console.
+	if m.fcLog, err = vmm.StartLogFIFO(logFIFO, filepath.Join(spec.Dir, LogFile), 0, owner, group); err != nil {
+		return nil, err
+	}
+	if spec.Network {
+		if cfg.Net, err = b.setupNetwork(ctx, spec.ID, owner); err != nil {
+			return nil, err
 		}
+		m.net = cfg.Net
 	}
 	plan, err := BuildPlan(spec, cfg)
 	if err != nil {
@@ -261,60 +254,34 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 	}
 	m.plan = plan
 	if argv == nil {
-		logPath := filepath.Join(spec.Dir, LogFile)
-		if err := os.WriteFile(logPath, nil, 0o600); err != nil {
-			return nil, fmt.Errorf("creating firecracker log: %w", err)
-		}
-		argv = []string{b.bin, "--api-sock", plan.APISocket, "--id", "pyro-" + spec.ID, "--log-path", logPath, "--level", "Warning"}
+		argv = []string{b.bin, "--api-sock", plan.APISocket, "--id", "pyro-" + spec.ID, "--log-path", logFIFO, "--level", "Warning"}
 	}
 	for _, s := range []string{plan.APISocket, plan.VsockUDS} {
 		_ = os.Remove(s)
 	}
-	if plan.Net != nil {
-		if err := plan.Net.Setup(ctx, b.run, owner); err != nil {
-			m.cleanup()
-			return nil, err
-		}
-		m.net = plan.Net
-	}
 
 	// The guest's serial console is Firecracker's stdout.
-	stdout := io.Discard
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = spec.Dir
 	if spec.Console != "" {
-		f, err := os.OpenFile(spec.Console, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		if err != nil {
-			m.cleanup()
-			return nil, fmt.Errorf("opening console log: %w", err)
+		if m.console, err = vmm.StartConsole(spec.Console, 0); err != nil {
+			return nil, err
 		}
-		defer f.Close()
-		stdout = f
+		defer m.console.CloseWriter()
+		cmd.Stdout = m.console.Writer()
 	}
 	stderrPath := filepath.Join(spec.Dir, StderrFile)
 	stderr, err := os.OpenFile(stderrPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
-		m.cleanup()
 		return nil, fmt.Errorf("creating firecracker stderr file: %w", err)
 	}
 	defer stderr.Close()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir = spec.Dir
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Stderr = stderr
 	b.log.Debug("starting firecracker", "id", spec.ID, "argv", argv)
-	// Pdeathsig fires when the forking thread exits; keep it alive.
-	runtime.LockOSThread()
-	err = cmd.Start()
-	runtime.UnlockOSThread()
-	if err != nil {
-		m.cleanup()
+	if m.proc, err = vmm.StartProcess(cmd, "firecracker", stderrPath, m.cleanup); err != nil {
 		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "check that "+argv[0]+" runs", "starting firecracker")
 	}
-	m.cmd = cmd
-	go func() {
-		m.err = cmd.Wait()
-		m.cleanup()
-		close(m.done)
-	}()
+	started = true // from here the process's exit cleans up
 
 	fail := func(err error, what string) (vmm.Machine, error) {
 		_ = m.Kill()
@@ -325,13 +292,28 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 	}
 	api := NewClient(plan.APISocket)
 	m.api = api
-	if err := api.WaitReady(ctx, m.done); err != nil {
+	if err := api.WaitReady(ctx, m.proc.Done()); err != nil {
 		return fail(errors.Join(err, tailErr(stderrPath)), "waiting for the firecracker API")
 	}
 	if err := Boot(ctx, api, plan.Requests); err != nil {
 		return fail(err, "configuring firecracker")
 	}
 	return m, nil
+}
+
+// setupNetwork allocates the VM's subnet and builds its TAP and rules,
+// holding the lease lock until the TAP exists.
+func (b *Backend) setupNetwork(ctx context.Context, id string, owner int) (*NetPlan, error) {
+	p, unlock, err := b.leases.allocate(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := p.Setup(ctx, b.run, owner); err != nil {
+		b.leases.release(p)
+		return nil, err
+	}
+	return p, nil
 }
 
 // Boot sends the plan's requests in order, stopping at the first error.
@@ -346,31 +328,40 @@ func Boot(ctx context.Context, api *Client, reqs []Request) error {
 
 type machine struct {
 	dir     string
-	cmd     *exec.Cmd
+	proc    *vmm.Process
 	api     *Client
 	plan    *Plan
 	net     *NetPlan
+	leases  netLeases
 	jailDir string
+	console *vmm.Console
+	fcLog   *vmm.Console
 	port    uint32
 	log     *slog.Logger
 	run     runner
-	done    chan struct{}
-	err     error // valid after done closes
 
 	once sync.Once
 }
 
 var _ vmm.Machine = (*machine)(nil)
 
-func (m *machine) Pid() int { return m.cmd.Process.Pid }
+func (m *machine) Pid() int { return m.proc.Pid() }
+
+// done is closed once Firecracker exited (never, before it started).
+func (m *machine) done() <-chan struct{} {
+	if m.proc == nil {
+		return nil
+	}
+	return m.proc.Done()
+}
 
 // AgentConn dials the agent through the vsock device, retrying while the
 // guest boots.
 func (m *machine) AgentConn(ctx context.Context) (io.ReadWriteCloser, error) {
-	c, err := DialVsock(ctx, m.plan.VsockUDS, m.port, m.done)
+	c, err := DialVsock(ctx, m.plan.VsockUDS, m.port, m.done())
 	if err != nil {
 		select {
-		case <-m.done:
+		case <-m.done():
 			return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "see "+filepath.Join(m.dir, StderrFile), "firecracker exited before the agent connected")
 		default:
 		}
@@ -390,7 +381,7 @@ func (m *machine) Shutdown(ctx context.Context) error {
 		_ = m.api.Do(ctx, http.MethodPut, "/actions", InstanceActionInfo{ActionType: ActionSendCtrlAltDel}, nil)
 	}
 	select {
-	case <-m.done:
+	case <-m.done():
 		return nil
 	case <-ctx.Done():
 		return m.Kill()
@@ -399,34 +390,15 @@ func (m *machine) Shutdown(ctx context.Context) error {
 
 // Wait blocks until Firecracker exits. A guest reboot (our power-off) is a
 // clean exit.
-func (m *machine) Wait() error {
-	<-m.done
-	var ee *exec.ExitError
-	if errors.As(m.err, &ee) {
-		if t := tailErr(filepath.Join(m.dir, StderrFile)); t != nil {
-			return fmt.Errorf("firecracker: %w: %v", m.err, t)
-		}
-		return fmt.Errorf("firecracker: %w", m.err)
-	}
-	return m.err
-}
+func (m *machine) Wait() error { return m.proc.Wait() }
 
 // Kill ends Firecracker's process group at once and reaps it.
-func (m *machine) Kill() error {
-	select {
-	case <-m.done:
-		return nil
-	default:
-	}
-	if err := syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("killing firecracker: %w", err)
-	}
-	<-m.done
-	return nil
-}
+func (m *machine) Kill() error { return m.proc.Kill() }
 
-// cleanup removes the TAP and the jail directory (the staged hard links,
-// never the files they point at).
+// cleanup removes what Start made: the TAP, its set element and subnet
+// lease, the jail directory (the staged hard links, never the files they
+// point at), and stops the log copies. It runs once: on an early return of
+// Start, else when Firecracker exits.
 func (m *machine) cleanup() {
 	m.once.Do(func() {
 		if m.api != nil {
@@ -434,6 +406,13 @@ func (m *machine) cleanup() {
 		}
 		if m.net != nil {
 			m.net.Teardown(context.Background(), m.run)
+			m.leases.release(m.net)
+		}
+		if m.console != nil {
+			m.console.Stop()
+		}
+		if m.fcLog != nil {
+			m.fcLog.Stop()
 		}
 		if m.jailDir != "" {
 			_ = os.RemoveAll(m.jailDir)

@@ -6,9 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/vmm"
 )
 
 // Jailer runs Firecracker through its jailer: chrooted under
@@ -75,7 +77,41 @@ func (j *Jailer) Args(fcBin, id string) []string {
 	if j.NetNS != "" {
 		a = append(a, "--netns", j.NetNS)
 	}
-	return append(a, "--", "--api-sock", "/"+APISocket, "--log-path", "/"+LogFile, "--level", "Warning")
+	return append(a, "--", "--api-sock", "/"+APISocket, "--log-path", "/"+LogFIFO, "--level", "Warning")
+}
+
+// stageAll stages the kernel, initrd and disks of spec into the chroot at
+// root and returns how host paths map to the paths Firecracker sees.
+func (j *Jailer) stageAll(root string, spec vmm.MachineSpec) (func(string) string, error) {
+	staged := map[string]string{}
+	stage := func(p string, writable bool) error {
+		if p == "" || staged[p] != "" {
+			return nil
+		}
+		in, err := j.stage(root, p, writable)
+		staged[p] = in
+		return err
+	}
+	if err := stage(spec.Kernel, false); err != nil {
+		return nil, err
+	}
+	if err := stage(spec.Initrd, false); err != nil {
+		return nil, err
+	}
+	for _, d := range spec.Disks {
+		if err := stage(d.Path, !d.ReadOnly); err != nil {
+			return nil, err
+		}
+	}
+	return func(p string) string {
+		if s, ok := staged[p]; ok {
+			return s
+		}
+		if rel, err := filepath.Rel(root, p); err == nil && !strings.HasPrefix(rel, "..") {
+			return "/" + rel
+		}
+		return p
+	}, nil
 }
 
 // stage makes host files visible inside the jail: a hard link (so that a

@@ -17,8 +17,14 @@ import (
 )
 
 // Guest networking under Firecracker is a TAP device per VM, routed and
-// masqueraded by the host. Each VM gets a /30 out of NetPool, chosen from a
-// hash of its id: host side .1, guest .2.
+// masqueraded by the host. Each VM gets a /30 out of NetPool, host side .1,
+// guest .2: the one its id hashes to when free, else the next free one,
+// allocated under a lock (see netLeases), so two VMs never share a subnet.
+//
+// A guest may send only from its own address: the prerouting chain drops
+// anything from a pyro TAP whose (interface, source address) pair is not in
+// the guests set, which holds one element per running VM, and everything
+// IPv6 (guests get no IPv6 address).
 //
 // The guest must never reach services on the host itself. Packets from a
 // TAP to any host address (the TAP's own, eth0's, 127.0.0.1) are local
@@ -43,14 +49,25 @@ type NetPlan struct {
 	Gateway  string
 	DNS      string
 	GuestMAC string
+	Lease    string // the lease file holding the subnet; "" for a plan only
 }
 
-// PlanNetwork derives a VM's network from its id.
-func PlanNetwork(id string) *NetPlan {
+// subnets is how many /30s NetPool holds.
+const subnets = 1 << 14
+
+// PlanNetwork derives a VM's network from its id alone, at the subnet the
+// id hashes to (what a dry run shows; Start allocates, see netLeases).
+func PlanNetwork(id string) *NetPlan { return planAt(id, preferredSubnet(id)) }
+
+func preferredSubnet(id string) uint32 {
 	sum := sha256.Sum256([]byte(id))
-	// 14 bits pick one of the 16384 /30s in 172.30.0.0/16.
-	n := binary.BigEndian.Uint16(sum[:2]) & 0x3fff
-	base := uint32(172)<<24 | uint32(30)<<16 | uint32(n)<<2
+	return uint32(binary.BigEndian.Uint16(sum[:2])) % subnets
+}
+
+// planAt is id's network on subnet n (0 to subnets-1) of NetPool.
+func planAt(id string, n uint32) *NetPlan {
+	sum := sha256.Sum256([]byte(id))
+	base := uint32(172)<<24 | uint32(30)<<16 | n<<2
 	ip := func(v uint32) string { return net.IPv4(byte(v>>24), byte(v>>16), byte(v>>8), byte(v)).String() }
 	tap := TapPrefix + id
 	if len(tap) > 15 { // IFNAMSIZ-1
@@ -61,6 +78,12 @@ func PlanNetwork(id string) *NetPlan {
 		DNS:      hostDNS("/etc/resolv.conf"),
 		GuestMAC: fmt.Sprintf("06:00:%02x:%02x:%02x:%02x", sum[2], sum[3], sum[4], sum[5]),
 	}
+}
+
+// guestAddr is the guest's address without its prefix length.
+func (p *NetPlan) guestAddr() string {
+	a, _, _ := strings.Cut(p.GuestIP, "/")
+	return a
 }
 
 // GuestArgs are the agent's network arguments.
@@ -100,36 +123,60 @@ func (p *NetPlan) SetupCommands(owner int) [][]string {
 		{"sysctl", "-q", "-w", "net.ipv4.conf." + p.Tap + ".route_localnet=0"},
 		{"ip", "link", "set", p.Tap, "up"},
 		{"sysctl", "-q", "-w", "net.ipv4.ip_forward=1"},
-		{"nft", "-f", "-"}, // stdin: NftRuleset()
+		{"nft", "-f", "-"}, // stdin: p.NftScript()
 	}
 }
 
-// TeardownCommands remove the TAP (its addresses and routes go with it);
-// the shared nft table stays, it matches by name prefix.
+// TeardownCommands remove the VM's element from the guests set and the TAP
+// (its addresses and routes go with it); the shared table stays.
 func (p *NetPlan) TeardownCommands() [][]string {
-	return [][]string{{"ip", "link", "del", p.Tap}}
+	return [][]string{
+		{"nft", "delete", "element", "inet", NftTable, "guests", "{ " + p.element() + " }"},
+		{"ip", "link", "del", p.Tap},
+	}
 }
 
-// NftRuleset is the pyro_fc table, replaced atomically (the add-then-delete
-// idiom makes the delete valid when the table does not exist yet).
+func (p *NetPlan) element() string { return strconv.Quote(p.Tap) + " . " + p.guestAddr() }
+
+// NftScript is what Setup feeds to nft in one transaction: the shared
+// ruleset, then this VM's (TAP, address) pair in the guests set.
+func (p *NetPlan) NftScript() string {
+	return NftRuleset() + "add element inet " + NftTable + " guests { " + p.element() + " }\n"
+}
+
+// NftRuleset brings the pyro_fc table to this version's rules without
+// touching its guests set, which holds the running VMs' elements: the
+// table, set and chains are declared (a no-op where they exist), the
+// chains flushed and filled again, all in one nft transaction.
 func NftRuleset() string {
-	return `table inet ` + NftTable + `
-delete table inet ` + NftTable + `
-table inet ` + NftTable + ` {
+	t := "inet " + NftTable
+	return `table ` + t + ` {
+	set guests { type ifname . ipv4_addr; }
+	chain prerouting { type filter hook prerouting priority -300; policy accept; }
+	chain input { type filter hook input priority -10; policy accept; }
+	chain forward { type filter hook forward priority -10; policy accept; }
+	chain postrouting { type nat hook postrouting priority srcnat; policy accept; }
+}
+flush chain ` + t + ` prerouting
+flush chain ` + t + ` input
+flush chain ` + t + ` forward
+flush chain ` + t + ` postrouting
+table ` + t + ` {
+	chain prerouting {
+		iifname "` + TapPrefix + `*" meta nfproto ipv6 counter drop comment "guests have no IPv6"
+		iifname "` + TapPrefix + `*" iifname . ip saddr != @guests counter drop comment "a guest sends only from its own address"
+	}
 	chain input {
-		type filter hook input priority -10; policy accept;
 		iifname "` + TapPrefix + `*" ct state established,related accept
 		iifname "` + TapPrefix + `*" counter drop comment "a guest never reaches host services"
 	}
 	chain forward {
-		type filter hook forward priority -10; policy accept;
 		iifname "` + TapPrefix + `*" oifname "` + TapPrefix + `*" drop comment "guests do not see each other"
 		iifname "` + TapPrefix + `*" accept
 		oifname "` + TapPrefix + `*" ct state established,related accept
 		oifname "` + TapPrefix + `*" drop
 	}
 	chain postrouting {
-		type nat hook postrouting priority srcnat; policy accept;
 		ip saddr ` + NetPool + ` oifname != "` + TapPrefix + `*" masquerade
 	}
 }
@@ -182,7 +229,7 @@ func (p *NetPlan) Setup(ctx context.Context, run runner, owner int) error {
 	for _, argv := range p.SetupCommands(owner) {
 		stdin := ""
 		if argv[0] == "nft" {
-			stdin = NftRuleset()
+			stdin = p.NftScript()
 		}
 		if err := run(ctx, stdin, argv); err != nil {
 			p.Teardown(context.WithoutCancel(ctx), run)

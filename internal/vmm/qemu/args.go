@@ -14,12 +14,19 @@ import (
 const (
 	AgentSocket = "agent.sock"
 	QMPSocket   = "qmp.sock"
-	NetSocket   = "net.sock"
 	StderrFile  = "qemu.stderr"
 )
 
 // maxSocketPath is sun_path's size on Linux (108) minus the trailing NUL.
 const maxSocketPath = 107
+
+// Descriptors QEMU inherits (exec.Cmd.ExtraFiles, in this order): the write
+// end of the console pipe the supervisor keeps capped (vmm.Console), and
+// QEMU's end of the socket pair passt serves the network on.
+const (
+	consoleFD = 3
+	netFD     = 4
+)
 
 // AgentPortName is the virtio-serial port name the guest agent looks for in
 // /sys/class/virtio-ports/*/name.
@@ -47,6 +54,7 @@ type config struct {
 	TBSizeMiB int    // TCG translation cache size; 0 keeps QEMU's default
 	Net       string // NetStack, NetPasst or NetSlirp
 	TCGCPU    string // CPU model under TCG; "" means max
+	Sandbox   string // -sandbox value; "" runs without QEMU's seccomp filter
 }
 
 // buildArgs returns QEMU's arguments (without the program name) for spec.
@@ -112,18 +120,23 @@ func buildArgs(spec vmm.MachineSpec, cfg config) ([]string, error) {
 		"-device", "virtio-balloon-device,free-page-reporting=on",
 	)
 	if spec.Console != "" {
-		a = append(a, "-chardev", "file,id=con,path="+escapeOpt(spec.Console)+",append=on", "-serial", "chardev:con")
+		// A pipe, not the log file: QEMU would append to a file without
+		// bound; the supervisor keeps the log capped (vmm.Console).
+		a = append(a, "-chardev", fmt.Sprintf("file,id=con,path=/dev/fd/%d", consoleFD), "-serial", "chardev:con")
 	} else {
 		a = append(a, "-serial", "null")
 	}
 	if spec.NetworkPolicy().NIC() {
 		switch cfg.Net {
 		case NetStack, NetPasst:
-			a = append(a, "-netdev", "stream,id=net0,server=off,addr.type=unix,addr.path="+filepath.Join(spec.Dir, NetSocket))
+			a = append(a, "-netdev", fmt.Sprintf("stream,id=net0,server=off,addr.type=fd,addr.str=%d", netFD))
 		default:
 			a = append(a, "-netdev", "user,id=net0")
 		}
 		a = append(a, "-device", "virtio-net-device,netdev=net0")
+	}
+	if cfg.Sandbox != "" {
+		a = append(a, "-sandbox", cfg.Sandbox)
 	}
 	return a, nil
 }
@@ -152,7 +165,7 @@ func checkSpec(spec vmm.MachineSpec) error {
 	if spec.Dir == "" {
 		return errdefs.New(errdefs.ErrInvalidArgument, "", "machine spec has no runtime directory")
 	}
-	for _, name := range []string{AgentSocket, QMPSocket, NetSocket} {
+	for _, name := range []string{AgentSocket, QMPSocket} {
 		p := filepath.Join(spec.Dir, name)
 		if len(p) > maxSocketPath {
 			return errdefs.New(errdefs.ErrInvalidArgument,

@@ -15,7 +15,7 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files")
 
 func TestBuildArgsGolden(t *testing.T) {
-	tcg := config{Accel: "tcg", TSCkHz: 2596152, TBSizeMiB: 64, Net: NetPasst}
+	tcg := config{Accel: "tcg", TSCkHz: 2596152, TBSizeMiB: 64, Net: NetPasst, Sandbox: SandboxPolicy}
 	tests := []struct {
 		name string
 		spec vmm.MachineSpec

@@ -74,7 +74,7 @@ func TestNetworkBench(t *testing.T) {
 				recs, _ := g.m.(vmm.Networked).Network().Log()
 				line += fmt.Sprintf("; %d log records", len(recs))
 			} else {
-				line += fmt.Sprintf("; passt RSS %d KiB", rssKiB(t, g.m.(*machine).passt.Process.Pid))
+				line += fmt.Sprintf("; passt RSS %d KiB", rssKiB(t, g.m.(*machine).passt.Pid()))
 			}
 			t.Log(line)
 			g.m.Kill()

@@ -6,7 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/netpolicy"
@@ -21,81 +22,81 @@ const NetStack = "stack"
 
 var _ vmm.Networked = (*machine)(nil)
 
-// startNet gives m the network spec's policy asks for, before QEMU starts
-// (QEMU connects to it while it builds the machine).
-func (b *Backend) startNet(ctx context.Context, spec vmm.MachineSpec, m *machine) error {
+// startNet gives m the network spec's policy asks for, before QEMU starts,
+// and returns QEMU's end of it (an inherited descriptor, -netdev stream
+// addr.type=fd), or nil when the guest has no network or slirp carries it.
+func (b *Backend) startNet(spec vmm.MachineSpec, m *machine) (*os.File, error) {
 	pol := spec.NetworkPolicy()
 	if err := pol.Validate(); err != nil {
-		return err
+		return nil, err
 	}
 	if !pol.NIC() {
-		return nil
+		return nil, nil
 	}
 	if b.cfg.Net == NetStack {
-		n, err := startNetStack(spec.Dir, pol, b.log)
+		n, qemuEnd, err := startNetStack(pol, b.log)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		m.net = n
-		return nil
+		return qemuEnd, nil
 	}
 	// passt and slirp only know plain egress, without its refusals.
 	if pol.Mode != netpolicy.ModeEgress {
-		return errdefs.New(errdefs.ErrFailedPrecondition, "unset PYRO_NET_BACKEND to use pyro's own network stack",
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "unset PYRO_NET_BACKEND to use pyro's own network stack",
 			"network policy %s needs pyro's network stack, not PYRO_NET_BACKEND=%s", pol, b.cfg.Net)
 	}
 	if b.cfg.Net != NetPasst {
-		return nil
+		return nil, nil
 	}
 	if b.passt == "" {
-		return errdefs.New(errdefs.ErrFailedPrecondition,
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition,
 			"install passt (apt-get install passt), or unset PYRO_NET_BACKEND to use pyro's own network stack",
 			"PYRO_NET_BACKEND=passt needs passt, which is not installed")
 	}
-	var err error
-	m.passt, err = startPasst(ctx, b.passt, spec.Dir)
-	return err
-}
-
-// netStack is a machine's network stack and the socket QEMU connects to.
-type netStack struct {
-	stack *netstack.Stack
-	ln    net.Listener
-}
-
-// startNetStack builds the stack and listens on <dir>/net.sock, where QEMU
-// (-netdev stream, server=off) connects once, at start-up.
-func startNetStack(dir string, pol netpolicy.Policy, log *slog.Logger) (*netStack, error) {
-	gw, dns := netip.MustParseAddr(GuestGW), netip.MustParseAddr(GuestDNS)
-	s, err := netstack.New(netstack.Options{Policy: pol, Guest: netip.MustParsePrefix(GuestIP), Gateway: gw, DNS: dns, Logger: log})
+	proc, qemuEnd, err := startPasst(b.passt, spec.Dir)
 	if err != nil {
 		return nil, err
 	}
-	sock := filepath.Join(dir, NetSocket)
-	os.Remove(sock)
-	ln, err := net.Listen("unix", sock)
+	m.passt = proc
+	return qemuEnd, nil
+}
+
+// netStack is a machine's network stack.
+type netStack struct {
+	stack *netstack.Stack
+}
+
+// startNetStack builds the stack and serves it on one end of a socket
+// pair; the other end is QEMU's (no socket file to race for or leave behind).
+func startNetStack(pol netpolicy.Policy, log *slog.Logger) (*netStack, *os.File, error) {
+	gw, dns := netip.MustParseAddr(GuestGW), netip.MustParseAddr(GuestDNS)
+	s, err := netstack.New(netstack.Options{Policy: pol, Guest: netip.MustParsePrefix(GuestIP), Gateway: gw, DNS: dns, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		s.Close()
-		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "check that "+dir+" is writable", "listening for the guest's network")
+		return nil, nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "", "creating the guest network's socket pair")
+	}
+	stackEnd, qemuEnd := os.NewFile(uintptr(fds[0]), "stack-net"), os.NewFile(uintptr(fds[1]), "qemu-net")
+	c, err := net.FileConn(stackEnd)
+	stackEnd.Close()
+	if err != nil {
+		qemuEnd.Close()
+		s.Close()
+		return nil, nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "", "opening the guest network's socket")
 	}
 	go func() {
-		c, err := ln.Accept()
-		ln.Close()
-		os.Remove(sock)
-		if err != nil {
-			return
-		}
 		if err := s.Serve(context.Background(), c); err != nil {
 			log.Warn("guest network ended", "err", err)
 		}
 	}()
-	return &netStack{stack: s, ln: ln}, nil
+	return &netStack{stack: s}, qemuEnd, nil
 }
 
-func (n *netStack) close() {
-	n.ln.Close()
-	n.stack.Close()
-}
+func (n *netStack) close() { n.stack.Close() }
 
 // Network implements vmm.Networked: the stack carrying the guest's
 // network, or nil (no network, or passt or slirp carry it).

@@ -25,8 +25,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/kvm"
@@ -104,6 +105,7 @@ func New(opts Options) (*Backend, error) {
 	}
 	b := &Backend{bin: bin, log: log}
 	b.cfg.TSCkHz = HostTSCkHz()
+	b.cfg.Sandbox = Sandbox(bin)
 	b.cfg.TCGCPU = os.Getenv("PYRO_QEMU_TCG_CPU")
 	switch opts.TBSizeMiB {
 	case 0:
@@ -146,7 +148,7 @@ func New(opts Options) (*Backend, error) {
 		// Start reports it then.
 		b.passt, _ = FindPasst(opts.PasstBin)
 	}
-	log.Debug("qemu backend", "bin", bin, "accel", b.cfg.Accel, "kvm", b.kvm.Verdict, "net", b.cfg.Net)
+	log.Debug("qemu backend", "bin", bin, "accel", b.cfg.Accel, "kvm", b.kvm.Verdict, "net", b.cfg.Net, "sandbox", b.cfg.Sandbox != "")
 	return b, nil
 }
 
@@ -208,8 +210,8 @@ func (b *Backend) Args(spec vmm.MachineSpec) ([]string, error) { return buildArg
 
 // Start implements vmm.Backend. ctx bounds only the start-up: the machine
 // lives on after Start returns, until Kill or the caller's process dies
-// (QEMU and passt get Pdeathsig SIGKILL; the network stack lives in the
-// caller's process).
+// (QEMU and passt get Pdeathsig SIGKILL, see vmm.StartProcess; the network
+// stack lives in the caller's process).
 func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine, error) {
 	args, err := buildArgs(spec, b.cfg)
 	if err != nil {
@@ -218,12 +220,28 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 	if _, err := os.Stat(spec.Kernel); err != nil {
 		return nil, errdefs.Wrap(errdefs.ErrNotFound, err, "reinstall the environment with 'pyro env pull'", "guest kernel")
 	}
-	for _, name := range []string{AgentSocket, QMPSocket, NetSocket} {
+	for _, name := range []string{AgentSocket, QMPSocket} {
 		_ = os.Remove(filepath.Join(spec.Dir, name))
 	}
-	m := &machine{dir: spec.Dir, done: make(chan struct{})}
-	if err := b.startNet(ctx, spec, m); err != nil {
+	m := &machine{dir: spec.Dir}
+	// What QEMU inherits, at the descriptors buildArgs names; this
+	// process's copies are closed once QEMU holds them.
+	extra := make([]*os.File, netFD-2)
+	var console *vmm.Console
+	if spec.Console != "" {
+		if console, err = vmm.StartConsole(spec.Console, 0); err != nil {
+			return nil, err
+		}
+		defer console.CloseWriter()
+		extra[consoleFD-3] = console.Writer()
+	}
+	qemuEnd, err := b.startNet(spec, m)
+	if err != nil {
 		return nil, err
+	}
+	if qemuEnd != nil {
+		defer qemuEnd.Close()
+		extra[netFD-3] = qemuEnd
 	}
 	stderrPath := filepath.Join(spec.Dir, StderrFile)
 	stderr, err := os.OpenFile(stderrPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
@@ -231,35 +249,34 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 		m.stopNet()
 		return nil, fmt.Errorf("creating qemu stderr file: %w", err)
 	}
+	defer stderr.Close()
 	cmd := exec.Command(b.bin, args...)
 	cmd.Dir = spec.Dir
 	cmd.Stderr = stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.ExtraFiles = extra
 	b.log.Debug("starting qemu", "id", spec.ID, "args", args)
-	// Pdeathsig fires when the thread that forked exits, not the process;
-	// a locked thread is never reused or ended under us here.
-	runtime.LockOSThread()
-	err = cmd.Start()
-	runtime.UnlockOSThread()
-	stderr.Close()
+	m.proc, err = vmm.StartProcess(cmd, "qemu", stderrPath, func() {
+		m.stopNet()
+		if console != nil {
+			// Let the last console bytes reach the log before Wait returns.
+			select {
+			case <-console.Done():
+			case <-time.After(2 * time.Second):
+			}
+		}
+	})
 	if err != nil {
 		m.stopNet()
 		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "check that "+b.bin+" runs", "starting qemu")
 	}
-	m.cmd = cmd
-	go func() {
-		m.err = cmd.Wait()
-		m.stopNet()
-		close(m.done)
-	}()
 
 	// QEMU creates its sockets before it opens disks and kernel, so a
 	// socket on disk proves nothing; a QMP answer comes only once the
 	// machine is built and running.
-	if err := waitQMP(ctx, filepath.Join(spec.Dir, QMPSocket), m.done); err != nil {
+	if err := waitQMP(ctx, filepath.Join(spec.Dir, QMPSocket), m.proc.Done()); err != nil {
 		select {
-		case <-m.done:
-			return nil, errdefs.Wrap(errdefs.ErrUnavailable, startError(stderrPath, m.err),
+		case <-m.proc.Done():
+			return nil, errdefs.Wrap(errdefs.ErrUnavailable, startError(stderrPath, m.proc.ExitErr()),
 				"see "+stderrPath+"; 'pyro doctor' checks this host", "qemu exited during start-up")
 		default:
 		}
@@ -335,15 +352,27 @@ func startError(stderrPath string, waitErr error) error {
 	return errors.New(msg)
 }
 
-// startPasst runs passt in the foreground for one VM, listening on
-// <dir>/net.sock. --no-map-gw stops passt from mapping the gateway to the
-// host's loopback, which is the point of using it: the guest gets the
-// internet but not the host's 127.0.0.1 services.
-func startPasst(ctx context.Context, bin, dir string) (*exec.Cmd, error) {
-	sock := filepath.Join(dir, NetSocket)
+// passtUser is who passt runs as when pyro runs as root: it needs no
+// privilege at all once it holds its socket (passt itself refuses to keep
+// root, and would pick nobody on its own).
+const passtUser = "nobody"
+
+// startPasst runs passt in the foreground for one VM, serving the network
+// on one end of a socket pair and returning the other end for QEMU: no
+// socket file, so passt needs no access to the VM's runtime directory and,
+// when pyro runs as root, runs as nobody. --no-map-gw stops passt from
+// mapping the gateway to the host's loopback, which is the point of using
+// it: the guest gets the internet but not the host's 127.0.0.1 services.
+func startPasst(bin, dir string) (proc *vmm.Process, qemuEnd *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating the network socket pair: %w", err)
+	}
+	passtEnd, qemuEnd := os.NewFile(uintptr(fds[0]), "passt-net"), os.NewFile(uintptr(fds[1]), "qemu-net")
+	defer passtEnd.Close()
 	ip, _, _ := strings.Cut(GuestIP, "/")
 	args := []string{
-		"--foreground", "--socket", sock,
+		"--foreground", "--fd", "3",
 		"--address", ip, "--netmask", "24", "--gateway", GuestGW,
 		"--no-map-gw", "--dns-forward", GuestDNS,
 		"--no-dhcp", "--no-ndp", "--no-dhcpv6", "--no-ra",
@@ -351,57 +380,46 @@ func startPasst(ctx context.Context, bin, dir string) (*exec.Cmd, error) {
 		"--quiet",
 	}
 	if os.Geteuid() == 0 {
-		// passt refuses to keep root; the socket dir is the user's.
-		args = append(args, "--runas", "0")
+		args = append(args, "--runas", passtUser)
 	}
 	logPath := filepath.Join(dir, "passt.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("creating passt log: %w", err)
+		qemuEnd.Close()
+		return nil, nil, fmt.Errorf("creating passt log: %w", err)
 	}
 	defer logf.Close()
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	runtime.LockOSThread()
-	err = cmd.Start()
-	runtime.UnlockOSThread()
+	cmd.ExtraFiles = []*os.File{passtEnd}
+	proc, err = vmm.StartProcess(cmd, "passt", logPath, nil)
 	if err != nil {
-		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "check that "+bin+" runs", "starting passt")
+		qemuEnd.Close()
+		return nil, nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "check that "+bin+" runs", "starting passt")
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	for {
-		if _, err := os.Stat(sock); err == nil {
-			// Reap it later from machine.killPasst.
-			go func() { <-exited }()
-			return cmd, nil
-		}
-		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(logPath)
-			return nil, errdefs.Wrap(errdefs.ErrUnavailable, fmt.Errorf("%v: %s", err, strings.TrimSpace(string(b))),
-				"see "+logPath, "passt exited during start-up")
-		case <-ctx.Done():
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			return nil, errdefs.Wrap(errdefs.ErrTimeout, ctx.Err(), "", "starting passt")
-		case <-time.After(5 * time.Millisecond):
-		}
+	// passt reports a bad argument by exiting at once; a healthy one
+	// serves its descriptor from the start.
+	select {
+	case <-proc.Done():
+		qemuEnd.Close()
+		b, _ := os.ReadFile(logPath)
+		return nil, nil, errdefs.Wrap(errdefs.ErrUnavailable, fmt.Errorf("%v: %s", proc.ExitErr(), strings.TrimSpace(string(b))),
+			"see "+logPath, "passt exited during start-up")
+	case <-time.After(20 * time.Millisecond):
 	}
+	return proc, qemuEnd, nil
 }
 
 type machine struct {
 	dir   string
-	cmd   *exec.Cmd
-	passt *exec.Cmd
+	proc  *vmm.Process
+	passt *vmm.Process
 	net   *netStack // pyro's network stack, when it carries the network
-	done  chan struct{}
-	err   error // valid after done closes
 
 	once sync.Once
 }
 
-func (m *machine) Pid() int { return m.cmd.Process.Pid }
+func (m *machine) Pid() int { return m.proc.Pid() }
 
 // AgentConn dials the agent socket, retrying until it answers, QEMU exits
 // or ctx ends. Connect once and keep the connection for the VM's life: the
@@ -415,8 +433,8 @@ func (m *machine) AgentConn(ctx context.Context) (io.ReadWriteCloser, error) {
 			return c, nil
 		}
 		select {
-		case <-m.done:
-			return nil, errdefs.Wrap(errdefs.ErrUnavailable, m.err, "see "+filepath.Join(m.dir, StderrFile), "qemu exited before the agent connected")
+		case <-m.proc.Done():
+			return nil, errdefs.Wrap(errdefs.ErrUnavailable, m.proc.ExitErr(), "see "+filepath.Join(m.dir, StderrFile), "qemu exited before the agent connected")
 		case <-ctx.Done():
 			return nil, errdefs.Wrap(errdefs.ErrTimeout, ctx.Err(), "", "connecting to the guest agent socket")
 		case <-time.After(10 * time.Millisecond):
@@ -425,37 +443,16 @@ func (m *machine) AgentConn(ctx context.Context) (io.ReadWriteCloser, error) {
 }
 
 // Wait blocks until QEMU exits. A guest power-off or reboot is a clean exit.
-func (m *machine) Wait() error {
-	<-m.done
-	var ee *exec.ExitError
-	if errors.As(m.err, &ee) {
-		if t := vmm.LastLine(filepath.Join(m.dir, StderrFile)); t != "" {
-			return fmt.Errorf("qemu: %w: %s", m.err, t)
-		}
-		return fmt.Errorf("qemu: %w", m.err)
-	}
-	return m.err
-}
+func (m *machine) Wait() error { return m.proc.Wait() }
 
 // Kill ends QEMU's process group at once and reaps it.
-func (m *machine) Kill() error {
-	select {
-	case <-m.done:
-		return nil
-	default:
-	}
-	if err := syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("killing qemu: %w", err)
-	}
-	<-m.done
-	return nil
-}
+func (m *machine) Kill() error { return m.proc.Kill() }
 
 // stopNet ends the machine's network: passt's process, or the stack.
 func (m *machine) stopNet() {
 	m.once.Do(func() {
-		if m.passt != nil && m.passt.Process != nil {
-			_ = syscall.Kill(-m.passt.Process.Pid, syscall.SIGKILL)
+		if m.passt != nil {
+			_ = m.passt.Kill()
 		}
 		if m.net != nil {
 			m.net.close()
