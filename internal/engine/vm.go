@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/internal/agentproto"
+	"github.com/pyro-mcp/pyro/internal/backendsel"
 	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/state"
@@ -85,7 +86,7 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o CreateOptions)
 	}
 	var vkind vmm.Kind
 	if mode == ModeGuest {
-		if vkind, err = e.guestKind(inst.KernelPath); err != nil {
+		if vkind, err = e.guestKind(ctx, inst.KernelPath); err != nil {
 			return nil, err
 		}
 	}
@@ -111,7 +112,7 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o CreateOptions)
 		probe = inst.KernelPath
 	}
 	rec.BackendKind = string(vkind)
-	rec.Backend = e.backendName(mode, vkind, probe)
+	rec.Backend = e.backendName(ctx, mode, vkind, probe)
 	if mode == ModeGuest {
 		if err := e.catalog.Acquire(id, inst); err != nil {
 			st.Remove(id)
@@ -166,25 +167,6 @@ func (e *Engine) chooseMode(ctx context.Context, o CreateOptions) (string, *cata
 		return ModeHostCompat, nil, nil
 	}
 	return "", nil, guestErr
-}
-
-// guestAvailable reports why no guest can boot here, or nil.
-func guestAvailable() error {
-	for _, tool := range []struct{ bin, pkg string }{{qemuBinary(), "qemu-system-x86"}, {"qemu-img", "qemu-utils"}} {
-		if _, err := exec.LookPath(tool.bin); err != nil {
-			return errdefs.New(errdefs.ErrUnavailable,
-				fmt.Sprintf("install it (apt-get install %s), check with 'pyro doctor', or pass --allow-host-compat to run on the host without isolation", tool.pkg),
-				"no guest can boot on this host: %s not found", tool.bin)
-		}
-	}
-	return nil
-}
-
-func qemuBinary() string {
-	if b := os.Getenv("PYRO_QEMU_BIN"); b != "" {
-		return b
-	}
-	return "qemu-system-x86_64"
 }
 
 func createOverlay(ctx context.Context, base, disk string) error {
@@ -257,6 +239,7 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 	rec.BootMs = ready.BootMs
 	rec.SupervisorPID = pid
 	rec.VMMPid = ready.VMMPid
+	backendsel.RecordBoot(ready.Kind, ready.Accel, rec.Env, ready.BootMs)
 	if err := e.storeOf(rec.Kind).Write(rec.ID, rec); err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/hostbin"
 	"github.com/pyro-mcp/pyro/internal/kvm"
 	"github.com/pyro-mcp/pyro/internal/vmm"
 )
@@ -147,29 +148,12 @@ func New(opts Options) (*Backend, error) {
 	return b, nil
 }
 
-// FindBinary resolves QEMU: bin, else $PYRO_QEMU_BIN, else PATH.
-func FindBinary(bin string) (string, error) {
-	return find(bin, "PYRO_QEMU_BIN", DefaultBin, "install QEMU: apt-get install qemu-system-x86 (or set PYRO_QEMU_BIN)")
-}
+// FindBinary resolves QEMU: bin, else $PYRO_QEMU_BIN, else PATH (hostbin
+// owns the policy).
+func FindBinary(bin string) (string, error) { return hostbin.QEMU.Find(bin) }
 
 // FindPasst resolves passt: bin, else $PYRO_PASST_BIN, else PATH.
-func FindPasst(bin string) (string, error) {
-	return find(bin, "PYRO_PASST_BIN", DefaultPasst, "install passt for guest networking: apt-get install passt (or set PYRO_PASST_BIN)")
-}
-
-func find(bin, env, def, hint string) (string, error) {
-	if bin == "" {
-		bin = os.Getenv(env)
-	}
-	if bin == "" {
-		bin = def
-	}
-	p, err := exec.LookPath(bin)
-	if err != nil {
-		return "", errdefs.Wrap(errdefs.ErrFailedPrecondition, err, hint, "%s not found", bin)
-	}
-	return p, nil
-}
+func FindPasst(bin string) (string, error) { return hostbin.Passt.Find(bin) }
 
 // Accel is "kvm" or "tcg".
 func (b *Backend) Accel() string { return b.cfg.Accel }
