@@ -77,7 +77,11 @@ func VerifyBoot(ctx context.Context, opts Options) Result {
 			c.storeVerdict(r)
 			return r
 		}
-		tries = append(tries, fmt.Sprintf("%s (%s)", d.Round(time.Second), out.reason))
+		try := d.Round(100 * time.Millisecond).String()
+		if !strings.HasPrefix(out.reason, "no end") {
+			try += " (" + out.reason + ")"
+		}
+		tries = append(tries, try)
 		d, why = min(2*d, 2*MaxDeadline), why+"; retried with twice that"
 	}
 	r.Verdict = Inconclusive
