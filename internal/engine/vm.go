@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/pyro-mcp/pyro/internal/admission"
 	"github.com/pyro-mcp/pyro/internal/agentproto"
 	"github.com/pyro-mcp/pyro/internal/backendsel"
 	"github.com/pyro-mcp/pyro/internal/catalog"
@@ -229,7 +230,12 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 	if e.alive(rec) {
 		return nil
 	}
+	release, err := admission.Boot(ctx, e.opts.CacheDir)
+	if err != nil {
+		return err
+	}
 	ready, pid, err := e.spawnSupervisor(ctx, rec)
+	release()
 	if err != nil {
 		return err
 	}
