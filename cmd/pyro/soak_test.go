@@ -6,6 +6,8 @@ package main
 // default suite. Figures go to the test log (go test -v):
 //
 //	PYRO_SOAK=1 go test -count=1 -p 1 -v -timeout 4h -run 'TestSoak' ./cmd/pyro
+//
+// PYRO_SOAK_KILLS=N sets the rounds per kill target and phase.
 
 import (
 	"bytes"
@@ -17,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -37,10 +40,15 @@ type soakSizes struct {
 }
 
 func sizes() soakSizes {
-	if os.Getenv("PYRO_SOAK") == "1" {
-		return soakSizes{workspaces: 8, execs: 50, kills: 20, runs: 20, pushMiB: 64}
+	sz := soakSizes{workspaces: 1, execs: 8, kills: 1, runs: 3, pushMiB: 16}
+	if full() {
+		sz = soakSizes{workspaces: 8, execs: 50, kills: 20, runs: 20, pushMiB: 64}
 	}
-	return soakSizes{workspaces: 1, execs: 8, kills: 1, runs: 3, pushMiB: 16}
+	// PYRO_SOAK_KILLS=N overrides the rounds per kill target and phase.
+	if n, err := strconv.Atoi(os.Getenv("PYRO_SOAK_KILLS")); err == nil && n > 0 {
+		sz.kills = n
+	}
+	return sz
 }
 
 func full() bool { return os.Getenv("PYRO_SOAK") == "1" }
@@ -180,7 +188,9 @@ func stats(ds []time.Duration) string {
 	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))].Round(10 * time.Millisecond) }
+	at := func(q float64) time.Duration {
+		return s[min(len(s)-1, int(q*float64(len(s))))].Round(10 * time.Millisecond)
+	}
 	return fmt.Sprintf("n=%d p50=%s p95=%s max=%s", len(s), at(0.5), at(0.95), s[len(s)-1].Round(10*time.Millisecond))
 }
 
