@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -69,10 +68,17 @@ func fakeQEMU(t *testing.T, behaviours ...string) (bin string, runs func() int) 
 	}
 }
 
+// idle makes the load average 0 for t, and puts the real one back after.
+func idle(t *testing.T) {
+	load, cpus := loadAvg, runtimeNumCPU
+	loadAvg = func() float64 { return 0 }
+	t.Cleanup(func() { loadAvg, runtimeNumCPU = load, cpus })
+}
+
 // A hang is retried with a longer deadline, never cached as a verdict,
 // and a definite answer (boot or refusal) is cached.
 func TestVerifyBootVerdicts(t *testing.T) {
-	loadAvg = func() float64 { return 0 }
+	idle(t)
 	tests := []struct {
 		name       string
 		behaviours []string
@@ -120,7 +126,7 @@ func TestVerifyBootVerdicts(t *testing.T) {
 // A real guest boot recorded by the engine overrides an inconclusive note
 // and becomes the verdict.
 func TestRecordBootRefreshesVerdict(t *testing.T) {
-	loadAvg = func() float64 { return 0 }
+	idle(t)
 	qemu, _ := fakeQEMU(t, "hang", "hang")
 	kernel := filepath.Join(filepath.Dir(qemu), "vmlinuz")
 	t.Setenv("PYRO_CACHE_DIR", t.TempDir())
@@ -158,8 +164,8 @@ func TestDeadlineScales(t *testing.T) {
 		{"loaded host", "tcg", 0, 8, 80 * time.Second, "x4.0 for load 8.0 on 2 CPUs"},
 		{"capped", "tcg", time.Minute, 100, MaxDeadline, "capped"},
 	}
+	idle(t)
 	runtimeNumCPU = func() int { return 2 }
-	defer func() { runtimeNumCPU = runtime.NumCPU }()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			loadAvg = func() float64 { return tt.load }

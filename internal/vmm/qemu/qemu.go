@@ -21,7 +21,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -448,26 +447,4 @@ func (m *machine) killPasst() {
 // HostTSCkHz is the host's TSC frequency in kHz, passed to the guest as
 // tsc_early_khz so it never calibrates against the emulated PIT. 0 if
 // unknown.
-func HostTSCkHz() int {
-	if b, err := os.ReadFile("/sys/devices/system/cpu/cpu0/tsc_freq_khz"); err == nil {
-		if v, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && v > 0 {
-			return v
-		}
-	}
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if ok && strings.TrimSpace(k) == "cpu MHz" {
-			mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err == nil && mhz > 0 {
-				return int(mhz * 1000)
-			}
-		}
-	}
-	return 0
-}
+func HostTSCkHz() int { return kvm.HostTSCkHz() }
