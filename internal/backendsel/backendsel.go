@@ -119,7 +119,7 @@ func Choose(want string, f Facts) (Choice, error) {
 	if qemuErr == nil {
 		return qemuChoice(f), nil
 	}
-	msg := "no isolated guest can boot on this host: " + qemuErr.Error()
+	msg := "no guest can boot on this host: " + qemuErr.Error()
 	hint := errdefs.HintOf(qemuErr)
 	if f.Firecracker != "" {
 		msg += fmt.Sprintf("; firecracker is installed but is only chosen automatically on a verified KVM, and KVM is %s here: %s", f.KVM.Verdict, f.KVM.Reason)
@@ -148,8 +148,11 @@ func qemuMissing(f Facts) error {
 		missing, pkgs = append(missing, hostbin.QEMUImg.Name), append(pkgs, hostbin.QEMUImg.Package)
 	}
 	if len(missing) > 0 {
-		return errdefs.New(errdefs.ErrFailedPrecondition, "install "+strings.Join(missing, " and ")+": apt-get install "+strings.Join(pkgs, " "),
-			"%s not found", strings.Join(missing, " and "))
+		hint := "apt-get install " + strings.Join(pkgs, " ")
+		if f.QEMU == "" {
+			hint += " (or point " + hostbin.QEMU.Env + " at qemu-system-x86_64)"
+		}
+		return errdefs.New(errdefs.ErrFailedPrecondition, hint, "%s not found", strings.Join(missing, " and "))
 	}
 	if f.TCG.Verdict == kvm.Unusable && !f.KVM.Usable {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "check the QEMU installation (apt-get install --reinstall qemu-system-x86)",
