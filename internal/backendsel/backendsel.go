@@ -107,7 +107,7 @@ func Choose(want string, f Facts) (Choice, error) {
 		return Choice{Name: NameFirecracker, Kind: vmm.KindFirecracker, Accel: "kvm"}, nil
 	case QEMU:
 		if qemuErr != nil {
-			return Choice{}, qemuErr
+			return Choice{}, errdefs.New(errdefs.ErrUnavailable, errdefs.HintOf(qemuErr), "no guest can boot on this host: %s", qemuErr)
 		}
 		return qemuChoice(f), nil
 	case HostCompat:

@@ -37,7 +37,7 @@ func TestChoose(t *testing.T) {
 		{"auto: nothing", Auto, Facts{KVM: unverified}, "", errdefs.ErrUnavailable, "qemu-system-x86_64 and qemu-img not found"},
 		{"auto: no qemu-img", Auto, Facts{QEMU: "/q"}, "", errdefs.ErrUnavailable, "qemu-img not found"},
 		{"qemu by name", QEMU, with(qemu, func(f *Facts) { f.Firecracker, f.KVM = "/fc", usable }), NameQEMUKVM, nil, ""},
-		{"qemu by name, missing", QEMU, Facts{Firecracker: "/fc"}, "", errdefs.ErrFailedPrecondition, "not found"},
+		{"qemu by name, missing", QEMU, Facts{Firecracker: "/fc"}, "", errdefs.ErrUnavailable, "no guest can boot on this host: qemu-system-x86_64 and qemu-img not found"},
 		{"firecracker by name trusts an unverified kvm", Firecracker, Facts{Firecracker: "/fc", KVM: unverified}, NameFirecracker, nil, ""},
 		{"firecracker by name on pvm", Firecracker, with(qemu, func(f *Facts) { f.Firecracker, f.KVM = "/fc", pvm }), "", errdefs.ErrFailedPrecondition, "MSR"},
 		{"firecracker by name, not installed", Firecracker, qemu, "", errdefs.ErrFailedPrecondition, "not installed"},
