@@ -8,17 +8,12 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/pyro-mcp/pyro/internal/aptsource"
-	"github.com/pyro-mcp/pyro/internal/paths"
+	"github.com/pyro-mcp/pyro/internal/guesttest"
 )
 
 // testCacheDir is the environment cache the scripts share:
 // $PYRO_TEST_CACHE_DIR, else the user's own pyro cache.
-func testCacheDir() string {
-	if d := os.Getenv("PYRO_TEST_CACHE_DIR"); d != "" {
-		return d
-	}
-	return paths.CacheDir()
-}
+func testCacheDir() string { return guesttest.CacheDir() }
 
 type scriptCmd = func(ts *testscript.TestScript, neg bool, args []string)
 

@@ -38,6 +38,25 @@ func init() {
 		}
 		signalPyro(ts, "run", args[0])
 	}
+	// waitpast FIELD: wait until the time in FIELD (RFC 3339) of the JSON
+	// object on stdout has passed, e.g. a VM's expires_at.
+	scriptCmdRegistry["waitpast"] = func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 1 {
+			ts.Fatalf("usage: waitpast FIELD")
+		}
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(ts.ReadFile("stdout")), &obj); err != nil {
+			ts.Fatalf("stdout is not a JSON object: %v", err)
+		}
+		at, err := time.Parse(time.RFC3339Nano, fmt.Sprint(obj[args[0]]))
+		ts.Check(err)
+		if d := time.Until(at); d > time.Minute {
+			ts.Fatalf("%s is %s away", args[0], d)
+		}
+		for !time.Now().After(at) {
+			time.Sleep(time.Until(at) + time.Millisecond)
+		}
+	}
 	// sleep DURATION: pause the script.
 	scriptCmdRegistry["sleep"] = func(ts *testscript.TestScript, neg bool, args []string) {
 		if len(args) != 1 {
@@ -49,7 +68,9 @@ func init() {
 	}
 	// waitrunning: wait until some VM of this script is running (booted).
 	scriptCmdRegistry["waitrunning"] = func(ts *testscript.TestScript, neg bool, args []string) {
-		deadline := time.Now().Add(90 * time.Second)
+		// The deadline only guards against a hang: boots under TCG on a
+		// loaded host take far longer than the ~3 s of an idle one.
+		deadline := time.Now().Add(5 * time.Minute)
 		for time.Now().Before(deadline) {
 			recs, _ := filepath.Glob(filepath.Join(ts.Getenv("PYRO_STATE_DIR"), "*", "*", "record.json"))
 			for _, r := range recs {

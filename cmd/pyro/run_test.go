@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/pyro-mcp/pyro/internal/guesttest"
 )
 
 func init() {
@@ -67,9 +70,14 @@ func init() {
 			ts.Fatalf("left behind:\n%s", strings.Join(left, "\n"))
 		}
 	}
+	// [guest]: a guest can boot here; guesttest is the one gate every
+	// guest test uses (under CI=true a missing prerequisite fails instead).
 	scriptCondRegistry["guest"] = func() (bool, error) {
-		_, err := exec.LookPath("qemu-system-x86_64")
-		return err == nil, nil
+		ok, why := guesttest.Available()
+		if !ok && guesttest.CI() {
+			return false, fmt.Errorf("CI=true but no guest can boot here: %s", why)
+		}
+		return ok, nil
 	}
 }
 

@@ -107,7 +107,7 @@ with 'ollama pull MODEL'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.MaxSteps <= 0 {
-				return errdefs.New(errdefs.ErrInvalidArgument, "give a positive number", "bad command line: --max-steps %d is out of range", o.MaxSteps)
+				return usageErr(errdefs.New(errdefs.ErrInvalidArgument, "give a positive number", "bad command line: --max-steps %d is out of range", o.MaxSteps))
 			}
 			o.Tools = nil
 			for _, t := range strings.Split(tools, ",") {

@@ -92,12 +92,11 @@ many commands. The same engine is available as a Go SDK and as an MCP server.`,
 	root.SetVersionTemplate("pyro {{.Version}}\n")
 	root.PersistentFlags().BoolVar(&a.JSON, "json", false, "print structured JSON on stdout")
 	root.PersistentFlags().StringVar(&a.LogLevel, "log-level", envOr("PYRO_LOG_LEVEL", "warn"), "log level on stderr: debug, info, warn, error")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return errdefs.Wrap(errdefs.ErrInvalidArgument, err, "run 'pyro help' for usage", "bad command line")
-	})
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usage(cmd, err, "") })
 	for _, c := range a.commands() {
 		root.AddCommand(c)
 	}
+	strictTree(root)
 	return root
 }
 
@@ -138,18 +137,19 @@ type ErrorBody struct {
 
 func (a *App) reportError(ctx context.Context, err error) int {
 	code := ExitError
+	var ue *usageError
 	switch {
-	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+	case ctx.Err() != nil && errdefs.ClassOf(err) == errdefs.ErrCancelled:
 		code = ExitInterrupts
+	case errors.As(err, &ue):
+		code = ExitUsage
 	case a.execCommand:
 		code = ExitPyroError
-	case errors.Is(err, errdefs.ErrInvalidArgument) && isUsage(err):
-		code = ExitUsage
 	}
 	if code == ExitInterrupts && !strings.Contains(err.Error(), "interrupted") {
 		// The engine has already stopped and deleted what this command
 		// started; say so rather than print "context canceled".
-		err = errdefs.New(errdefs.ErrInternal, "", "interrupted: stopped, and removed what this command had started")
+		err = errdefs.New(errdefs.ErrCancelled, "", "interrupted: stopped, and removed what this command had started")
 	}
 	hint := errdefs.HintOf(err)
 	if a.JSON {
@@ -160,10 +160,6 @@ func (a *App) reportError(ctx context.Context, err error) int {
 		fmt.Fprintf(a.Stderr, "pyro: hint: %s\n", hint)
 	}
 	return code
-}
-
-func isUsage(err error) bool {
-	return strings.Contains(err.Error(), "bad command line") || strings.Contains(err.Error(), "arg(s)")
 }
 
 func envOr(k, def string) string {

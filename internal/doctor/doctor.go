@@ -18,27 +18,34 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pyro-mcp/pyro/internal/backendsel"
 	"github.com/pyro-mcp/pyro/internal/catalog"
+	"github.com/pyro-mcp/pyro/internal/hostbin"
 	"github.com/pyro-mcp/pyro/internal/kvm"
 	"github.com/pyro-mcp/pyro/internal/paths"
 )
 
-// Backend names as doctor reports them.
+// Backend names as doctor reports them (backendsel's names).
 const (
-	QEMUKVM     = "qemu-kvm"
-	QEMUTCG     = "qemu-tcg"
-	Firecracker = "firecracker"
+	QEMUKVM     = backendsel.NameQEMUKVM
+	QEMUTCG     = backendsel.NameQEMUTCG
+	Firecracker = backendsel.NameFirecracker
 	HostCompat  = "host-compat"
 )
 
 // Report is doctor's whole answer; its JSON shape is documented in
 // docs/reference/doctor.md.
 type Report struct {
-	OK           bool          `json:"ok"` // some backend can boot an isolated guest
-	Platform     Platform      `json:"platform"`
-	Selected     string        `json:"selected_backend"` // "" when none
+	OK       bool     `json:"ok"` // some backend can boot an isolated guest
+	Platform Platform `json:"platform"`
+	Selected string   `json:"selected_backend"` // "" when none
+	// Requested is the backend asked for ($PYRO_BACKEND, else auto);
+	// NoneReason says why nothing was selected.
+	Requested    string        `json:"requested_backend"`
+	NoneReason   string        `json:"none_reason,omitempty"`
 	Backends     []Backend     `json:"backends"`
 	KVM          kvm.Result    `json:"kvm"`
+	TCG          *kvm.Result   `json:"tcg,omitempty"` // the TCG test boot, when one ran
 	Tools        []Tool        `json:"tools"`
 	Cache        Cache         `json:"cache"`
 	Environments *Environments `json:"environments"`
@@ -132,14 +139,21 @@ func (c checkFunc) Name() string                                 { return c.name
 func (c checkFunc) Run(ctx context.Context, r *Report)           { c.fn(ctx, r) }
 func check(name string, fn func(context.Context, *Report)) Check { return checkFunc{name, fn} }
 
+// toolSpec is a tool pyro uses, as doctor reports it.
+type toolSpec struct {
+	bin      hostbin.Bin
+	required bool
+	purpose  string
+}
+
 // tools pyro uses, in report order.
-var toolSpecs = []Tool{
-	{Name: "qemu-system-x86_64", Required: true, Purpose: "runs the microVMs", Package: "qemu-system-x86"},
-	{Name: "qemu-img", Required: true, Purpose: "creates per-VM copy-on-write disks", Package: "qemu-utils"},
-	{Name: "mmdebstrap", Required: true, Purpose: "builds environments locally when no registry has them", Package: "mmdebstrap"},
-	{Name: "mkfs.ext4", Required: true, Purpose: "makes environment root filesystems", Package: "e2fsprogs"},
-	{Name: "passt", Required: false, Purpose: "guest networking (--network) without access to host loopback", Package: "passt"},
-	{Name: "docker-registry", Required: false, Purpose: "a local OCI registry to share built environments", Package: "docker-registry"},
+var toolSpecs = []toolSpec{
+	{hostbin.QEMU, true, "runs the microVMs"},
+	{hostbin.QEMUImg, true, "creates per-VM copy-on-write disks"},
+	{hostbin.Mmdebstrap, true, "builds environments locally when no registry has them"},
+	{hostbin.MkfsExt4, true, "makes environment root filesystems"},
+	{hostbin.Passt, false, "guest networking (--network) without access to host loopback"},
+	{hostbin.DockerRegistry, false, "a local OCI registry to share built environments"},
 }
 
 // Run runs every check in parallel and derives the backends from them.
@@ -165,11 +179,12 @@ func Run(ctx context.Context, opts Options) *Report {
 		check("tools", func(ctx context.Context, r *Report) {
 			tools := make([]Tool, len(toolSpecs))
 			var wg sync.WaitGroup
-			for i, t := range toolSpecs {
+			for i, spec := range toolSpecs {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if path, err := p.LookPath(envBin(t.Name)); err == nil {
+					t := Tool{Name: spec.bin.Name, Required: spec.required, Purpose: spec.purpose, Package: spec.bin.Package}
+					if path, err := p.LookPath(spec.bin.Wanted("")); err == nil {
 						t.Found, t.Path = true, path
 						t.Version = p.Version(ctx, path, versionArgs(t.Name)...)
 					}
@@ -194,11 +209,7 @@ func Run(ctx context.Context, opts Options) *Report {
 			mu.Unlock()
 		}),
 		check("firecracker", func(ctx context.Context, r *Report) {
-			bin := os.Getenv("PYRO_FIRECRACKER_BIN")
-			if bin == "" {
-				bin = "firecracker"
-			}
-			if path, err := p.LookPath(bin); err == nil {
+			if path, err := p.LookPath(hostbin.Firecracker.Wanted("")); err == nil {
 				v := p.Version(ctx, path, "--version")
 				mu.Lock()
 				fcPath, fcVersion = path, v
@@ -218,23 +229,24 @@ func Run(ctx context.Context, opts Options) *Report {
 			t := p.TCG(ctx, qemu, kernel)
 			mu.Lock()
 			tcg = t
+			r.TCG = &t
 			mu.Unlock()
 		}),
 	}
 	runAll(ctx, r, phase2)
 
-	r.Backends = backends(qemu, kernel, r.KVM, tcg, fcPath, fcVersion)
-	// The engine's automatic choice: firecracker when it works, else the
-	// first working QEMU mode.
-	for _, b := range r.Backends {
-		if b.Name == Firecracker && b.Works {
-			r.Selected, r.OK = b.Name, true
-		}
+	facts := backendsel.Facts{QEMU: qemu, QEMUImg: toolPath(r.Tools, hostbin.QEMUImg.Name), Firecracker: fcPath, KVM: r.KVM, TCG: tcg}
+	r.Backends = backends(facts, kernel, fcVersion)
+	// The engine's choice, by the engine's own function.
+	r.Requested = backendsel.Requested()
+	want := r.Requested
+	if want == backendsel.HostCompat || backendsel.Check(want) != nil {
+		want = backendsel.Auto
 	}
-	for _, b := range r.Backends {
-		if r.Selected == "" && b.Works && b.Isolated {
-			r.Selected, r.OK = b.Name, true
-		}
+	if c, err := backendsel.Choose(want, facts); err != nil {
+		r.NoneReason = err.Error()
+	} else {
+		r.Selected, r.OK = c.Name, true
 	}
 	if opts.RunBootTest {
 		r.BootTest = runBootTest(ctx, r, opts.BootTest)
@@ -254,20 +266,34 @@ func runAll(ctx context.Context, r *Report, checks []Check) {
 	wg.Wait()
 }
 
-// backends lists the ways to run a guest in order of preference.
-func backends(qemu, kernel string, k, tcg kvm.Result, fcPath, fcVersion string) []Backend {
-	qemuFix := "apt-get install qemu-system-x86"
+// backends lists the ways to run a guest, each with whether it works here
+// and what to do if not. Which one pyro picks is backendsel's answer.
+func backends(f backendsel.Facts, kernel, fcVersion string) []Backend {
+	qemuFix := "apt-get install qemu-system-x86 qemu-utils"
+	k, tcg := f.KVM, f.TCG
 	var out []Backend
+	noQEMU := ""
+	switch {
+	case f.QEMU == "" && f.QEMUImg == "":
+		noQEMU = "qemu-system-x86_64 and qemu-img are not installed"
+	case f.QEMU == "":
+		noQEMU = "qemu-system-x86_64 is not installed"
+	case f.QEMUImg == "":
+		noQEMU = "qemu-img is not installed"
+	}
 
 	kb := Backend{Name: QEMUKVM, Isolated: true}
 	switch {
-	case qemu == "":
-		kb.Reason, kb.Fix = "qemu-system-x86_64 is not installed", qemuFix
+	case noQEMU != "":
+		kb.Reason, kb.Fix = noQEMU, qemuFix
 	case k.Usable:
 		kb.Works, kb.Reason = true, k.Reason
 	case k.Verdict == kvm.Unverified:
 		kb.Reason = "KVM not verified: " + k.Reason
 		kb.Fix = "pyro env pull debian:12 (gives doctor a kernel to test-boot), or PYRO_KVM=on to trust /dev/kvm"
+	case k.Verdict == kvm.Inconclusive:
+		kb.Reason = "KVM not verified: " + k.Reason
+		kb.Fix = "nothing to do now: pyro uses TCG meanwhile; run pyro doctor again when the host is less busy"
 	case k.Verdict == kvm.ForcedOff:
 		kb.Reason, kb.Fix = "disabled by PYRO_KVM=off", "unset PYRO_KVM"
 	case k.Verdict == kvm.Absent:
@@ -278,43 +304,47 @@ func backends(qemu, kernel string, k, tcg kvm.Result, fcPath, fcVersion string) 
 	}
 	out = append(out, kb)
 
+	const slow = "; software emulation, ~10x slower than KVM"
 	tb := Backend{Name: QEMUTCG, Isolated: true}
 	switch {
-	case qemu == "":
-		tb.Reason, tb.Fix = "qemu-system-x86_64 is not installed", qemuFix
+	case noQEMU != "":
+		tb.Reason, tb.Fix = noQEMU, qemuFix
 	case kernel == "":
 		tb.Works = true
-		tb.Reason = "QEMU is installed; not test-booted yet (no environment installed); software emulation, ~10x slower than KVM"
+		tb.Reason = "QEMU is installed; not test-booted yet (no environment installed)" + slow
 		tb.Fix = "pyro env pull debian:12"
 	case tcg.Usable:
-		tb.Works, tb.Reason = true, tcg.Reason+"; software emulation, ~10x slower than KVM"
-	default:
+		tb.Works, tb.Reason = true, tcg.Reason+slow
+	case tcg.Verdict == kvm.Unusable:
 		tb.Reason, tb.Fix = "test boot failed: "+tcg.Reason, "check the QEMU installation (apt-get install --reinstall qemu-system-x86)"
+	default:
+		// A test boot that did not finish in time is no evidence against
+		// QEMU: software emulation cannot be refused by the host.
+		tb.Works = true
+		tb.Reason = "QEMU is installed; the test boot gave no answer (" + tcg.Reason + ")" + slow
 	}
 	out = append(out, tb)
 
 	fb := Backend{Name: Firecracker, Isolated: true}
-	fcName := fcPath
+	fcName := f.Firecracker
 	if fcVersion != "" {
 		fcName += " (" + fcVersion + ")"
 	}
 	switch {
-	case fcPath == "":
+	case f.Firecracker == "":
 		fb.Reason = "not installed"
 		fb.Fix = "install the firecracker binary from github.com/firecracker-microvm/firecracker/releases (or set PYRO_FIRECRACKER_BIN); it also needs a usable KVM"
-	case k.Usable:
+	case backendsel.FirecrackerKVM(k, false):
 		fb.Works = true
 		fb.Reason = fmt.Sprintf("found %s and KVM runs a guest (%s); pyro boots new VMs with it by default", fcName, k.Reason)
 	default:
-		fb.Reason = fmt.Sprintf("found %s but not used: firecracker needs a working KVM, and KVM is %s here: %s", fcName, k.Verdict, k.Reason)
+		fb.Reason = fmt.Sprintf("found %s but not used: firecracker needs a verified KVM, and KVM is %s here: %s", fcName, k.Verdict, k.Reason)
 		fb.Fix = "nothing to do: pyro uses QEMU on this host; on a host with hardware KVM it picks firecracker (or pass --backend firecracker)"
 	}
 	out = append(out, fb)
 
 	out = append(out, Backend{Name: HostCompat, Works: true, Isolated: false,
 		Reason: "runs commands directly on the host without isolation; used only with --allow-host-compat"})
-
-	// Preference: firecracker when it works (see Run), then KVM, then TCG.
 	return out
 }
 
@@ -344,15 +374,6 @@ func toolPath(tools []Tool, name string) string {
 	return ""
 }
 
-// envBin lets the same overrides the backends honour steer doctor.
-func envBin(name string) string {
-	env := map[string]string{"qemu-system-x86_64": "PYRO_QEMU_BIN", "passt": "PYRO_PASST_BIN"}[name]
-	if v := os.Getenv(env); env != "" && v != "" {
-		return v
-	}
-	return name
-}
-
 func versionArgs(name string) []string {
 	switch name {
 	case "mkfs.ext4":
@@ -365,13 +386,15 @@ func versionArgs(name string) []string {
 // HostProbes looks at the real host.
 func HostProbes() *Probes {
 	return &Probes{
-		LookPath: exec.LookPath,
+		LookPath: hostbin.Look,
 		Version:  version,
+		// Doctor can wait: it re-runs a test boot whose last try was
+		// inconclusive, with the deadline scaled to the host's load.
 		KVM: func(ctx context.Context, qemu, kernel string) kvm.Result {
-			return kvm.Probe(ctx, kvm.Options{QEMU: qemu, Kernel: kernel})
+			return kvm.Probe(ctx, kvm.Options{QEMU: qemu, Kernel: kernel, Recheck: true})
 		},
 		TCG: func(ctx context.Context, qemu, kernel string) kvm.Result {
-			return kvm.VerifyBoot(ctx, kvm.Options{QEMU: qemu, Kernel: kernel, Accel: "tcg", Timeout: 30 * time.Second})
+			return kvm.VerifyBoot(ctx, kvm.Options{QEMU: qemu, Kernel: kernel, Accel: "tcg", Recheck: true})
 		},
 		Environment: hostEnvironments,
 		Platform:    hostPlatform,

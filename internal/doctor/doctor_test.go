@@ -44,6 +44,8 @@ func TestRunPicksBackend(t *testing.T) {
 	absent := kvm.Result{Verdict: kvm.Absent, Reason: "/dev/kvm does not exist"}
 	tcgOK := kvm.Result{Verdict: kvm.Usable, Usable: true, Reason: "booted"}
 	tcgBad := kvm.Result{Verdict: kvm.Unusable, Reason: "crashed"}
+	tcgBusy := kvm.Result{Verdict: kvm.Inconclusive, Reason: "a test guest did not finish booting within 20s, then 40s"}
+	kvmBusy := kvm.Result{Verdict: kvm.Inconclusive, Reason: "a test guest did not finish booting within 5s, then 10s"}
 	tests := []struct {
 		name     string
 		tools    []string
@@ -62,14 +64,24 @@ func TestRunPicksBackend(t *testing.T) {
 		{"firecracker on PATH is reported, not used", append(allTools, "firecracker"), pvm, tcgOK, "/k", QEMUTCG, true, map[string]bool{Firecracker: false}},
 		{"firecracker with real kvm is selected", append(allTools, "firecracker"), usable, tcgOK, "/k", Firecracker, true, map[string]bool{Firecracker: true, QEMUKVM: true}},
 		{"firecracker with unverified kvm is not", append(allTools, "firecracker"), unverified, tcgOK, "/k", QEMUTCG, true, map[string]bool{Firecracker: false}},
+		{"firecracker without qemu: none, as the engine says", []string{"firecracker", "mkfs.ext4"}, unverified, kvm.Result{}, "/k", "", false, map[string]bool{Firecracker: false, QEMUTCG: false}},
+		{"qemu without qemu-img: none", []string{"qemu-system-x86_64"}, absent, tcgOK, "/k", "", false, map[string]bool{QEMUTCG: false}},
+		{"busy host: tcg test boot inconclusive still works", allTools, absent, tcgBusy, "/k", QEMUTCG, true, map[string]bool{QEMUTCG: true}},
+		{"busy host: kvm probe inconclusive falls back to tcg", allTools, kvmBusy, tcgOK, "/k", QEMUTCG, true, map[string]bool{QEMUKVM: false, QEMUTCG: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := Run(t.Context(), Options{CacheDir: "/c", Probes: fakeHost(tt.tools, tt.kvm, tt.tcg, tt.kernel)})
 			if r.Selected != tt.selected || r.OK != tt.ok {
-				t.Fatalf("selected %q ok=%v, want %q ok=%v", r.Selected, r.OK, tt.selected, tt.ok)
+				t.Fatalf("selected %q ok=%v (%s), want %q ok=%v", r.Selected, r.OK, r.NoneReason, tt.selected, tt.ok)
+			}
+			if (r.Selected == "") != (r.NoneReason != "") {
+				t.Errorf("selected %q but none_reason %q", r.Selected, r.NoneReason)
 			}
 			for _, b := range r.Backends {
+				if b.Name == r.Selected && !b.Works {
+					t.Errorf("selected %s, which the report says does not work: %s", b.Name, b.Reason)
+				}
 				if want, ok := tt.works[b.Name]; ok && b.Works != want {
 					t.Errorf("%s works=%v (%s), want %v", b.Name, b.Works, b.Reason, want)
 				}

@@ -14,6 +14,9 @@ func (r *Report) WriteText(w io.Writer) {
 		fmt.Fprintf(w, "backend:      %s (pyro will use it)\n", r.Selected)
 	} else {
 		fmt.Fprintf(w, "backend:      none: no isolated guest can boot here (host-compat only with --allow-host-compat)\n")
+		if r.NoneReason != "" {
+			fmt.Fprintf(w, "              why: %s\n", r.NoneReason)
+		}
 	}
 
 	fmt.Fprintf(w, "\nways to run a guest:\n")
@@ -46,6 +49,9 @@ func (r *Report) WriteText(w io.Writer) {
 		cached = " (cached)"
 	}
 	fmt.Fprintf(w, "  verdict:    %s%s: %s\n", k.Verdict, cached, k.Reason)
+	if k.Deadline != "" {
+		fmt.Fprintf(w, "  deadline:   %s\n", k.Deadline)
+	}
 
 	fmt.Fprintf(w, "\ntools:\n")
 	for _, t := range r.Tools {

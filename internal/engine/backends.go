@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 
+	"github.com/pyro-mcp/pyro/internal/backendsel"
 	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/vmlinux"
@@ -19,90 +20,64 @@ import (
 
 // Backend choices (Options.Backend, --backend, $PYRO_BACKEND).
 const (
-	BackendAuto        = "auto"
-	BackendQEMU        = "qemu"
-	BackendFirecracker = "firecracker"
-	BackendHostCompat  = "host_compat"
+	BackendAuto        = backendsel.Auto
+	BackendQEMU        = backendsel.QEMU
+	BackendFirecracker = backendsel.Firecracker
+	BackendHostCompat  = backendsel.HostCompat
 )
 
 // ScratchSizeBytes is the virtual size of a Firecracker VM's scratch disk
 // (sparse: it costs only what the guest writes).
 const ScratchSizeBytes = 8 << 30
 
-func checkBackendChoice(b string) error {
-	switch b {
-	case BackendAuto, BackendQEMU, BackendFirecracker, BackendHostCompat:
-		return nil
-	}
-	return errdefs.New(errdefs.ErrInvalidArgument, "use auto, firecracker, qemu or host_compat", "unknown backend %q", b)
-}
+func checkBackendChoice(b string) error { return backendsel.Check(b) }
 
-// guestKind picks the VMM a new guest boots with: the one the user asked
-// for, else Firecracker when its binary is found and KVM is verified to
-// run a guest, else QEMU (KVM or TCG). The choice is stored in the record
-// so that every later start of the VM uses the same one.
-func (e *Engine) guestKind(probeKernel string) (vmm.Kind, error) {
-	switch e.opts.Backend {
-	case BackendQEMU:
-		return vmm.KindQEMU, nil
-	case BackendFirecracker:
-		if _, err := firecracker.FindBinary(""); err != nil {
-			return "", err
-		}
-		k := firecracker.ProbeKVM(context.Background(), probeKernel)
-		if !firecracker.KVMUsable(k, true) {
-			return "", errdefs.New(errdefs.ErrFailedPrecondition,
-				"firecracker needs a working KVM (see 'pyro doctor'); use --backend qemu, which falls back to TCG",
-				"backend firecracker was requested but KVM is %s here: %s", k.Verdict, k.Reason)
-		}
-		return vmm.KindFirecracker, nil
+// guestKind picks the VMM a new guest boots with, by the one policy
+// (backendsel) that doctor reports too. ctx bounds the KVM probe. The
+// choice is stored in the record so that every later start of the VM uses
+// the same one.
+func (e *Engine) guestKind(ctx context.Context, probeKernel string) (vmm.Kind, error) {
+	c, err := backendsel.Select(ctx, e.opts.Backend, probeKernel)
+	if err != nil {
+		return "", err
 	}
-	if _, err := firecracker.FindBinary(""); err == nil && firecracker.ProbeKVM(context.Background(), probeKernel).Usable {
-		return vmm.KindFirecracker, nil
-	}
-	return vmm.KindQEMU, nil
+	return c.Kind, nil
 }
 
 // guestTools reports why no guest can boot with the tools the chosen
-// backend needs, or nil: Firecracker needs neither QEMU nor qemu-img.
+// backend needs, or nil; it runs before the environment is pulled, so it
+// judges KVM by the device alone and never blocks.
 func (e *Engine) guestTools() error {
-	if e.opts.Backend == BackendFirecracker {
-		_, err := firecracker.FindBinary("")
-		return err
-	}
-	if e.opts.Backend == BackendAuto {
-		if _, err := firecracker.FindBinary(""); err == nil && guestAvailable() != nil {
-			return nil
-		}
-	}
-	return guestAvailable()
+	return backendsel.Precheck(e.opts.Backend)
 }
 
 // newBackend builds the backend a supervisor boots with. An empty kind is
-// QEMU (records written before the kind was stored).
-func newBackend(mode string, kind vmm.Kind, probeKernel string, log *slog.Logger) (vmm.Backend, error) {
-	switch {
-	case mode == ModeHostCompat:
+// QEMU (records written before the kind was stored). ctx bounds the KVM
+// probe that settles QEMU's accelerator.
+func newBackend(ctx context.Context, mode string, kind vmm.Kind, probeKernel string, log *slog.Logger) (vmm.Backend, error) {
+	if mode == ModeHostCompat {
 		return hostcompat.New(), nil
-	case kind == vmm.KindFirecracker:
-		return firecracker.New(firecracker.Options{ProbeKernel: probeKernel, Explicit: true, Logger: log})
 	}
-	return qemu.New(qemu.Options{ProbeKernel: probeKernel, Logger: log})
+	f := backendsel.Gather(ctx, probeKernel)
+	if kind == vmm.KindFirecracker {
+		return firecracker.New(firecracker.Options{Bin: f.Firecracker, KVM: &f.KVM, ProbeKernel: probeKernel, Explicit: true, Logger: log})
+	}
+	return qemu.New(qemu.Options{Bin: f.QEMU, KVM: &f.KVM, ProbeKernel: probeKernel, Logger: log})
 }
 
 // backendName names the backend a VM will use, e.g. "qemu-tcg" or "firecracker".
-func (e *Engine) backendName(mode string, kind vmm.Kind, probeKernel string) string {
+func (e *Engine) backendName(ctx context.Context, mode string, kind vmm.Kind, probeKernel string) string {
 	switch {
 	case mode == ModeHostCompat:
 		return "host_compat"
 	case kind == vmm.KindFirecracker:
-		return "firecracker"
+		return backendsel.NameFirecracker
 	}
-	b, err := qemu.New(qemu.Options{ProbeKernel: probeKernel, Logger: e.log})
+	c, err := backendsel.Select(ctx, backendsel.QEMU, probeKernel)
 	if err != nil {
 		return "qemu"
 	}
-	return "qemu-" + b.Accel()
+	return c.Name
 }
 
 // diskName is the per-VM writable disk's file name for kind.

@@ -126,16 +126,21 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 	case r := <-got:
 		if !r.OK {
 			syscall.Kill(-pid, syscall.SIGKILL)
-			class := errdefs.ErrUnavailable
-			if r.ErrorCode == "timeout" {
-				class = errdefs.ErrTimeout
+			// The supervisor's class and hint travel with its error; only a
+			// failure that came without a hint gets the generic one.
+			class, hint := errdefs.FromCode(r.ErrorCode), r.Hint
+			if r.ErrorCode == "" {
+				class = errdefs.ErrUnavailable
+			}
+			if hint == "" {
+				hint = "run 'pyro doctor'; or allow host compatibility (`allow_host_compat`) to run on the host without isolation"
 			}
 			console := tail(filepath.Join(dir, "console.log"), 1500)
 			msg := r.Error
 			if console != "" {
 				msg += "\n--- guest console (last lines) ---\n" + console
 			}
-			return nil, 0, errdefs.New(class, "run 'pyro doctor'; or allow host compatibility (`allow_host_compat`) to run on the host without isolation", "booting the guest: %s", msg)
+			return nil, 0, errdefs.New(class, hint, "booting the guest: %s", msg)
 		}
 		return r, pid, nil
 	case <-ctx.Done():
@@ -155,10 +160,10 @@ func RunSupervisor(ctx context.Context, dir string, log *slog.Logger) error {
 		return err
 	}
 	ready := os.NewFile(3, "ready")
-	b, err := newBackend(cfg.Mode, cfg.Kind, cfg.Spec.Kernel, log)
+	b, err := newBackend(ctx, cfg.Mode, cfg.Kind, cfg.Spec.Kernel, log)
 	if err != nil {
 		if ready != nil {
-			data, _ := json.Marshal(supervisor.Ready{Error: err.Error(), ErrorCode: "unavailable"})
+			data, _ := json.Marshal(supervisor.Failed(err))
 			ready.Write(append(data, '\n'))
 			ready.Close()
 		}

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/api"
+	"github.com/pyro-mcp/pyro/internal/admission"
 	"github.com/pyro-mcp/pyro/internal/agentproto"
+	"github.com/pyro-mcp/pyro/internal/backendsel"
 	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/progress"
@@ -58,7 +60,7 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 	}
 	var vkind vmm.Kind
 	if mode == api.ModeGuest {
-		if vkind, err = e.guestKind(inst.KernelPath); err != nil {
+		if vkind, err = e.guestKind(ctx, inst.KernelPath); err != nil {
 			return nil, err
 		}
 	}
@@ -86,7 +88,7 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 		probe = inst.KernelPath
 	}
 	rec.BackendKind = string(vkind)
-	rec.Backend = e.backendName(mode, vkind, probe)
+	rec.Backend = e.backendName(ctx, mode, vkind, probe)
 	if mode == api.ModeGuest {
 		if err := e.catalog.Acquire(id, inst); err != nil {
 			st.Remove(id)
@@ -144,25 +146,6 @@ func (e *Engine) chooseMode(ctx context.Context, o api.CreateVMOptions) (string,
 	return "", nil, guestErr
 }
 
-// guestAvailable reports why no guest can boot here, or nil.
-func guestAvailable() error {
-	for _, tool := range []struct{ bin, pkg string }{{qemuBinary(), "qemu-system-x86"}, {"qemu-img", "qemu-utils"}} {
-		if _, err := exec.LookPath(tool.bin); err != nil {
-			return errdefs.New(errdefs.ErrUnavailable,
-				fmt.Sprintf("install it (apt-get install %s) and check with 'pyro doctor'; or allow host compatibility (`allow_host_compat`) to run on the host without isolation", tool.pkg),
-				"no guest can boot on this host: %s not found", tool.bin)
-		}
-	}
-	return nil
-}
-
-func qemuBinary() string {
-	if b := os.Getenv("PYRO_QEMU_BIN"); b != "" {
-		return b
-	}
-	return "qemu-system-x86_64"
-}
-
 func createOverlay(ctx context.Context, base, disk string) error {
 	out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", disk).CombinedOutput()
 	if err != nil {
@@ -198,7 +181,12 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 		return nil
 	}
 	progress.From(ctx).Phase(phaseBoot)
+	release, err := admission.Boot(ctx, e.opts.CacheDir)
+	if err != nil {
+		return err
+	}
 	ready, pid, err := e.spawnSupervisor(ctx, rec)
+	release()
 	if err != nil {
 		return err
 	}
@@ -208,6 +196,7 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 	rec.BootMs = ready.BootMs
 	rec.SupervisorPID = pid
 	rec.VMMPid = ready.VMMPid
+	backendsel.RecordBoot(ready.Kind, ready.Accel, rec.Env, ready.BootMs)
 	if err := e.storeOf(rec.Kind).Write(rec.ID, rec); err != nil {
 		return err
 	}

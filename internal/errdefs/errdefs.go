@@ -1,14 +1,20 @@
 // Package errdefs owns pyro's error classes. Every error that crosses a
-// package boundary wraps one of these with %w so that callers (the SDK, the
-// CLI's exit-code mapping, the MCP server) can branch with errors.Is.
+// package or process boundary wraps one of these with %w so that callers
+// (the SDK, the CLI's exit-code mapping, the MCP server) can branch with
+// errors.Is, and carries a hint saying what to do. Code and FromCode turn a
+// class into its stable name and back, so a class survives a trip through
+// JSON (the guest agent's wire errors, the supervisor's ready report).
 package errdefs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
 
 var (
+	// ErrCancelled: the caller gave up (Ctrl-C, a cancelled MCP request).
+	ErrCancelled = errors.New("cancelled")
 	// ErrNotFound: an environment, VM, workspace or path does not exist.
 	ErrNotFound = errors.New("not found")
 	// ErrInvalidArgument: the caller asked for something malformed.
@@ -18,7 +24,8 @@ var (
 	// ErrFailedPrecondition: the request is valid but the current state forbids it
 	// (a workspace being deleted, a VM not started, a tool missing).
 	ErrFailedPrecondition = errors.New("failed precondition")
-	// ErrUnavailable: no guest can be booted or reached on this host.
+	// ErrUnavailable: no guest can be booted or reached on this host, or
+	// the host is too busy to start one now.
 	ErrUnavailable = errors.New("guest unavailable")
 	// ErrTimeout: a deadline passed (boot, exec, pull).
 	ErrTimeout = errors.New("timed out")
@@ -27,6 +34,28 @@ var (
 	// ErrInternal: a bug or an unexpected host failure.
 	ErrInternal = errors.New("internal error")
 )
+
+// classes lists every class with its code, in priority order: when an
+// error's chain holds several classes (an "unavailable: booting the
+// guest" wrapping a "failed precondition: passt is not installed"),
+// ClassOf returns the first of this list found anywhere in the chain,
+// however deep. The order puts the caller's own act first (it cancelled,
+// or asked for something malformed or absent), then the specific causes,
+// then the generic ones that outer layers add when they give up.
+var classes = []struct {
+	class error
+	code  string
+}{
+	{ErrCancelled, "cancelled"},
+	{ErrInvalidArgument, "invalid_argument"},
+	{ErrNotFound, "not_found"},
+	{ErrAlreadyExists, "already_exists"},
+	{ErrConflict, "conflict"},
+	{ErrTimeout, "timeout"},
+	{ErrFailedPrecondition, "failed_precondition"},
+	{ErrUnavailable, "unavailable"},
+	{ErrInternal, "internal"},
+}
 
 // Error is a classed error with an optional hint telling the user what to do.
 type Error struct {
@@ -63,7 +92,8 @@ func Wrap(class error, cause error, hint string, format string, args ...any) err
 	return &Error{Class: class, Msg: fmt.Sprintf(format, args...), Hint: hint, Err: cause}
 }
 
-// HintOf returns the first hint found in err's chain, or "".
+// HintOf returns the outermost hint in err's chain, or "": the layer
+// closest to the caller knows best what the caller can do.
 func HintOf(err error) string {
 	var e *Error
 	for err != nil {
@@ -79,35 +109,56 @@ func HintOf(err error) string {
 	return ""
 }
 
-// ClassOf returns the error class of err, or ErrInternal when it has none.
+// ClassOf returns err's class: the first class of the priority order
+// (see classes) found anywhere in err's chain. context.Canceled counts as
+// ErrCancelled and context.DeadlineExceeded as ErrTimeout; an error with
+// no class is ErrInternal; nil is nil.
 func ClassOf(err error) error {
-	for _, c := range []error{ErrInvalidArgument, ErrNotFound, ErrAlreadyExists, ErrConflict,
-		ErrFailedPrecondition, ErrUnavailable, ErrTimeout, ErrInternal} {
-		if errors.Is(err, c) {
-			return c
+	if err == nil {
+		return nil
+	}
+	for _, c := range classes {
+		if errors.Is(err, c.class) {
+			return c.class
+		}
+		switch {
+		case c.class == ErrCancelled && errors.Is(err, context.Canceled):
+			return ErrCancelled
+		case c.class == ErrTimeout && errors.Is(err, context.DeadlineExceeded):
+			return ErrTimeout
 		}
 	}
 	return ErrInternal
 }
 
 // Code returns the stable machine-readable name of err's class, used in JSON
-// error output ("not_found", "invalid_argument", ...).
+// error output and MCP tool errors ("not_found", "cancelled", ...).
 func Code(err error) string {
-	switch ClassOf(err) {
-	case ErrInvalidArgument:
-		return "invalid_argument"
-	case ErrNotFound:
-		return "not_found"
-	case ErrAlreadyExists:
-		return "already_exists"
-	case ErrConflict:
-		return "conflict"
-	case ErrFailedPrecondition:
-		return "failed_precondition"
-	case ErrUnavailable:
-		return "unavailable"
-	case ErrTimeout:
-		return "timeout"
+	c := ClassOf(err)
+	for _, k := range classes {
+		if k.class == c {
+			return k.code
+		}
 	}
 	return "internal"
+}
+
+// FromCode is Code's inverse: the class a code names, ErrInternal for an
+// unknown one. Errors decoded from JSON get their class back with it.
+func FromCode(code string) error {
+	for _, k := range classes {
+		if k.code == code {
+			return k.class
+		}
+	}
+	return ErrInternal
+}
+
+// Codes lists every code in priority order (for docs and tests).
+func Codes() []string {
+	out := make([]string, len(classes))
+	for i, k := range classes {
+		out[i] = k.code
+	}
+	return out
 }

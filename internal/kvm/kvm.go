@@ -1,40 +1,40 @@
-// Package kvm owns the answer to "can QEMU use KVM on this host?". A
-// /dev/kvm that opens and answers KVM_GET_API_VERSION is not enough: some
-// hosts expose a KVM device (kvm_pvm, nested setups) on which QEMU aborts
-// ("failed to set MSR 0x10a") or hangs with a standard guest kernel. So the
-// probe boots a real kernel under -accel kvm with a short deadline and only
-// trusts KVM if that boot runs to its end. Verdicts are cached per boot,
-// QEMU binary and kernel in the environment cache (see DefaultCacheFile).
+// Package kvm owns the answer to "can QEMU use KVM on this host?" (and,
+// for doctor, "does a guest boot under TCG here?"). A /dev/kvm that opens
+// and answers KVM_GET_API_VERSION is not enough: some hosts expose a KVM
+// device (kvm_pvm, nested setups) on which QEMU aborts ("failed to set MSR
+// 0x10a") or hangs with a standard guest kernel. So the probe boots a real
+// kernel under -accel kvm and only trusts KVM if that boot runs to its end.
+//
+// Only definite answers are verdicts: a guest booted (Usable), or QEMU
+// refused with an error (Unusable). They are cached per host boot, QEMU
+// binary, kernel and accelerator in the environment cache (see
+// DefaultCacheFile), and any real guest boot refreshes them (RecordBoot).
+// A test boot that does not finish in time is retried once with twice the
+// deadline; if it still does not finish, the answer is Inconclusive, which
+// is never cached as a verdict: a busy host is not a broken one. Deadlines
+// scale with the host's load and with the last boot time measured here.
 package kvm
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/pyro-mcp/pyro/internal/paths"
 )
 
 // Verdicts.
 const (
-	Usable     = "usable"     // a guest kernel booted under KVM
-	Unusable   = "unusable"   // the device is there but a guest did not boot
-	Unverified = "unverified" // the device looks fine but no kernel was available to try
-	Absent     = "absent"     // no usable /dev/kvm
-	ForcedOn   = "forced_on"  // PYRO_KVM=on
-	ForcedOff  = "forced_off" // PYRO_KVM=off
+	Usable       = "usable"       // a guest kernel booted under KVM
+	Unusable     = "unusable"     // QEMU refused or broke off the test boot with an error
+	Inconclusive = "inconclusive" // the test boot did not finish in time, twice; not a verdict
+	Unverified   = "unverified"   // the device looks fine but no kernel was available to try
+	Absent       = "absent"       // no usable /dev/kvm
+	ForcedOn     = "forced_on"    // PYRO_KVM=on
+	ForcedOff    = "forced_off"   // PYRO_KVM=off
 )
 
 // Result is what the probe found. Only Usable (and ForcedOn) let a backend
@@ -52,7 +52,18 @@ type Result struct {
 	Kernel     string `json:"kernel,omitempty"` // the kernel booted by the test
 	Cached     bool   `json:"cached"`
 	BootMillis int64  `json:"boot_ms,omitempty"` // how long the test boot took
+	// DeadlineMillis is the deadline of the last test boot this answer
+	// rests on, and Deadline says where it came from (base, load, last
+	// boot time), so that a timeout can be judged.
+	DeadlineMillis int64  `json:"deadline_ms,omitempty"`
+	Deadline       string `json:"deadline,omitempty"`
+	// Attempts is how many test boots this call ran (0: from the cache).
+	Attempts int `json:"attempts,omitempty"`
 }
+
+// Definite reports whether r is an answer that holds until the host, QEMU
+// or the kernel changes (and may therefore be cached).
+func (r Result) Definite() bool { return r.Verdict == Usable || r.Verdict == Unusable }
 
 // Options tunes Probe. The zero value probes /dev/kvm without a boot test.
 type Options struct {
@@ -61,7 +72,10 @@ type Options struct {
 	// Kernel is a bzImage/vmlinux to boot; empty skips the boot test and
 	// the verdict is at best Unverified.
 	Kernel string
-	// Timeout bounds the boot test; 0 means 5 s. A hang past it is Unusable.
+	// Timeout is the base deadline of a test boot; 0 means 5 s under KVM
+	// and 20 s under TCG. The deadline used is longer on a loaded host or
+	// when the last boot measured here was slow (see Deadline), and a boot
+	// that misses it is retried once with twice the deadline.
 	Timeout time.Duration
 	// CacheFile stores verdicts; empty means DefaultCacheFile(), "-"
 	// disables the cache.
@@ -70,21 +84,31 @@ type Options struct {
 	Device string
 	// Force overrides $PYRO_KVM ("on", "off"); empty reads the environment.
 	Force string
-	// Accel is the accelerator the boot test uses; tests set "tcg" to
-	// exercise the boot path on hosts without KVM. Empty means "kvm".
+	// Accel is the accelerator the boot test uses; doctor sets "tcg" to
+	// prove software emulation works too. Empty means "kvm".
 	Accel string
+	// Recheck re-runs a test boot whose last attempt was inconclusive
+	// instead of answering from that note (doctor does; the engine, which
+	// must not wait on every create, does not).
+	Recheck bool
+}
+
+func (o Options) accel() string {
+	if o.Accel == "" {
+		return "kvm"
+	}
+	return o.Accel
 }
 
 // kvmGetAPIVersion is _IO(KVMIO=0xAE, 0x00).
 const kvmGetAPIVersion = 0xAE00
 
-// Probe answers whether KVM can run a guest here.
-func Probe(ctx context.Context, opts Options) Result {
+// Check answers what can be known without booting: the device, its API
+// version and $PYRO_KVM. The verdict is ForcedOn, ForcedOff, Absent, or
+// Unverified for a device that looks right. It never blocks.
+func Check(opts Options) Result {
 	if opts.Device == "" {
 		opts.Device = "/dev/kvm"
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 5 * time.Second
 	}
 	force := opts.Force
 	if force == "" {
@@ -106,54 +130,23 @@ func Probe(ctx context.Context, opts Options) Result {
 		}
 		return r
 	}
-	if opts.QEMU == "" || opts.Kernel == "" {
-		r.Verdict = Unverified
-		r.Reason = "no guest kernel to test-boot yet (install an environment with 'pyro env pull debian:12'); KVM is not trusted until a guest boots under it"
-		return r
-	}
-	v := VerifyBoot(ctx, opts)
-	r.Kernel, r.Verdict, r.Usable, r.Reason, r.BootMillis, r.Cached = v.Kernel, v.Verdict, v.Usable, v.Reason, v.BootMillis, v.Cached
+	r.Verdict = Unverified
+	r.Reason = "no guest kernel to test-boot yet (install an environment with 'pyro env pull debian:12'); KVM is not trusted until a guest boots under it"
 	return r
 }
 
-// VerifyBoot boots opts.Kernel under opts.Accel ("kvm" by default) with a
-// deadline, without looking at /dev/kvm, and caches the verdict. Doctor
-// uses it with Accel "tcg" to prove software emulation works too.
-func VerifyBoot(ctx context.Context, opts Options) Result {
-	if opts.Timeout <= 0 {
-		opts.Timeout = 5 * time.Second
-	}
-	r := Result{Kernel: opts.Kernel}
-	if opts.QEMU == "" || opts.Kernel == "" {
-		r.Verdict, r.Reason = Unverified, "no QEMU or no guest kernel to test-boot"
+// Probe answers whether KVM can run a guest here: Check, then a test boot
+// of opts.Kernel under -accel kvm when the device looks right. ctx bounds
+// the whole probe, retry included.
+func Probe(ctx context.Context, opts Options) Result {
+	r := Check(opts)
+	if r.Verdict != Unverified || opts.QEMU == "" || opts.Kernel == "" {
 		return r
 	}
-	key := cacheKey(opts)
-	cacheFile := opts.CacheFile
-	if cacheFile == "" {
-		cacheFile = DefaultCacheFile()
-	}
-	if cacheFile != "-" && key != "" {
-		if c, ok := readCache(cacheFile, key); ok {
-			r.Verdict, r.Usable, r.Reason, r.BootMillis, r.Cached = c.Verdict, c.Usable, c.Reason, c.BootMillis, true
-			return r
-		}
-	}
-	ok, reason, took := bootTest(ctx, opts)
-	if ctx.Err() != nil {
-		r.Verdict, r.Reason = Unverified, "probe interrupted: "+ctx.Err().Error()
-		return r
-	}
-	r.BootMillis = took.Milliseconds()
-	r.Reason = reason
-	if ok {
-		r.Verdict, r.Usable = Usable, true
-	} else {
-		r.Verdict = Unusable
-	}
-	if cacheFile != "-" && key != "" {
-		writeCache(cacheFile, key, r)
-	}
+	opts.Accel = "kvm"
+	v := VerifyBoot(ctx, opts)
+	r.Kernel, r.Verdict, r.Usable, r.Reason, r.BootMillis, r.Cached = v.Kernel, v.Verdict, v.Usable, v.Reason, v.BootMillis, v.Cached
+	r.DeadlineMillis, r.Deadline, r.Attempts = v.DeadlineMillis, v.Deadline, v.Attempts
 	return r
 }
 
@@ -204,133 +197,4 @@ func kvmModule() string {
 		}
 	}
 	return strings.Join(mods, ",")
-}
-
-// bootTest boots opts.Kernel without a root filesystem: a working guest
-// runs the whole kernel init, panics for want of a root, and with panic=-1
-// reboot=t -no-reboot QEMU exits 0 within a second or two. A broken KVM
-// aborts QEMU or hangs.
-func bootTest(ctx context.Context, opts Options) (ok bool, reason string, took time.Duration) {
-	accel := opts.Accel
-	if accel == "" {
-		accel = "kvm"
-	}
-	cpu := "host"
-	if accel != "kvm" {
-		cpu = "max"
-	}
-	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
-	defer cancel()
-	var console, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, opts.QEMU,
-		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-accel", accel, "-cpu", cpu, "-M", "microvm,x-option-roms=off,rtc=on",
-		"-m", "128", "-smp", "1", "-kernel", opts.Kernel,
-		"-append", "console=ttyS0 panic=-1 reboot=t loglevel=4",
-		"-serial", "stdio")
-	cmd.Stdout, cmd.Stderr = &console, &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	start := time.Now()
-	err := cmd.Run()
-	took = time.Since(start)
-	switch {
-	case ctx.Err() == context.DeadlineExceeded:
-		return false, fmt.Sprintf("a test guest did not finish booting under -accel %s within %s (hang)", accel, opts.Timeout), took
-	case err != nil:
-		msg := lastLine(stderr.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-		return false, fmt.Sprintf("qemu -accel %s failed: %s", accel, msg), took
-	case !strings.Contains(console.String(), "Kernel panic"):
-		return false, fmt.Sprintf("the test guest exited under -accel %s without running its kernel to the end", accel), took
-	}
-	return true, fmt.Sprintf("a test guest booted under -accel %s in %d ms", accel, took.Milliseconds()), took
-}
-
-// lastLine picks QEMU's own "error:" line if there is one (an abort adds
-// an assertion after it), else its last line.
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	for _, l := range lines {
-		if strings.Contains(l, "error") {
-			return strings.TrimSpace(l)
-		}
-	}
-	return strings.TrimSpace(lines[len(lines)-1])
-}
-
-// cacheKey ties a verdict to this boot of the host, this QEMU binary and
-// this kernel; a change of any of them re-runs the test.
-func cacheKey(opts Options) string {
-	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return ""
-	}
-	h := sha256.New()
-	fmt.Fprintf(h, "%s|%s|%s|%s", strings.TrimSpace(string(boot)), opts.Accel, fileID(opts.QEMU), fileID(opts.Kernel))
-	return hex.EncodeToString(h.Sum(nil))[:32]
-}
-
-func fileID(p string) string {
-	if rp, err := exec.LookPath(p); err == nil {
-		p = rp
-	}
-	st, err := os.Stat(p)
-	if err != nil {
-		return p
-	}
-	return fmt.Sprintf("%s:%d:%d", p, st.Size(), st.ModTime().UnixNano())
-}
-
-// DefaultCacheFile is <cache dir>/kvm-probe.json. It lives with the
-// environments rather than in the runtime directory so that every pyro
-// sharing a cache (tests included) probes once per host boot, and so that
-// the runtime directory holds nothing but live VMs. Entries are keyed by the
-// boot id, so a reboot invalidates them.
-func DefaultCacheFile() string { return filepath.Join(paths.CacheDir(), "kvm-probe.json") }
-
-type cacheEntry struct {
-	Verdict    string `json:"verdict"`
-	Usable     bool   `json:"usable"`
-	Reason     string `json:"reason"`
-	BootMillis int64  `json:"boot_ms"`
-}
-
-func readCache(file, key string) (cacheEntry, bool) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return cacheEntry{}, false
-	}
-	var m map[string]cacheEntry
-	if json.Unmarshal(b, &m) != nil {
-		return cacheEntry{}, false
-	}
-	c, ok := m[key]
-	return c, ok
-}
-
-func writeCache(file, key string, r Result) {
-	m := map[string]cacheEntry{}
-	if b, err := os.ReadFile(file); err == nil {
-		_ = json.Unmarshal(b, &m)
-	}
-	if len(m) > 32 {
-		// Old boots' entries are dead weight; start over.
-		m = map[string]cacheEntry{}
-	}
-	m[key] = cacheEntry{Verdict: r.Verdict, Usable: r.Usable, Reason: r.Reason, BootMillis: r.BootMillis}
-	b, err := json.Marshal(m)
-	if err != nil {
-		return
-	}
-	if err := paths.EnsurePrivate(filepath.Dir(file)); err != nil {
-		return
-	}
-	// A verdict is only a cache: losing a write race costs one more probe.
-	tmp := fmt.Sprintf("%s.%d.tmp", file, os.Getpid())
-	if os.WriteFile(tmp, b, 0o600) == nil {
-		_ = os.Rename(tmp, file)
-	}
 }

@@ -26,18 +26,37 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/internal/agentproto"
+	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/vmm"
 )
 
 // Ready is what the supervisor reports to its parent once the guest
-// answered the handshake (OK) or booting failed (Error).
+// answered the handshake (OK) or booting failed (Error). A failure keeps
+// its class (ErrorCode, an errdefs code) and its hint across the process
+// boundary: Failed builds one from an error and Err turns it back.
 type Ready struct {
 	OK        bool             `json:"ok"`
 	Error     string           `json:"error,omitempty"`
 	ErrorCode string           `json:"error_code,omitempty"`
+	Hint      string           `json:"hint,omitempty"`
 	BootMs    int64            `json:"boot_ms"`
 	VMMPid    int              `json:"vmm_pid"`
+	Kind      vmm.Kind         `json:"kind,omitempty"`  // the backend that booted the guest
+	Accel     string           `json:"accel,omitempty"` // "kvm", "tcg" or ""
 	Guest     agentproto.Hello `json:"guest"`
+}
+
+// Failed is the report of a boot that failed with err.
+func Failed(err error) Ready {
+	return Ready{Error: err.Error(), ErrorCode: errdefs.Code(err), Hint: errdefs.HintOf(err)}
+}
+
+// Err is the failure r reports, with its class and hint, or nil.
+func (r *Ready) Err() error {
+	if r.OK {
+		return nil
+	}
+	return errdefs.New(errdefs.FromCode(r.ErrorCode), r.Hint, "%s", r.Error)
 }
 
 // Config tells Run what to boot and where to listen.
@@ -72,7 +91,10 @@ func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) e
 
 	m, err := b.Start(bootCtx, cfg.Spec)
 	if err != nil {
-		report(Ready{Error: err.Error(), ErrorCode: "unavailable"})
+		if errdefs.ClassOf(err) == errdefs.ErrInternal {
+			err = errdefs.Wrap(errdefs.ErrUnavailable, err, "", "starting the vmm")
+		}
+		report(Failed(err))
 		return fmt.Errorf("starting vmm: %w", err)
 	}
 	exited := make(chan error, 1)
@@ -81,12 +103,13 @@ func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) e
 	conn, hello, err := connectGuest(bootCtx, m, cfg.Software, exited)
 	if err != nil {
 		m.Kill()
-		code := "unavailable"
-		if errors.Is(err, context.DeadlineExceeded) {
-			code = "timeout"
-			err = fmt.Errorf("guest did not answer within %s", cfg.BootTimeout)
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			err = errdefs.New(errdefs.ErrTimeout, "", "guest did not answer within %s", cfg.BootTimeout)
+		case errdefs.ClassOf(err) == errdefs.ErrInternal:
+			err = errdefs.Wrap(errdefs.ErrUnavailable, err, "", "guest did not answer")
 		}
-		report(Ready{Error: err.Error(), ErrorCode: code})
+		report(Failed(err))
 		return err
 	}
 	bootMs := time.Since(start).Milliseconds()
@@ -95,7 +118,7 @@ func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) e
 	ln, err := net.Listen("unix", cfg.ControlSock)
 	if err != nil {
 		m.Kill()
-		report(Ready{Error: fmt.Sprintf("listening on control socket: %v", err), ErrorCode: "internal"})
+		report(Failed(errdefs.Wrap(errdefs.ErrInternal, err, "", "listening on control socket")))
 		return err
 	}
 	defer os.Remove(cfg.ControlSock)
@@ -111,7 +134,8 @@ func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) e
 			go r.serveClient(c)
 		}
 	}()
-	report(Ready{OK: true, BootMs: bootMs, VMMPid: m.Pid(), Guest: hello})
+	caps := b.Capabilities()
+	report(Ready{OK: true, BootMs: bootMs, VMMPid: m.Pid(), Kind: caps.Kind, Accel: caps.Accel, Guest: hello})
 	log.Info("guest ready", "boot_ms", bootMs, "vmm_pid", m.Pid())
 
 	var ttl <-chan time.Time

@@ -5,16 +5,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pyro-mcp/pyro/internal/agentproto"
+	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/supervisor"
 	"github.com/pyro-mcp/pyro/internal/vmm"
 	"github.com/pyro-mcp/pyro/internal/vmm/hostcompat"
@@ -99,7 +102,9 @@ func TestDisconnectCancels(t *testing.T) {
 	gone := dial(t, sock)
 	marker := filepath.Join(t.TempDir(), "still-running")
 	go gone.Exec(context.Background(), agentproto.ExecRequest{Shell: "sleep 2; touch " + marker}, nil, io.Discard, io.Discard)
-	time.Sleep(300 * time.Millisecond)
+	// The command's shell names the marker on its command line: wait
+	// until it runs, close the client, and wait until it is gone.
+	waitFor(t, "the command to start", func() bool { return running(marker) })
 	gone.Close()
 
 	c := dial(t, sock)
@@ -108,7 +113,7 @@ func TestDisconnectCancels(t *testing.T) {
 	if err != nil || res.ExitCode != 0 {
 		t.Fatalf("second client: %+v %v", res, err)
 	}
-	time.Sleep(2500 * time.Millisecond)
+	waitFor(t, "the command to end", func() bool { return !running(marker) })
 	if _, err := os.Stat(marker); err == nil {
 		t.Fatalf("the disconnected client's command kept running")
 	}
@@ -133,5 +138,77 @@ func TestVersionMismatch(t *testing.T) {
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := agentproto.ReadFrame(conn); err == nil {
 		t.Fatalf("supervisor kept serving a client with another protocol version")
+	}
+}
+
+// waitFor polls cond until it holds, failing t after a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// running reports whether a live process has needle on its command line.
+func running(needle string) bool {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		stat, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			continue
+		}
+		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if bytes.Contains(cmd, []byte(needle)) {
+			return true
+		}
+	}
+	return false
+}
+
+// failingBackend refuses to start, as QEMU does when --network is asked
+// for without passt.
+type failingBackend struct{ err error }
+
+func (f failingBackend) Capabilities() vmm.Capabilities { return vmm.Capabilities{Kind: vmm.KindQEMU} }
+func (f failingBackend) Start(context.Context, vmm.MachineSpec) (vmm.Machine, error) {
+	return nil, f.err
+}
+
+// A failure keeps its class and its hint across the process boundary.
+func TestReadyKeepsClassAndHint(t *testing.T) {
+	tests := []struct {
+		name     string
+		err      error
+		wantCode string
+		wantHint string
+	}{
+		{"precondition with hint", errdefs.New(errdefs.ErrFailedPrecondition, "install passt (apt-get install passt)", "guest networking needs passt"),
+			"failed_precondition", "install passt (apt-get install passt)"},
+		{"unclassed becomes unavailable", errors.New("exec: qemu: no such file"), "unavailable", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pr, pw := io.Pipe()
+			go supervisor.Run(t.Context(), failingBackend{tt.err}, supervisor.Config{
+				Spec: vmm.MachineSpec{ID: "t", Dir: t.TempDir()}, ControlSock: filepath.Join(t.TempDir(), "s"), BootTimeout: time.Minute,
+			}, pw)
+			line, err := bufio.NewReader(pr).ReadBytes('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r supervisor.Ready
+			if err := json.Unmarshal(line, &r); err != nil {
+				t.Fatal(err)
+			}
+			back := r.Err()
+			if r.OK || errdefs.Code(back) != tt.wantCode || errdefs.HintOf(back) != tt.wantHint {
+				t.Fatalf("ready %s -> %v (code %s, hint %q)", line, back, errdefs.Code(back), errdefs.HintOf(back))
+			}
+		})
 	}
 }

@@ -31,7 +31,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pyro-mcp/pyro/internal/backendsel"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/hostbin"
 	"github.com/pyro-mcp/pyro/internal/kvm"
 	"github.com/pyro-mcp/pyro/internal/paths"
 	"github.com/pyro-mcp/pyro/internal/vmlinux"
@@ -78,22 +80,9 @@ type Backend struct {
 
 var _ vmm.Backend = (*Backend)(nil)
 
-// FindBinary resolves Firecracker: bin, else $PYRO_FIRECRACKER_BIN, else PATH.
-func FindBinary(bin string) (string, error) {
-	if bin == "" {
-		bin = os.Getenv("PYRO_FIRECRACKER_BIN")
-	}
-	if bin == "" {
-		bin = DefaultBin
-	}
-	p, err := exec.LookPath(bin)
-	if err != nil {
-		return "", errdefs.Wrap(errdefs.ErrFailedPrecondition, err,
-			"install firecracker from github.com/firecracker-microvm/firecracker/releases (or set PYRO_FIRECRACKER_BIN), or use --backend qemu",
-			"%s not found", bin)
-	}
-	return p, nil
-}
+// FindBinary resolves Firecracker: bin, else $PYRO_FIRECRACKER_BIN, else
+// PATH (hostbin owns the policy).
+func FindBinary(bin string) (string, error) { return hostbin.Firecracker.Find(bin) }
 
 // Version is the first line of `firecracker --version`, e.g. "Firecracker v1.12.0".
 func Version(ctx context.Context, bin string) string {
@@ -110,26 +99,14 @@ func Version(ctx context.Context, bin string) string {
 
 // ProbeKVM runs the shared kvm probe, test-booting kernel with QEMU when
 // QEMU is installed (Firecracker itself cannot be asked without a guest).
+// ctx bounds it; the probe scales its own deadline.
 func ProbeKVM(ctx context.Context, kernel string) kvm.Result {
-	qemu, _ := exec.LookPath(qemuBin())
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	return kvm.Probe(ctx, kvm.Options{QEMU: qemu, Kernel: kernel})
+	return kvm.Probe(ctx, kvm.Options{QEMU: hostbin.QEMU.Path(), Kernel: kernel})
 }
 
-func qemuBin() string {
-	if b := os.Getenv("PYRO_QEMU_BIN"); b != "" {
-		return b
-	}
-	return "qemu-system-x86_64"
-}
-
-// KVMUsable says whether Firecracker may run on k: a verified (or forced)
-// KVM, or, when the user chose firecracker explicitly, a device that looks
-// right but could not be test-booted.
-func KVMUsable(k kvm.Result, explicit bool) bool {
-	return k.Usable || (explicit && k.Verdict == kvm.Unverified)
-}
+// KVMUsable says whether Firecracker may run on k (backendsel owns the
+// policy).
+func KVMUsable(k kvm.Result, explicit bool) bool { return backendsel.FirecrackerKVM(k, explicit) }
 
 // New finds Firecracker and checks KVM.
 func New(opts Options) (*Backend, error) {

@@ -22,7 +22,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/hostbin"
 	"github.com/pyro-mcp/pyro/internal/kvm"
 	"github.com/pyro-mcp/pyro/internal/vmm"
 )
@@ -152,29 +152,12 @@ func New(opts Options) (*Backend, error) {
 	return b, nil
 }
 
-// FindBinary resolves QEMU: bin, else $PYRO_QEMU_BIN, else PATH.
-func FindBinary(bin string) (string, error) {
-	return find(bin, "PYRO_QEMU_BIN", DefaultBin, "install QEMU: apt-get install qemu-system-x86 (or set PYRO_QEMU_BIN)")
-}
+// FindBinary resolves QEMU: bin, else $PYRO_QEMU_BIN, else PATH (hostbin
+// owns the policy).
+func FindBinary(bin string) (string, error) { return hostbin.QEMU.Find(bin) }
 
 // FindPasst resolves passt: bin, else $PYRO_PASST_BIN, else PATH.
-func FindPasst(bin string) (string, error) {
-	return find(bin, "PYRO_PASST_BIN", DefaultPasst, "install passt for guest networking: apt-get install passt (or set PYRO_PASST_BIN)")
-}
-
-func find(bin, env, def, hint string) (string, error) {
-	if bin == "" {
-		bin = os.Getenv(env)
-	}
-	if bin == "" {
-		bin = def
-	}
-	p, err := exec.LookPath(bin)
-	if err != nil {
-		return "", errdefs.Wrap(errdefs.ErrFailedPrecondition, err, hint, "%s not found", bin)
-	}
-	return p, nil
-}
+func FindPasst(bin string) (string, error) { return hostbin.Passt.Find(bin) }
 
 // Accel is "kvm" or "tcg".
 func (b *Backend) Accel() string { return b.cfg.Accel }
@@ -463,26 +446,4 @@ func (m *machine) stopNet() {
 // HostTSCkHz is the host's TSC frequency in kHz, passed to the guest as
 // tsc_early_khz so it never calibrates against the emulated PIT. 0 if
 // unknown.
-func HostTSCkHz() int {
-	if b, err := os.ReadFile("/sys/devices/system/cpu/cpu0/tsc_freq_khz"); err == nil {
-		if v, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && v > 0 {
-			return v
-		}
-	}
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if ok && strings.TrimSpace(k) == "cpu MHz" {
-			mhz, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err == nil && mhz > 0 {
-				return int(mhz * 1000)
-			}
-		}
-	}
-	return 0
-}
+func HostTSCkHz() int { return kvm.HostTSCkHz() }

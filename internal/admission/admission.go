@@ -1,0 +1,101 @@
+// Package admission limits how many guests boot at once on this host. A
+// boot under TCG is CPU-bound: twenty at once on two cores all finish near
+// the boot timeout (measured: 20 concurrent `pyro run`, p50 82 s against a
+// 90 s timeout), so a little more load turns every one of them into a
+// timeout. With a few boot slots the others wait their turn, each boot
+// gets its share of the CPU, and a caller that waits too long gets a
+// clear "host busy" error instead of a hang or a timeout.
+//
+// Slots are lock files under <cache dir>/locks, shared by every pyro that
+// shares the environment cache (tests included); a slot is an flock, so a
+// killed process gives its slot back at once.
+//
+//	release, err := admission.Boot(ctx, cacheDir)
+//	if err != nil {
+//		return err
+//	}
+//	defer release()
+package admission
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/paths"
+)
+
+// DefaultMaxWait is how long Boot waits for a slot before saying busy.
+const DefaultMaxWait = 5 * time.Minute
+
+// Limit is how many guests may boot at once: $PYRO_MAX_BOOTS, else the
+// number of CPUs (at least 2). 0 or less from the environment means no limit.
+func Limit() int {
+	if v := os.Getenv("PYRO_MAX_BOOTS"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+	}
+	return max(2, runtime.NumCPU())
+}
+
+// Boot waits until one of Limit() boot slots is free and takes it, for at
+// most DefaultMaxWait (and never past ctx). release gives the slot back.
+// A caller that waited too long gets an ErrUnavailable "host busy" error.
+func Boot(ctx context.Context, cacheDir string) (release func(), err error) {
+	return acquire(ctx, cacheDir, Limit(), DefaultMaxWait)
+}
+
+func acquire(ctx context.Context, cacheDir string, limit int, maxWait time.Duration) (func(), error) {
+	if limit <= 0 {
+		return func() {}, nil
+	}
+	if cacheDir == "" {
+		cacheDir = paths.CacheDir()
+	}
+	dir := filepath.Join(cacheDir, "locks")
+	if err := paths.EnsurePrivate(dir); err != nil {
+		// No place for slots: do not block the boot on it.
+		return func() {}, nil
+	}
+	start := time.Now()
+	wait := 20 * time.Millisecond
+	for {
+		for i := range limit {
+			if f, ok := try(filepath.Join(dir, fmt.Sprintf("boot-slot-%d.lock", i))); ok {
+				return func() { f.Close() }, nil
+			}
+		}
+		if time.Since(start) >= maxWait {
+			return nil, errdefs.New(errdefs.ErrUnavailable,
+				"try again when fewer guests are starting, or raise PYRO_MAX_BOOTS",
+				"host busy: %d guests were booting on this host for the %s this one waited", limit, maxWait.Round(time.Second))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 250*time.Millisecond)
+	}
+}
+
+// try takes the lock on path without waiting.
+func try(path string) (*os.File, bool) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, false
+	}
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		f.Close()
+		return nil, false
+	}
+	return f, true
+}
