@@ -616,7 +616,10 @@ func registeredTools(t *testing.T) map[string]*mcp.Tool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := mcpserver.New(e, nil)
+	s, err := mcpserver.New(e, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ct, st := mcp.NewInMemoryTransports()
 	ss, err := s.MCP().Connect(t.Context(), st, nil)
 	if err != nil {
