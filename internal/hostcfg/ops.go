@@ -82,7 +82,7 @@ func (h *Host) write(ctx context.Context, o *Options, old, e *Entry, r *Result) 
 }
 
 // plan says what write would do, without doing it.
-func (h *Host) plan(o *Options, old, e *Entry, r *Result) {
+func (h *Host) plan(old, e *Entry, r *Result) {
 	r.Action = ActionPlanned
 	if h.CLI == "" {
 		if e != nil {
@@ -120,7 +120,7 @@ func (h *Host) Connect(ctx context.Context, opts *Options, profile string, dryRu
 		return nil, err
 	}
 	if dryRun {
-		h.plan(o, old, &e, r)
+		h.plan(old, &e, r)
 		return r, nil
 	}
 	switch {
@@ -155,7 +155,7 @@ func (h *Host) Repair(ctx context.Context, opts *Options, dryRun bool) (*Result,
 	}
 	r := h.result(o, &e)
 	if dryRun {
-		h.plan(o, old, &e, r)
+		h.plan(old, &e, r)
 		return r, nil
 	}
 	if old.Equal(e) {
@@ -182,7 +182,7 @@ func (h *Host) Disconnect(ctx context.Context, opts *Options, dryRun bool) (*Res
 		r.Action = ActionNotConfigured
 		return r, nil
 	case dryRun:
-		h.plan(o, old, nil, r)
+		h.plan(old, nil, r)
 		return r, nil
 	}
 	r.Action = ActionRemoved
