@@ -64,9 +64,9 @@ func gitProject(t *testing.T) string {
 	}
 	dir := t.TempDir()
 	files := map[string]string{
-		".gitignore":   "*.log\n.env\n",
-		"calc.sh": "add() { echo $(($1 - $2)); }\n",
-		"test.sh": ". ./calc.sh\nr=$(add 2 3)\nif [ \"$r\" = 5 ]; then echo OK; else echo \"FAILED: add 2 3 = $r, want 5\"; exit 1; fi\n",
+		".gitignore": "*.log\n.env\n",
+		"calc.sh":    "add() { echo $(($1 - $2)); }\n",
+		"test.sh":    ". ./calc.sh\nr=$(add 2 3)\nif [ \"$r\" = 5 ]; then echo OK; else echo \"FAILED: add 2 3 = $r, want 5\"; exit 1; fi\n",
 	}
 	for name, body := range files {
 		os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644)
