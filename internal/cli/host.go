@@ -185,7 +185,7 @@ func (a *App) printHostResult(r *hostcfg.Result) error {
 			fmt.Fprintf(a.Stdout, "would merge into %s:\n%s", r.ConfigPath, r.Config)
 		}
 	case hostcfg.ActionNotConfigured:
-		fmt.Fprintf(a.Stdout, "pyro is not configured in %s (%s)\n", r.Host, r.ConfigPath)
+		fmt.Fprintf(a.Stdout, "%s has no pyro entry (%s)\n", r.Host, r.ConfigPath)
 	default:
 		fmt.Fprintf(a.Stdout, "%s: pyro %s in %s\n", r.Host, r.Action, r.ConfigPath)
 		if r.Command != "" {

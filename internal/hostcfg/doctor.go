@@ -52,7 +52,7 @@ func (h *Host) Doctor(ctx context.Context, opts *Options) (*Status, error) {
 		return st, nil
 	}
 	if e == nil {
-		st.Problem, st.Hint = "pyro is not configured", fmt.Sprintf("pyro host connect %s", h.Name)
+		st.Problem, st.Hint = "no pyro entry", fmt.Sprintf("pyro host connect %s", h.Name)
 		return st, nil
 	}
 	st.Configured, st.Command, st.Args, st.Profile = true, e.Command, e.Args, e.Profile()

@@ -176,7 +176,7 @@ func TestJSONHosts(t *testing.T) {
 			if r, err := h.Disconnect(ctx, o, false); err != nil || r.Action != ActionNotConfigured {
 				t.Errorf("second disconnect: %+v %v", r, err)
 			}
-			if _, err := h.Repair(ctx, o, false); err == nil || !strings.Contains(err.Error(), "not configured") {
+			if _, err := h.Repair(ctx, o, false); err == nil || !strings.Contains(err.Error(), "has no pyro entry") {
 				t.Errorf("repair of nothing: %v", err)
 			}
 		})

@@ -147,7 +147,7 @@ func (h *Host) Repair(ctx context.Context, opts *Options, dryRun bool) (*Result,
 		return nil, err
 	}
 	if old == nil {
-		return nil, errdefs.New(errdefs.ErrNotFound, "add it with `pyro host connect "+h.Name+"`", "pyro is not configured in %s", h.Title)
+		return nil, errdefs.New(errdefs.ErrNotFound, "add it with `pyro host connect "+h.Name+"`", "%s has no pyro entry", h.Title)
 	}
 	e := NewEntry(o.Self, old.Profile())
 	if len(old.Args) >= 2 && old.Args[0] == "mcp" && old.Args[1] == "serve" {

@@ -20,7 +20,7 @@ import (
 
 // EnvArgs name the environment to boot.
 type EnvArgs struct {
-	Environment string `json:"environment" jsonschema:"environment to boot: debian:12 (Debian 12 with git, curl, python3 — the usual choice), debian:12-base (minimal) or debian:12-build (compilers and build tools)"`
+	Environment string `json:"environment" jsonschema:"environment to boot: debian:12 (Debian 12 with git and curl — the usual choice; no python3), debian:12-base (minimal) or debian:12-build (compilers and build tools)"`
 }
 
 // CommandArgs are a command and its timeout.
