@@ -33,7 +33,7 @@ func startMCP(t *testing.T) *mcpEnv {
 
 // mcpStart varies how startMCPWith starts the server.
 type mcpStart struct {
-	dir    string             // working directory; "" is the test's
+	dir    string             // working directory; "" is a fresh empty one (not a git checkout: no project)
 	args   []string           // after `pyro mcp serve`
 	env    []string           // added to the environment
 	client *mcp.ClientOptions // progress notifications are collected whatever it says
@@ -53,6 +53,9 @@ func startMCPWith(t *testing.T, o mcpStart) *mcpEnv {
 		progress: make(chan *mcp.ProgressNotificationParams, 100),
 	}
 	m.env = append(m.env, o.env...)
+	if o.dir == "" {
+		o.dir = t.TempDir()
+	}
 	cmd := exec.Command(filepath.Join(pyroBinDir, "pyro"), append([]string{"mcp", "serve"}, o.args...)...)
 	cmd.Env, cmd.Dir = m.env, o.dir
 	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
