@@ -14,6 +14,7 @@ import (
 	"github.com/pyro-mcp/pyro/internal/hints"
 	"github.com/pyro-mcp/pyro/internal/mcpserver"
 	"github.com/pyro-mcp/pyro/internal/progress"
+	"github.com/pyro-mcp/pyro/internal/project"
 )
 
 // Options configure a Client. A nil *Options uses pyro's standard
@@ -90,10 +91,72 @@ func WithProgress(ctx context.Context, f func(Progress)) context.Context {
 // CreateServer returns an MCP server exposing this client's engine as the
 // pyro tools (vm_run, workspace_create, ...), ready to Run on any go-sdk
 // transport: &mcp.StdioTransport{}, a streamable HTTP handler, or
-// in-memory transports. Before the program exits, Close waits for the
-// calls still running to clean up.
+// in-memory transports. It serves every tool (ProfileWorkspaceFull) and has
+// no project: CreateServerWith(ctx, nil). Before the program exits, Close waits
+// for the calls still running to clean up.
 func (c *Client) CreateServer() *mcp.Server {
-	return mcpserver.New(c.eng, &mcpserver.Options{Logger: c.log}).MCP()
+	s, err := c.CreateServerWith(context.Background(), nil)
+	if err != nil {
+		panic("pyro: CreateServer: " + err.Error()) // nil options cannot fail
+	}
+	return s
+}
+
+// MCP tool profiles, for ServerOptions.Profile and `pyro mcp serve --profile`.
+const (
+	ProfileVMRun         = mcpserver.ProfileVMRun         // only vm_run
+	ProfileWorkspaceCore = mcpserver.ProfileWorkspaceCore // the workspace loop, narrowed: what `pyro host connect` writes
+	ProfileWorkspaceFull = mcpserver.ProfileWorkspaceFull // every tool; the default
+)
+
+// ServerOptions shape an MCP server. A nil *ServerOptions is valid: every
+// tool, no project.
+type ServerOptions struct {
+	// Profile is the tool set: ProfileWorkspaceFull (""), ProfileWorkspaceCore
+	// or ProfileVMRun. A tool a profile leaves out is absent from tools/list.
+	Profile string
+	// ProjectPath, when set, seeds workspace_create calls that name no
+	// seed_path: a git checkout's tracked files and untracked ones it does
+	// not ignore (never .git), or every file of a plain directory. The
+	// pyro command sets it to the checkout it runs in.
+	ProjectPath string
+	// RepoURL, instead of ProjectPath, seeds those calls from a clean clone
+	// of a repository at RepoRef (a branch, tag or commit; "" means its
+	// default branch).
+	RepoURL string
+	RepoRef string
+}
+
+// CreateServerWith is CreateServer with a profile and a default seed; ctx
+// bounds the look at the project (is it a git checkout?).
+func (c *Client) CreateServerWith(ctx context.Context, opts *ServerOptions) (*mcp.Server, error) {
+	if opts == nil {
+		opts = &ServerOptions{}
+	}
+	mo := &mcpserver.Options{Logger: c.log, Profile: opts.Profile}
+	switch {
+	case opts.ProjectPath != "" && opts.RepoURL != "":
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "set `project_path` or `repo_url`, not both", "two default seeds")
+	case opts.RepoURL != "":
+		src, err := project.FromRepo(opts.RepoURL, opts.RepoRef)
+		if err != nil {
+			return nil, err
+		}
+		mo.Project = src
+	case opts.RepoRef != "":
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "set `repo_url` too", "a repository ref without a repository")
+	case opts.ProjectPath != "":
+		src, err := project.FromDir(ctx, opts.ProjectPath)
+		if err != nil {
+			return nil, err
+		}
+		mo.Project = src
+	}
+	s, err := mcpserver.New(c.eng, mo)
+	if err != nil {
+		return nil, err
+	}
+	return s.MCP(), nil
 }
 
 // CreateServer is New followed by Client.CreateServer.

@@ -30,6 +30,10 @@ type CreateWorkspaceOptions struct {
 	// SeedPath is a host directory or a local .tar/.tar.gz/.tgz archive
 	// copied into /workspace before the workspace is returned.
 	SeedPath string `json:"seed_path,omitempty"`
+	// SeedOrigin, when set, is recorded as workspace_seed's origin instead
+	// of SeedPath itself: for a SeedPath that is a temporary export of a
+	// project or a repository clone. Nil means SeedPath is the origin.
+	SeedOrigin *SeedOrigin `json:"-"`
 }
 
 // ExecOptions describe one command: Command is a shell string run with

@@ -124,6 +124,26 @@ type WorkspaceSeed struct {
 	Entries    int    `json:"entries"`
 	Bytes      int64  `json:"bytes"`
 	Digest     string `json:"digest,omitempty"` // sha256 of the tar stream sent to the guest
+	// OriginKind and OriginRef say where the files came from (see
+	// SeedOrigin); empty for an empty workspace and in records written
+	// before pyro 2.5.
+	OriginKind string `json:"origin_kind,omitempty"`
+	OriginRef  string `json:"origin_ref,omitempty"`
+}
+
+// Seed origin kinds, as WorkspaceSeed.OriginKind reports them.
+const (
+	OriginPath    = "path"    // seed_path named a host directory
+	OriginArchive = "archive" // seed_path named a local .tar/.tar.gz/.tgz
+	OriginProject = "project" // the MCP server's project: a git checkout's tracked and untracked-not-ignored files, or a plain directory
+	OriginRepo    = "repo"    // a clean clone of a repository; OriginRef is "URL@COMMIT"
+)
+
+// SeedOrigin names where a seed came from when SeedPath is only a
+// temporary export of it (a project's files, a clone).
+type SeedOrigin struct {
+	Kind string // OriginProject or OriginRepo
+	Ref  string // the project's directory, or "URL@COMMIT"
 }
 
 // CommandSummary is a workspace's last command.

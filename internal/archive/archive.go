@@ -104,22 +104,23 @@ func Write(ctx context.Context, src string, w io.Writer, lim Limits) (Stats, err
 	if err != nil {
 		return Stats{}, err
 	}
+	walk := walkDir
+	if mode == ModeTarArchive {
+		walk = copyArchive
+	}
+	if _, err := walk(ctx, src, nil, lim); err != nil {
+		return Stats{}, err
+	}
+	return emit(w, mode, func(tw *tar.Writer) (Stats, error) { return walk(ctx, src, tw, lim) })
+}
+
+// emit writes one normalised tar stream to w and its digest into the
+// stats write returns.
+func emit(w io.Writer, mode string, write func(*tar.Writer) (Stats, error)) (Stats, error) {
 	h := sha256.New()
 	bw := bufio.NewWriterSize(io.MultiWriter(w, h), 256<<10)
 	tw := tar.NewWriter(bw)
-	var st Stats
-	switch mode {
-	case ModeDirectory:
-		if _, err := walkDir(ctx, src, nil, lim); err != nil {
-			return Stats{}, err
-		}
-		st, err = walkDir(ctx, src, tw, lim)
-	default:
-		if _, err := copyArchive(ctx, src, nil, lim); err != nil {
-			return Stats{}, err
-		}
-		st, err = copyArchive(ctx, src, tw, lim)
-	}
+	st, err := write(tw)
 	if err != nil {
 		return Stats{}, err
 	}
@@ -167,7 +168,6 @@ func (c *counter) add(name string, size int64) error {
 
 // walkDir validates (tw == nil) or writes the tree under root.
 func walkDir(ctx context.Context, root string, tw *tar.Writer, lim Limits) (Stats, error) {
-	c := &counter{lim: lim}
 	var names []string
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -182,13 +182,25 @@ func walkDir(ctx context.Context, root string, tw *tar.Writer, lim Limits) (Stat
 		return Stats{}, err
 	}
 	sort.Strings(names)
+	rels := make([]string, len(names))
+	for i, p := range names {
+		rel, _ := filepath.Rel(root, p)
+		rels[i] = filepath.ToSlash(rel)
+	}
+	return writeEntries(ctx, root, rels, tw, lim)
+}
+
+// writeEntries validates (tw == nil) or writes the entries rels (slash
+// separated, relative to root, parents before children) as they are on
+// disk, under the one member policy (Tree) that the guest applies too.
+func writeEntries(ctx context.Context, root string, rels []string, tw *tar.Writer, lim Limits) (Stats, error) {
+	c := &counter{lim: lim}
 	tree := NewTree(TreeOptions{})
-	for _, p := range names {
+	for _, rel := range rels {
 		if err := ctx.Err(); err != nil {
 			return Stats{}, err
 		}
-		rel, _ := filepath.Rel(root, p)
-		rel = filepath.ToSlash(rel)
+		p := filepath.Join(root, filepath.FromSlash(rel))
 		fi, err := os.Lstat(p)
 		if err != nil {
 			return Stats{}, errdefs.Wrap(errdefs.ErrInvalidArgument, err, "", "reading %s", p)

@@ -123,9 +123,9 @@ func Choose(want string, f Facts) (Choice, error) {
 	hint := errdefs.HintOf(qemuErr)
 	if f.Firecracker != "" {
 		msg += fmt.Sprintf("; firecracker is installed but is only chosen automatically on a verified KVM, and KVM is %s here: %s", f.KVM.Verdict, f.KVM.Reason)
-		hint += "; or ask for the firecracker backend by name to trust /dev/kvm without a test boot"
+		hint += "; or ask for the firecracker backend by name (`backend`) to trust /dev/kvm without a test boot"
 	}
-	hint += "; check with 'pyro doctor', or pass --allow-host-compat to run on the host without isolation"
+	hint += "; check with 'pyro doctor', or allow host compatibility (`allow_host_compat`) to run on the host without isolation"
 	// The class is the outcome (nothing can boot), not the cause: the
 	// cause's words and hint are kept, its class is not wrapped in.
 	return Choice{}, errdefs.New(errdefs.ErrUnavailable, hint, "%s", msg)

@@ -17,6 +17,7 @@ func (a *App) commands() []*cobra.Command {
 		a.newDoctorCmd(),
 		a.newSuperviseCmd(),
 		a.newMCPCmd(),
+		a.newHostCmd(),
 		a.newDemoCmd(),
 	}
 	for _, c := range cmds {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/pyro-mcp/pyro"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/project"
 )
 
 // newMCPCmd wires `pyro mcp serve`: the SDK's MCP server over stdio (or
@@ -25,30 +27,47 @@ func (a *App) newMCPCmd() *cobra.Command {
 		Short: "Serve pyro's tools to AI agents over the Model Context Protocol",
 	}
 	var httpAddr string
+	var so serveFlags
 	serve := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the MCP server on stdio (or streamable HTTP with --http)",
 		Long: `Run pyro's MCP server. By default it speaks MCP over stdin/stdout, as MCP clients
 expect when they launch a server; stdout carries only the protocol and logs go to stderr.
-Tools: vm_run (primary), vm_list_environments, vm_create, vm_start, vm_exec, vm_stop,
-vm_delete, vm_status, vm_network_info, vm_reap_expired, workspace_create,
-workspace_sync_push, workspace_exec, workspace_status, workspace_logs, workspace_delete.
+
+--profile picks the tool set: workspace-full (the default: every tool), workspace-core
+(the workspace loop for chat hosts: create, list, status, exec, sync push, logs, delete,
+without network or lower-level VM tools) or vm-run (only vm_run).
+
+Started inside a git checkout, the server seeds workspace_create calls that name no
+seed_path from that checkout: the files git tracks plus the untracked ones .gitignore does
+not exclude, never .git. --project-path DIR serves another directory, --repo-url URL
+[--repo-ref REF] a clean clone of a repository, --no-project none.
 
 With --http ADDR it serves streamable HTTP at http://ADDR/mcp instead, on a loopback
 address only, rejecting requests from browser pages of other origins.`,
 		Example: `  pyro mcp serve
-  claude mcp add pyro -- pyro mcp serve
+  pyro mcp serve --profile workspace-core
+  pyro mcp serve --repo-url file:///srv/git/app.git --repo-ref main
+  pyro host connect claude-code
   pyro mcp serve --http 127.0.0.1:8765`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			sopts, err := so.options(ctx)
+			if err != nil {
+				return err
+			}
 			// Progress goes to each tool call's client as notifications,
 			// not to this process's stderr.
 			c, err := pyro.New(&pyro.Options{Logger: a.logger()})
 			if err != nil {
 				return err
 			}
-			s := c.CreateServer()
-			ctx := cmd.Context()
+			s, err := c.CreateServerWith(ctx, sopts)
+			if err != nil {
+				return err
+			}
+			a.logger().Info("serving MCP", "profile", sopts.Profile, "project", sopts.ProjectPath, "repo", sopts.RepoURL)
 			if httpAddr != "" {
 				err = a.serveHTTP(ctx, s, httpAddr)
 			} else {
@@ -68,8 +87,37 @@ address only, rejecting requests from browser pages of other origins.`,
 		},
 	}
 	serve.Flags().StringVar(&httpAddr, "http", "", "serve streamable HTTP on this loopback address (e.g. 127.0.0.1:8765) instead of stdio")
+	serve.Flags().StringVar(&so.profile, "profile", pyro.ProfileWorkspaceFull, "tool set: workspace-full, workspace-core or vm-run")
+	serve.Flags().StringVar(&so.projectPath, "project-path", "", "seed workspace_create calls without seed_path from this directory (default: the git checkout pyro runs in)")
+	serve.Flags().StringVar(&so.repoURL, "repo-url", "", "seed them from a clean clone of this repository instead")
+	serve.Flags().StringVar(&so.repoRef, "repo-ref", "", "branch, tag or commit of --repo-url (default: its default branch)")
+	serve.Flags().BoolVar(&so.noProject, "no-project", false, "no default seed: workspace_create without seed_path starts empty")
 	root.AddCommand(serve)
 	return root
+}
+
+// serveFlags are `pyro mcp serve`'s choice of tools and default seed.
+type serveFlags struct {
+	profile, projectPath, repoURL, repoRef string
+	noProject                              bool
+}
+
+// options turns the flags into server options; without any, the git
+// checkout pyro runs in (if any) is the project.
+func (f *serveFlags) options(ctx context.Context) (*pyro.ServerOptions, error) {
+	o := &pyro.ServerOptions{Profile: f.profile, ProjectPath: f.projectPath, RepoURL: f.repoURL, RepoRef: f.repoRef}
+	if f.noProject {
+		if f.projectPath != "" || f.repoURL != "" {
+			return nil, errdefs.New(errdefs.ErrInvalidArgument, "drop --no-project, or the project flags", "bad command line: --no-project with --project-path or --repo-url")
+		}
+		return o, nil
+	}
+	if o.ProjectPath == "" && o.RepoURL == "" {
+		if wd, err := os.Getwd(); err == nil {
+			o.ProjectPath = project.Detect(ctx, wd)
+		}
+	}
+	return o, nil
 }
 
 type nopWriteCloser struct{ io.Writer }

@@ -38,6 +38,7 @@ var (
 		"env list", "env pull", "env inspect", "env prune", "mcp serve", "run",
 		"workspace create", "workspace sync push", "workspace exec", "workspace status",
 		"workspace logs", "workspace delete", "doctor", "demo", "demo ollama",
+		"host connect", "host print-config", "host doctor", "host repair", "host disconnect",
 	}
 	// contractFlags are flags the contract names explicitly, per command.
 	contractFlags = map[string][]string{
@@ -51,7 +52,7 @@ var (
 	// the contract leaves the arguments open ("(...)"), else the exact
 	// parameter list, keyword-only marker and defaults included.
 	contractPython = map[string]string{
-		"create_server":       "()",
+		"create_server":       "(profile=None)",
 		"list_environments":   "()",
 		"pull_environment":    "(environment)",
 		"inspect_environment": "(environment)",
@@ -93,7 +94,7 @@ var (
 		"CreateServer", "ListEnvironments", "PullEnvironment", "InspectEnvironment", "PruneEnvironments",
 		"CreateVM", "CreateWorkspace", "PushWorkspaceSync", "StartVM", "ExecVM", "ExecWorkspace", "StopVM",
 		"DeleteVM", "DeleteWorkspace", "StatusVM", "StatusWorkspace", "LogsWorkspace", "NetworkInfoVM",
-		"ReapExpired", "RunInVM",
+		"ReapExpired", "RunInVM", "CreateServerWith",
 	}
 )
 
@@ -616,7 +617,10 @@ func registeredTools(t *testing.T) map[string]*mcp.Tool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := mcpserver.New(e, nil)
+	s, err := mcpserver.New(e, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ct, st := mcp.NewInMemoryTransports()
 	ss, err := s.MCP().Connect(t.Context(), st, nil)
 	if err != nil {

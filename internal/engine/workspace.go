@@ -34,7 +34,7 @@ func (e *Engine) CreateWorkspace(ctx context.Context, o api.CreateWorkspaceOptio
 			return nil, err
 		}
 		o.SeedPath = abs
-		seed = api.WorkspaceSeed{Mode: st.Mode, SourcePath: abs, Entries: st.Entries, Bytes: st.Bytes, Digest: st.Digest}
+		seed = withOrigin(api.WorkspaceSeed{Mode: st.Mode, SourcePath: abs, Entries: st.Entries, Bytes: st.Bytes, Digest: st.Digest}, o.SeedOrigin)
 	}
 	vo := api.CreateVMOptions{Environment: o.Environment, Shape: o.Shape}
 	if err := validateCreate(&vo, api.DefaultWorkspaceTTLSeconds); err != nil {

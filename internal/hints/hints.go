@@ -33,6 +33,11 @@ var spelling = map[string][3]string{
 	"vcpu_count":        {"--vcpu-count", "vcpu_count", "VCPUCount"},
 	"mem_mib":           {"--mem-mib", "mem_mib", "MemMiB"},
 	"ttl_seconds":       {"--ttl-seconds", "ttl_seconds", "TTLSeconds"},
+	// The MCP server's own settings: a model cannot change them, its user can.
+	"project_path": {"--project-path", "the server's --project-path", "ServerOptions.ProjectPath"},
+	"repo_url":     {"--repo-url", "the server's --repo-url", "ServerOptions.RepoURL"},
+	"repo_ref":     {"--repo-ref", "the server's --repo-ref", "ServerOptions.RepoRef"},
+	"no_project":   {"--no-project", "the server's --no-project", "a ServerOptions without ProjectPath"},
 }
 
 // Render spells every `argument` of hint for face f. Backquoted words that

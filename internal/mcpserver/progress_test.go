@@ -48,7 +48,11 @@ func TestProgressNotifications(t *testing.T) {
 	var got []*mcp.ProgressNotificationParams
 	ct, st := mcp.NewInMemoryTransports()
 	ctx := t.Context()
-	ss, err := New(e, nil).MCP().Connect(ctx, st, nil)
+	srv, err := New(e, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := srv.MCP().Connect(ctx, st, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/pyro-mcp/pyro/internal/engine"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/hints"
+	"github.com/pyro-mcp/pyro/internal/project"
 	"github.com/pyro-mcp/pyro/internal/version"
 )
 
@@ -35,22 +36,38 @@ type Options struct {
 	// Heartbeat is how often a long call that has nothing new to report
 	// still sends a progress notification; default DefaultHeartbeat.
 	Heartbeat time.Duration
+	// Profile is the tool set to serve (see Profiles); "" means
+	// DefaultProfile, every tool.
+	Profile string
+	// Project, when set, seeds workspace_create calls that name no
+	// seed_path.
+	Project *project.Source
 }
 
 // Server is an MCP server bound to one engine.
 type Server struct {
-	mcp  *mcp.Server
-	eng  *engine.Engine
-	log  *slog.Logger
-	beat time.Duration
+	mcp     *mcp.Server
+	eng     *engine.Engine
+	log     *slog.Logger
+	beat    time.Duration
+	profile string
+	project *project.Source
+	res     *resources // nil when the profile has no workspace tools
 }
 
-// New builds the server and registers every tool.
-func New(e *engine.Engine, opts *Options) *Server {
+// New builds the server and registers the tools of its profile, and the
+// workspaces' files as resources when the profile has workspace tools.
+func New(e *engine.Engine, opts *Options) (*Server, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
-	s := &Server{eng: e, log: opts.Logger, beat: opts.Heartbeat}
+	s := &Server{eng: e, log: opts.Logger, beat: opts.Heartbeat, profile: opts.Profile, project: opts.Project}
+	if s.profile == "" {
+		s.profile = DefaultProfile
+	}
+	if err := CheckProfile(s.profile); err != nil {
+		return nil, err
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -59,21 +76,20 @@ func New(e *engine.Engine, opts *Options) *Server {
 	}
 	s.mcp = mcp.NewServer(&mcp.Implementation{Name: Name, Title: "pyro microVM sandboxes", Version: version.Version}, &mcp.ServerOptions{
 		Logger:       s.log,
-		Instructions: instructions,
+		Instructions: s.instructions(),
 	})
 	s.register()
-	return s
+	if s.serves("workspace_list") {
+		s.res = newResources(s)
+	}
+	return s, nil
 }
 
 // MCP returns the go-sdk server, ready for Run or Connect on any transport.
 func (s *Server) MCP() *mcp.Server { return s.mcp }
 
-const instructions = `pyro runs shell commands inside real, disposable microVMs (Debian guests).
-Use vm_run for one-shot work: it boots a fresh VM, runs one command and deletes the VM.
-Use workspace_create / workspace_exec / workspace_sync_push / workspace_logs / workspace_delete for
-multi-step work that needs files to persist between commands in /workspace; delete the workspace when done.
-vm_create / vm_start / vm_exec are lower-level; vm_exec deletes its VM after the command.
-Environments: ` + "debian:12 (default, with git), debian:12-base (minimal), debian:12-build (compilers)."
+// Profile is the tool set the server serves.
+func (s *Server) Profile() string { return s.profile }
 
 // toolError is what a failed call returns: the SDK turns it into a tool
 // result with isError set, whose text tells the model what to do next.

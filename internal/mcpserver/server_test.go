@@ -18,16 +18,37 @@ import (
 // booted by these tests) over in-memory transports.
 func connect(t *testing.T) *mcp.ClientSession {
 	t.Helper()
+	return connectWith(t, nil, nil)
+}
+
+// connectWith serves a fresh engine with the server options opts (and
+// engine options eo, when set) over in-memory transports.
+func connectWith(t *testing.T, opts *Options, eo *engine.Options) *mcp.ClientSession {
+	t.Helper()
+	return connectWithClient(t, opts, eo, nil)
+}
+
+// connectWithClient is connectWith with client options.
+func connectWithClient(t *testing.T, opts *Options, eo *engine.Options, copts *mcp.ClientOptions) *mcp.ClientSession {
+	t.Helper()
 	run, err := os.MkdirTemp("", "pyro-mcp-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(run) })
-	e, err := engine.New(engine.Options{CacheDir: t.TempDir(), StateDir: t.TempDir(), RuntimeDir: run})
+	o := engine.Options{CacheDir: t.TempDir(), StateDir: t.TempDir()}
+	if eo != nil {
+		o = *eo
+	}
+	o.RuntimeDir = run
+	e, err := engine.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(e, nil)
+	s, err := New(e, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ct, st := mcp.NewInMemoryTransports()
 	ctx := t.Context()
 	ss, err := s.MCP().Connect(ctx, st, nil)
@@ -35,7 +56,7 @@ func connect(t *testing.T) *mcp.ClientSession {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ss.Close() })
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "0"}, nil).Connect(ctx, ct, nil)
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "0"}, copts).Connect(ctx, ct, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +89,7 @@ func TestToolList(t *testing.T) {
 	if !strings.Contains(tools["vm_exec"].Description, "DELETE") {
 		t.Errorf("vm_exec does not say it auto-cleans")
 	}
-	for _, name := range []string{"vm_list_environments", "vm_status", "vm_network_info", "workspace_status", "workspace_logs"} {
+	for _, name := range []string{"vm_list_environments", "vm_status", "vm_network_info", "workspace_status", "workspace_logs", "workspace_list"} {
 		if !tools[name].Annotations.ReadOnlyHint {
 			t.Errorf("%s: not readOnly", name)
 		}
@@ -133,6 +154,7 @@ func TestArguments(t *testing.T) {
 		"vm_reap_expired":      {},
 		"vm_list_environments": {},
 		"workspace_create":     with(shape("3600"), "seed_path", arg{}),
+		"workspace_list":       {},
 		"workspace_sync_push":  {"workspace_id": {Required: true}, "source_path": {Required: true}, "dest": {Default: `"/workspace"`}},
 		"workspace_exec":       {"workspace_id": {Required: true}, "command": {Required: true}, "timeout_seconds": {Default: "30"}},
 		"workspace_status":     ws,

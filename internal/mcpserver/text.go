@@ -140,3 +140,16 @@ func envListText(l *api.EnvironmentList) string {
 	}
 	return strings.TrimRight(b.String(), "\n")
 }
+
+func wsListText(l *api.WorkspaceList) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d workspace(s)\n", l.Count)
+	for _, w := range l.Workspaces {
+		fmt.Fprintf(&b, "- %s environment=%s state=%s running=%v commands=%d seed=%s", w.WorkspaceID, w.Environment, w.State, w.Running, w.CommandCount, w.WorkspaceSeed.Mode)
+		if w.WorkspaceSeed.OriginRef != "" {
+			fmt.Fprintf(&b, " (%s %s)", w.WorkspaceSeed.OriginKind, w.WorkspaceSeed.OriginRef)
+		}
+		b.WriteString("\n")
+	}
+	return strings.TrimRight(b.String(), "\n")
+}

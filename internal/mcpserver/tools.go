@@ -14,20 +14,13 @@ import (
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
 
-// ToolNames lists every tool, sorted by name as tools/list reports them.
-var ToolNames = []string{
-	"vm_create", "vm_delete", "vm_exec", "vm_list_environments", "vm_network_info", "vm_reap_expired",
-	"vm_run", "vm_start", "vm_status", "vm_stop",
-	"workspace_create", "workspace_delete", "workspace_exec", "workspace_logs", "workspace_status", "workspace_sync_push",
-}
-
 // Arguments. Field names are the public contract; omitempty marks an
 // argument optional, and the defaults are written into the input schema.
 // The VM shape arguments are api.Shape, whose tags describe them.
 
 // EnvArgs name the environment to boot.
 type EnvArgs struct {
-	Environment string `json:"environment" jsonschema:"environment to boot: debian:12 (Debian 12 with git, curl, python3 — the usual choice), debian:12-base (minimal) or debian:12-build (compilers and build tools)"`
+	Environment string `json:"environment" jsonschema:"environment to boot: debian:12 (Debian 12 with git and curl — the usual choice; no python3), debian:12-base (minimal) or debian:12-build (compilers and build tools)"`
 }
 
 // CommandArgs are a command and its timeout.
@@ -237,12 +230,24 @@ func (s *Server) register() {
 	addTool(s, &mcp.Tool{
 		Name: "workspace_create",
 		Description: `Create and boot a persistent workspace: a microVM whose /workspace directory keeps its files across many workspace_exec calls. ` +
-			`Use it for multi-step work (clone, edit, build, test). seed_path copies a host directory or .tar/.tar.gz/.tgz into /workspace first. ` +
-			`Returns workspace_id. Call workspace_delete when done.`,
+			`Use it for multi-step work (clone, edit, build, test). seed_path copies a host directory or .tar/.tar.gz/.tgz into /workspace first` +
+			s.projectNote() + `. Returns workspace_id. Call workspace_delete when done.`,
 		Annotations: withTitle(additive, "Create a workspace"),
 	}, merge(shapeDefaults, wsTTL), "workspace_create: booting the workspace", func(ctx context.Context, in WorkspaceCreateArgs) (*api.Workspace, error) {
-		return e.CreateWorkspace(ctx, api.CreateWorkspaceOptions{Environment: in.Environment, Shape: in.Shape, SeedPath: in.SeedPath})
+		return s.createWorkspace(ctx, api.CreateWorkspaceOptions{Environment: in.Environment, Shape: in.Shape, SeedPath: in.SeedPath})
 	}, wsText("created"))
+
+	addTool(s, &mcp.Tool{
+		Name:        "workspace_list",
+		Description: `List every workspace that exists (also those made by earlier sessions or the pyro CLI) with its state, environment, seed and command count, so that one can be reused instead of creating another.`,
+		Annotations: withTitle(readOnly, "List workspaces"),
+	}, nil, "", func(ctx context.Context, _ NoArgs) (*api.WorkspaceList, error) {
+		wss, err := e.ListWorkspaces(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &api.WorkspaceList{Count: len(wss), Workspaces: wss}, nil
+	}, wsListText)
 
 	addTool(s, &mcp.Tool{
 		Name: "workspace_sync_push",
@@ -292,7 +297,8 @@ func (s *Server) register() {
 	}, func(r *api.WorkspaceDeleteResult) string { return "deleted workspace " + r.WorkspaceID })
 }
 
-// addTool registers one tool: its input schema (with defaults) is inferred
+// addTool registers one tool when the server's profile serves it (see
+// profiles.go, where every tool needs a row): its input schema (with defaults) is inferred
 // from In, its output schema from Out; the handler's result becomes
 // structuredContent and text(result) the readable content; an error becomes
 // an isError result with the error's class, message and hint. A non-empty
@@ -300,7 +306,12 @@ func (s *Server) register() {
 // call, when its client asks for them.
 func addTool[In any, Out any](s *Server, t *mcp.Tool, defaults map[string]any, progress string,
 	h func(context.Context, In) (Out, error), text func(Out) string) {
-	t.InputSchema = inputSchema[In](defaults)
+	if !s.serves(t.Name) {
+		return
+	}
+	sch := inputSchema[In](defaults)
+	s.narrow(t.Name, sch)
+	t.InputSchema = sch
 	mcp.AddTool(s.mcp, t, func(ctx context.Context, req *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
 		var zero Out
 		if progress != "" {

@@ -14,6 +14,8 @@ A thin, standard-library-only facade over the Go ``pyro`` binary (found via
 
 from __future__ import annotations
 
+from typing import Optional
+
 from .errors import (
     AlreadyExistsError,
     BinaryNotFoundError,
@@ -33,6 +35,7 @@ from .sdk import (
     DEFAULT_VM_TTL_SECONDS,
     DEFAULT_WORKSPACE_PATH,
     DEFAULT_WORKSPACE_TTL_SECONDS,
+    MCP_PROFILES,
     Pyro,
 )
 from .server import PyroMCPServer
@@ -59,15 +62,18 @@ __all__ = [
     "DEFAULT_VM_TTL_SECONDS",
     "DEFAULT_WORKSPACE_TTL_SECONDS",
     "DEFAULT_WORKSPACE_PATH",
+    "MCP_PROFILES",
     "__version__",
 ]
 
 
-def create_server() -> PyroMCPServer:
+def create_server(profile: Optional[str] = None) -> PyroMCPServer:
     """pyro's MCP server (``pyro mcp serve`` over stdio), not yet started.
 
     ``create_server().run()`` serves MCP on this process's stdin/stdout;
     ``create_server().start()`` returns a ``subprocess.Popen`` with piped stdio.
-    Same as ``Pyro().create_server()``.
+    ``profile`` is ``"workspace-core"``, ``"vm-run"`` or ``"workspace-full"``
+    (``None``: the bare command, every tool). Same as
+    ``Pyro().create_server(profile)``.
     """
-    return Pyro().create_server()
+    return Pyro().create_server(profile)

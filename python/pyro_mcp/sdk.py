@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_VM_TTL_SECONDS",
     "DEFAULT_WORKSPACE_TTL_SECONDS",
     "DEFAULT_WORKSPACE_PATH",
+    "MCP_PROFILES",
 ]
 
 DEFAULT_VCPU_COUNT = 1
@@ -29,6 +30,10 @@ DEFAULT_TIMEOUT_SECONDS = 30
 DEFAULT_VM_TTL_SECONDS = 600
 DEFAULT_WORKSPACE_TTL_SECONDS = 3600
 DEFAULT_WORKSPACE_PATH = "/workspace"
+
+# The tool sets of ``pyro mcp serve --profile``: only vm_run; the workspace
+# loop for chat hosts; every tool (what the bare command serves).
+MCP_PROFILES = ("vm-run", "workspace-core", "workspace-full")
 
 # Extra wall-clock time each pyro invocation gets beyond the guest command's
 # timeout_seconds: booting, pulling or building an environment, cleaning up.
@@ -152,11 +157,26 @@ class Pyro:
 
     # -- MCP ---------------------------------------------------------------
 
-    def create_server(self) -> PyroMCPServer:
-        """pyro's MCP server (``pyro mcp serve`` over stdio), not yet started."""
+    def create_server(self, profile: Optional[str] = None) -> PyroMCPServer:
+        """pyro's MCP server (``pyro mcp serve`` over stdio), not yet started.
+
+        ``profile`` picks its tools: ``"workspace-core"`` (the workspace loop,
+        recommended for chat hosts), ``"vm-run"`` (only ``vm_run``) or
+        ``"workspace-full"``; ``None`` is the bare command, every tool. The
+        server runs in this process's working directory: inside a git
+        checkout it seeds ``workspace_create`` calls without ``seed_path``
+        from that checkout.
+        """
+        args = ["mcp", "serve"]
+        if profile is not None:
+            if profile not in MCP_PROFILES:
+                raise InvalidArgumentError(
+                    f"unknown MCP profile {profile!r}", hint="use one of " + ", ".join(MCP_PROFILES)
+                )
+            args += ["--profile", profile]
         environ = self._environ()
         binary = _cli.find_binary(self._pyro_bin, environ)
-        return PyroMCPServer([binary, "mcp", "serve"], env=environ)
+        return PyroMCPServer([binary, *args], env=environ)
 
     # -- environments ----------------------------------------------------
 

@@ -25,7 +25,7 @@ from pyro_mcp.errors import error_from_json
 # contract leaves as "...": ttl_seconds is 600 for VMs and 3600 for workspaces,
 # as on the CLI.
 CONTRACT = """
-create_server(self)
+create_server(self, profile=None)
 list_environments(self)
 pull_environment(self, environment)
 inspect_environment(self, environment)
@@ -66,7 +66,7 @@ class ContractTest(unittest.TestCase):
     def test_imports(self):
         self.assertTrue(callable(create_server))
         self.assertIs(pyro_mcp.Pyro, Pyro)
-        self.assertEqual(_shape(inspect.signature(create_server)), [])
+        self.assertEqual([p.name for p in inspect.signature(create_server).parameters.values()], ["profile"])
 
     def test_method_signatures(self):
         for name, want in _expected().items():
@@ -131,6 +131,17 @@ class ContractTest(unittest.TestCase):
         self.assertEqual(srv.command, [b, "mcp", "serve"])
         self.assertEqual(srv.env["PYRO_BIN"], env["PYRO_BIN"])
         self.assertTrue(callable(srv.run) and callable(srv.start))
+
+    def test_create_server_profiles(self):
+        b = pyro_bin()
+        p = Pyro(env={"PYRO_BIN": b})
+        for profile in pyro_mcp.MCP_PROFILES:
+            with self.subTest(profile=profile):
+                self.assertEqual(p.create_server(profile).command, [b, "mcp", "serve", "--profile", profile])
+        self.assertEqual(p.create_server(None).command, [b, "mcp", "serve"])
+        with self.assertRaises(InvalidArgumentError) as cm:
+            p.create_server("everything")
+        self.assertIn("workspace-core", cm.exception.hint)
 
 
 if __name__ == "__main__":

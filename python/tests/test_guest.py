@@ -244,6 +244,23 @@ class MCPServerTest(unittest.TestCase):
         finally:
             self.assertEqual(_close(proc), 0)
 
+    def test_create_server_profile(self):
+        proc = create_server(profile="workspace-core").start(stderr=subprocess.DEVNULL)
+        try:
+            resp = _initialize(proc)
+            self.assertIn("workspace_create", resp["result"]["instructions"])
+            proc.stdin.write(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n'
+                             b'{"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}\n')
+            proc.stdin.flush()
+            tools = json.loads(proc.stdout.readline())["result"]["tools"]
+            names = sorted(t["name"] for t in tools)
+            self.assertIn("workspace_exec", names)
+            self.assertNotIn("vm_run", names)
+            create = next(t for t in tools if t["name"] == "workspace_create")
+            self.assertNotIn("network", create["inputSchema"]["properties"])
+        finally:
+            self.assertEqual(_close(proc), 0)
+
 
 if __name__ == "__main__":
     unittest.main()
