@@ -30,6 +30,8 @@ type CreateWorkspaceOptions struct {
 	// SeedPath is a host directory or a local .tar/.tar.gz/.tgz archive
 	// copied into /workspace before the workspace is returned.
 	SeedPath string `json:"seed_path,omitempty"`
+	// DiskGiB bounds /workspace's own disk; 0 means DefaultDiskGiB.
+	DiskGiB int `json:"disk_gib,omitempty"`
 }
 
 // ExecOptions describe one command: Command is a shell string run with

@@ -2,11 +2,16 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/archive"
+	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/layers"
 	"github.com/pyro-mcp/pyro/internal/progress"
 )
 
@@ -14,14 +19,25 @@ import (
 const phaseSeed = "seed"
 
 // CreateWorkspace creates and starts a workspace, seeding /workspace from
-// SeedPath (a directory or a .tar/.tar.gz/.tgz) before it returns.
+// SeedPath (a directory or a .tar/.tar.gz/.tgz) before it returns. Under
+// QEMU the seed is built on the host into the workspace's data disk
+// (layout 2) before the first boot, and that disk as it is then becomes
+// the baseline snapshot.
 func (e *Engine) CreateWorkspace(ctx context.Context, o api.CreateWorkspaceOptions) (*api.Workspace, error) {
 	defer e.enter()()
-	phases := []string{phaseEnvironment, phaseDisk, phaseBoot}
+	phases := []string{phaseEnvironment, phaseDisk}
 	if o.SeedPath != "" {
 		phases = append(phases, phaseSeed)
 	}
+	phases = append(phases, phaseBoot)
 	ctx, op := e.start(ctx, "workspace create", phases...)
+	if o.DiskGiB == 0 {
+		o.DiskGiB = api.DefaultDiskGiB
+	}
+	if o.DiskGiB < 1 || o.DiskGiB > api.MaxDiskGiB {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("use a `disk_gib` from 1 to %d", api.MaxDiskGiB),
+			"disk_gib %d is out of range", o.DiskGiB)
+	}
 	seed := api.WorkspaceSeed{Mode: api.SeedEmpty}
 	if o.SeedPath != "" {
 		abs, err := filepath.Abs(o.SeedPath)
@@ -56,10 +72,16 @@ func (e *Engine) CreateWorkspace(ctx context.Context, o api.CreateWorkspaceOptio
 	}
 	defer lock.Unlock()
 	rec.Workspace = &wsState{Seed: seed, NextSequence: 1}
+	layered := rec.ExecutionMode == api.ModeGuest && rec.Disk == ""
+	if layered {
+		if err := e.createDisks(ctx, rec, o, &seed); err != nil {
+			return nil, err
+		}
+	}
 	if err := e.startLocked(ctx, rec); err != nil {
 		return nil, err
 	}
-	if o.SeedPath != "" {
+	if o.SeedPath != "" && !layered {
 		op.Phase(phaseSeed)
 		got, err := e.push(ctx, rec, o.SeedPath, api.WorkspaceRoot, seed.Entries)
 		if err != nil {
@@ -72,7 +94,50 @@ func (e *Engine) CreateWorkspace(ctx context.Context, o api.CreateWorkspaceOptio
 	}
 	ok = true
 	op.Done()
-	return rec.workspaceView(true, ""), nil
+	return e.workspaceView(rec, true, ""), nil
+}
+
+// createDisks builds a new workspace's layout-2 disks: the seed layer
+// (sealed at once: it is the baseline's data layer) and a writable top
+// over it and over the environment's root image.
+func (e *Engine) createDisks(ctx context.Context, rec *vmRecord, o api.CreateWorkspaceOptions, seed *api.WorkspaceSeed) error {
+	seedLayer := layers.NewName(layers.ExtRaw)
+	root, data := layers.NewName(layers.ExtQCOW2), layers.NewName(layers.ExtQCOW2)
+	ws := rec.Workspace
+	ws.Disk = &wsDisk{Layout: api.LayoutData, SizeGiB: o.DiskGiB, Pending: []string{seedLayer, root, data}}
+	unlock, err := e.layers.Shared()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := e.wss.Write(rec.ID, rec); err != nil {
+		return err
+	}
+	if o.SeedPath != "" {
+		progress.From(ctx).Phase(phaseSeed)
+	}
+	st, err := e.buildSeedLayer(ctx, seedLayer, o.DiskGiB, o.SeedPath, seed.Entries)
+	if err != nil {
+		if o.SeedPath != "" && !errors.Is(err, errdefs.ErrInvalidArgument) {
+			err = fmt.Errorf("seeding /workspace: %w", err)
+		}
+		return err
+	}
+	if o.SeedPath != "" {
+		ws.Seed.Digest = st.Digest
+		if os.Geteuid() != 0 {
+			ws.Disk.Chown = fmt.Sprintf("%d:%d", os.Geteuid(), os.Getegid())
+		}
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	base := snapshotRec{Name: api.BaselineSnapshot, CreatedAt: now, Root: "", Data: seedLayer,
+		SizeBytes: layers.Allocated(e.layers.Path(seedLayer))}
+	if err := e.newTops(ctx, rec, base, root, data); err != nil {
+		return err
+	}
+	ws.Disk.Root, ws.Disk.Data, ws.Disk.Pending = root, data, nil
+	ws.Snapshots = []snapshotRec{base}
+	return e.wss.Write(rec.ID, rec)
 }
 
 // loadWorkspace resolves ref to a workspace that is not being deleted.
@@ -131,12 +196,19 @@ func (e *Engine) StatusWorkspace(ctx context.Context, ref string) (*api.Workspac
 		return nil, err
 	}
 	running, note := e.liveness(rec)
-	return rec.workspaceView(running, note), nil
+	return e.workspaceView(rec, running, note), nil
 }
 
 // ListWorkspaces lists every workspace.
 func (e *Engine) ListWorkspaces(ctx context.Context) ([]*api.Workspace, error) {
-	return list(e, e.wss, (*vmRecord).workspaceView)
+	return list(e, e.wss, e.workspaceView)
+}
+
+// workspaceView is rec's public view with its disk usage.
+func (e *Engine) workspaceView(rec *vmRecord, running bool, note string) *api.Workspace {
+	w := rec.workspaceView(running, note)
+	w.Disk = e.diskView(rec)
+	return w
 }
 
 // StartWorkspace boots a stopped workspace from its disk.
@@ -152,7 +224,7 @@ func (e *Engine) StartWorkspace(ctx context.Context, ref string) (*api.Workspace
 		return nil, err
 	}
 	op.Done()
-	return rec.workspaceView(true, ""), nil
+	return e.workspaceView(rec, true, ""), nil
 }
 
 // StopWorkspace powers the workspace's VM off; /workspace stays on its disk.
@@ -162,7 +234,7 @@ func (e *Engine) StopWorkspace(ctx context.Context, ref string) (*api.Workspace,
 	if err != nil {
 		return nil, err
 	}
-	return rec.workspaceView(false, ""), nil
+	return e.workspaceView(rec, false, ""), nil
 }
 
 // DeleteWorkspace stops the VM and removes its disk, logs and state.
