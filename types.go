@@ -124,8 +124,8 @@ const (
 	WorkspaceRoot         = api.WorkspaceRoot
 	DefaultDiskGiB        = api.DefaultDiskGiB   // a workspace's /workspace disk
 	BaselineSnapshot      = api.BaselineSnapshot // the snapshot taken at create
-	ModeGuest             = api.ModeGuest      // execution_mode of a real guest
-	ModeHostCompat        = api.ModeHostCompat // execution_mode on the host, NOT isolated
+	ModeGuest             = api.ModeGuest        // execution_mode of a real guest
+	ModeHostCompat        = api.ModeHostCompat   // execution_mode on the host, NOT isolated
 )
 
 // Error classes. Every error the Client returns wraps one of them, so

@@ -99,7 +99,7 @@ func Stat(ctx context.Context, image, p string) (*Entry, error) {
 	if err := CheckPath(p); err != nil {
 		return nil, err
 	}
-	out, err := debugfs(ctx, image, false, []string{"stat "+quote(p)})
+	out, err := debugfs(ctx, image, false, []string{"stat " + quote(p)})
 	if err != nil {
 		return nil, err
 	}
