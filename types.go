@@ -124,8 +124,14 @@ const (
 	WorkspaceRoot         = api.WorkspaceRoot
 	DefaultDiskGiB        = api.DefaultDiskGiB   // a workspace's /workspace disk
 	BaselineSnapshot      = api.BaselineSnapshot // the snapshot taken at create
-	ModeGuest             = api.ModeGuest        // execution_mode of a real guest
-	ModeHostCompat        = api.ModeHostCompat   // execution_mode on the host, NOT isolated
+	DefaultDiskReadBytes  = api.DefaultDiskReadBytes
+	// Kinds of workspace log entries (LogEntry.Kind).
+	LogExec        = api.LogExec
+	LogSnapshot    = api.LogSnapshot
+	LogReset       = api.LogReset
+	LogFork        = api.LogFork
+	ModeGuest      = api.ModeGuest      // execution_mode of a real guest
+	ModeHostCompat = api.ModeHostCompat // execution_mode on the host, NOT isolated
 )
 
 // Error classes. Every error the Client returns wraps one of them, so

@@ -25,11 +25,18 @@ const phaseSeed = "seed"
 // the baseline snapshot.
 func (e *Engine) CreateWorkspace(ctx context.Context, o api.CreateWorkspaceOptions) (*api.Workspace, error) {
 	defer e.enter()()
-	phases := []string{phaseEnvironment, phaseDisk}
+	// A guest's seed is built on the host before the boot; host_compat
+	// (and Firecracker) push it after. The order is known for sure only
+	// once the environment is pulled, so guess it now: a wrong guess
+	// only reorders the progress phases.
+	phases := []string{phaseEnvironment, phaseDisk, phaseBoot}
 	if o.SeedPath != "" {
-		phases = append(phases, phaseSeed)
+		if e.layeredLikely() {
+			phases = []string{phaseEnvironment, phaseDisk, phaseSeed, phaseBoot}
+		} else {
+			phases = append(phases, phaseSeed)
+		}
 	}
-	phases = append(phases, phaseBoot)
 	ctx, op := e.start(ctx, "workspace create", phases...)
 	if o.DiskGiB == 0 {
 		o.DiskGiB = api.DefaultDiskGiB
@@ -95,6 +102,12 @@ func (e *Engine) CreateWorkspace(ctx context.Context, o api.CreateWorkspaceOptio
 	ok = true
 	op.Done()
 	return e.workspaceView(rec, true, ""), nil
+}
+
+// layeredLikely says whether a new workspace will likely boot under QEMU
+// with its own disk layers.
+func (e *Engine) layeredLikely() bool {
+	return e.opts.Backend != BackendHostCompat && e.opts.Backend != BackendFirecracker && e.guestTools() == nil
 }
 
 // createDisks builds a new workspace's layout-2 disks: the seed layer
