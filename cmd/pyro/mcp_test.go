@@ -136,9 +136,11 @@ func TestMCPToolsAndErrors(t *testing.T) {
 		names = append(names, tool.Name)
 	}
 	slices.Sort(names)
-	want := []string{"vm_create", "vm_delete", "vm_exec", "vm_list_environments", "vm_network_info", "vm_reap_expired",
-		"vm_run", "vm_start", "vm_status", "vm_stop", "workspace_create", "workspace_delete", "workspace_exec",
-		"workspace_logs", "workspace_status", "workspace_sync_push"}
+	want := []string{"snapshot_create", "snapshot_delete", "snapshot_list",
+		"vm_create", "vm_delete", "vm_exec", "vm_list_environments", "vm_network_info", "vm_reap_expired",
+		"vm_run", "vm_start", "vm_status", "vm_stop", "workspace_create", "workspace_delete",
+		"workspace_disk_export", "workspace_disk_list", "workspace_disk_read", "workspace_exec", "workspace_fork",
+		"workspace_logs", "workspace_reset", "workspace_start", "workspace_status", "workspace_stop", "workspace_sync_push"}
 	if diff := cmp.Diff(want, names); diff != "" {
 		t.Errorf("tools (-want +got):\n%s", diff)
 	}

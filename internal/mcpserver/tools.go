@@ -16,9 +16,12 @@ import (
 
 // ToolNames lists every tool, sorted by name as tools/list reports them.
 var ToolNames = []string{
+	"snapshot_create", "snapshot_delete", "snapshot_list",
 	"vm_create", "vm_delete", "vm_exec", "vm_list_environments", "vm_network_info", "vm_reap_expired",
 	"vm_run", "vm_start", "vm_status", "vm_stop",
-	"workspace_create", "workspace_delete", "workspace_exec", "workspace_logs", "workspace_status", "workspace_sync_push",
+	"workspace_create", "workspace_delete", "workspace_disk_export", "workspace_disk_list", "workspace_disk_read",
+	"workspace_exec", "workspace_fork", "workspace_logs", "workspace_reset", "workspace_start", "workspace_status",
+	"workspace_stop", "workspace_sync_push",
 }
 
 // Arguments. Field names are the public contract; omitempty marks an
@@ -64,6 +67,7 @@ type VMExecArgs struct {
 type WorkspaceCreateArgs struct {
 	EnvArgs
 	SeedPath string `json:"seed_path,omitempty" jsonschema:"optional host directory or local .tar/.tar.gz/.tgz archive copied into /workspace before the workspace is returned"`
+	DiskGiB  int    `json:"disk_gib,omitempty" jsonschema:"size of /workspace's own disk in GiB (sparse: it costs only what is written)"`
 	api.Shape
 }
 
@@ -97,6 +101,7 @@ var (
 		"network": false, "allow_host_compat": false}
 	vmTTL = map[string]any{"ttl_seconds": api.DefaultVMTTLSeconds}
 	wsTTL = map[string]any{"ttl_seconds": api.DefaultWorkspaceTTLSeconds}
+	wsDisk = map[string]any{"disk_gib": api.DefaultDiskGiB}
 	execT = map[string]any{"timeout_seconds": api.DefaultTimeoutSeconds}
 	dest  = map[string]any{"dest": api.WorkspaceRoot}
 )
@@ -240,8 +245,8 @@ func (s *Server) register() {
 			`Use it for multi-step work (clone, edit, build, test). seed_path copies a host directory or .tar/.tar.gz/.tgz into /workspace first. ` +
 			`Returns workspace_id. Call workspace_delete when done.`,
 		Annotations: withTitle(additive, "Create a workspace"),
-	}, merge(shapeDefaults, wsTTL), "workspace_create: booting the workspace", func(ctx context.Context, in WorkspaceCreateArgs) (*api.Workspace, error) {
-		return e.CreateWorkspace(ctx, api.CreateWorkspaceOptions{Environment: in.Environment, Shape: in.Shape, SeedPath: in.SeedPath})
+	}, merge(shapeDefaults, wsTTL, wsDisk), "workspace_create: booting the workspace", func(ctx context.Context, in WorkspaceCreateArgs) (*api.Workspace, error) {
+		return e.CreateWorkspace(ctx, api.CreateWorkspaceOptions{Environment: in.Environment, Shape: in.Shape, SeedPath: in.SeedPath, DiskGiB: in.DiskGiB})
 	}, wsText("created"))
 
 	addTool(s, &mcp.Tool{
@@ -290,6 +295,8 @@ func (s *Server) register() {
 	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.WorkspaceDeleteResult, error) {
 		return e.DeleteWorkspace(ctx, in.WorkspaceID)
 	}, func(r *api.WorkspaceDeleteResult) string { return "deleted workspace " + r.WorkspaceID })
+
+	s.registerDiskTools()
 }
 
 // addTool registers one tool: its input schema (with defaults) is inferred
