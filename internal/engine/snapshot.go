@@ -206,6 +206,7 @@ func (e *Engine) liveSnapshot(ctx context.Context, rec *vmRecord, in *diskIntent
 		return fmt.Errorf("freezing the guest's filesystems: %w", err)
 	}
 	failpoint.Hit("snapshot-frozen")
+	failpoint.KillPID("snapshot-frozen-kill-vmm", rec.VMMPid)
 	terr := q.SnapshotDrives(ctx, snaps)
 	if res, err := fr.Thaw(); err != nil {
 		e.log.Warn("thawing the guest (it thaws by itself within its deadline)", "workspace_id", rec.ID, "err", err)
