@@ -36,6 +36,29 @@ func init() {
 			}
 		}
 	}
+	// wsnamed NAME VAR: set $VAR to the id of the workspace named NAME.
+	scriptCmdRegistry["wsnamed"] = func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 2 {
+			ts.Fatalf("usage: wsnamed NAME VAR")
+		}
+		recs, _ := filepath.Glob(filepath.Join(ts.Getenv("PYRO_STATE_DIR"), "workspaces", "*", "record.json"))
+		for _, r := range recs {
+			var rec struct {
+				ID        string `json:"id"`
+				Workspace struct {
+					Name string `json:"name"`
+				} `json:"workspace"`
+			}
+			data, err := os.ReadFile(r)
+			ts.Check(err)
+			ts.Check(json.Unmarshal(data, &rec))
+			if rec.Workspace.Name == args[0] {
+				ts.Setenv(args[1], rec.ID)
+				return
+			}
+		}
+		ts.Fatalf("no workspace named %s", args[0])
+	}
 	// mk24ws: make a stopped workspace exactly as pyro 2.4 left one (its
 	// record and log from testdata/v24, a disk.qcow2 over debian:12's root
 	// image holding /workspace/seed.txt and made.txt), from the JSON of

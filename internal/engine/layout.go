@@ -46,6 +46,9 @@ type wsDisk struct {
 	// Pending names layers an operation is creating (for this workspace
 	// or for a fork of it): a sweep keeps them until the operation ends.
 	Pending []string `json:"pending,omitempty"`
+	// PendingForks are forks being made from it: a directory of theirs
+	// without a record when the operation is dropped is removed.
+	PendingForks []string `json:"pending_forks,omitempty"`
 	// Intent is an operation in flight on the tops (see reconcile).
 	Intent *diskIntent `json:"intent,omitempty"`
 	// Chown is "UID:GID" until the first boot has given root the seed's

@@ -134,6 +134,12 @@ func (e *Engine) ForkWorkspace(ctx context.Context, ref string, o api.ForkOption
 	if fd.Layout == api.LayoutData {
 		fd.Data = layers.NewName(layers.ExtQCOW2)
 	}
+	// The fork's directory is named in the source's record first, so that
+	// a kill -9 before the fork's record leaves nothing behind for long.
+	ws.Disk.PendingForks = append(ws.Disk.PendingForks, fork.ID)
+	if err := e.wss.Write(src.ID, src); err != nil {
+		return nil, err
+	}
 	if _, err := e.wss.Create(fork.ID); err != nil {
 		return nil, err
 	}
@@ -142,7 +148,7 @@ func (e *Engine) ForkWorkspace(ctx context.Context, ref string, o api.ForkOption
 		if !made {
 			e.catalog.Release(fork.ID)
 			e.wss.Remove(fork.ID)
-			if len(ws.Disk.Pending) > 0 {
+			if len(ws.Disk.Pending) > 0 || len(ws.Disk.PendingForks) > 0 {
 				e.discard(src)
 			}
 		}
@@ -162,7 +168,7 @@ func (e *Engine) ForkWorkspace(ctx context.Context, ref string, o api.ForkOption
 	}
 	made = true
 	failpoint.Hit("fork-recorded")
-	ws.Disk.Pending = nil
+	ws.Disk.Pending, ws.Disk.PendingForks = nil, nil
 	seq := ws.NextSequence
 	ws.NextSequence++
 	if err := e.wss.Write(src.ID, src); err != nil {

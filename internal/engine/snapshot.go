@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -263,7 +264,14 @@ func (e *Engine) commitSnapshot(rec *vmRecord) (snapshotRec, error) {
 // the next sweep.
 func (e *Engine) discard(rec *vmRecord) {
 	d := rec.Workspace.Disk
-	d.Intent, d.Pending = nil, nil
+	for _, id := range d.PendingForks {
+		var fork vmRecord
+		if err := e.wss.Read(id, &fork); errors.Is(err, errdefs.ErrNotFound) {
+			e.catalog.Release(id)
+			e.wss.Remove(id)
+		}
+	}
+	d.Intent, d.Pending, d.PendingForks = nil, nil, nil
 	if err := e.wss.Write(rec.ID, rec); err != nil {
 		e.log.Warn("discarding an interrupted disk operation", "workspace_id", rec.ID, "err", err)
 	}
@@ -277,7 +285,7 @@ func (e *Engine) discard(rec *vmRecord) {
 // dropped, and the old tops, untouched, stay.
 func (e *Engine) reconcile(ctx context.Context, rec *vmRecord) error {
 	ws := rec.Workspace
-	if ws == nil || ws.Disk == nil || (ws.Disk.Intent == nil && len(ws.Disk.Pending) == 0) {
+	if ws == nil || ws.Disk == nil || (ws.Disk.Intent == nil && len(ws.Disk.Pending) == 0 && len(ws.Disk.PendingForks) == 0) {
 		return nil
 	}
 	d := ws.Disk

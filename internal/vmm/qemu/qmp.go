@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pyro-mcp/pyro/internal/errdefs"
@@ -134,8 +135,28 @@ func (q *QMP) ActiveFiles(ctx context.Context) (map[string]string, error) {
 	out := map[string]string{}
 	for _, b := range blocks {
 		if b.Inserted != nil {
-			out[b.Device] = b.Inserted.File
+			out[b.Device] = topFile(b.Inserted.File)
 		}
 	}
 	return out, nil
+}
+
+// topFile is the file of an image's top layer in a query-block "file":
+// a path, or, when the image's chain differs from what its header says
+// (after a snapshot in mode "existing"), a "json:{...}" description whose
+// outer "file" is the top's.
+func topFile(f string) string {
+	desc, ok := strings.CutPrefix(f, "json:")
+	if !ok {
+		return f
+	}
+	var d struct {
+		File struct {
+			Filename string `json:"filename"`
+		} `json:"file"`
+	}
+	if json.Unmarshal([]byte(desc), &d) != nil {
+		return f
+	}
+	return d.File.Filename
 }
