@@ -2,7 +2,9 @@ package pyro_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/pyro-mcp/pyro"
+	"github.com/pyro-mcp/pyro/internal/layers"
 )
 
 // e2fsckClean exports a stopped workspace's disk and checks it with
@@ -192,4 +195,80 @@ func TestSnapshotResetFork(t *testing.T) {
 		t.Errorf("export over an existing file: %v", err)
 	}
 	e2fsckClean(t, c, f.WorkspaceID, "root")
+}
+
+// A chain of snapshots longer than layers.MaxChainDepth is flattened on the
+// next boot, and the disk's content does not change.
+func TestLongChainFlattened(t *testing.T) {
+	needGuest(t, newClient(t))
+	run, err := os.MkdirTemp("", "pyro-sdk-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(run) })
+	stateDir := t.TempDir()
+	c, err := pyro.New(&pyro.Options{CacheDir: os.Getenv("PYRO_TEST_CACHE_DIR"), StateDir: stateDir, RuntimeDir: run})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	ws, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceOptions{Environment: "debian:12", Shape: pyro.Shape{MemMiB: 512}, DiskGiB: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ws.WorkspaceID
+	t.Cleanup(func() { c.DeleteWorkspace(context.Background(), id) })
+	depth := func() int {
+		t.Helper()
+		var rec struct {
+			Workspace struct {
+				Disk struct {
+					Data string `json:"data"`
+				} `json:"disk"`
+			} `json:"workspace"`
+		}
+		b, err := os.ReadFile(filepath.Join(stateDir, "workspaces", id, "record.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.Unmarshal(b, &rec)
+		p := &layers.Pool{Dir: filepath.Join(stateDir, "layers")}
+		d, err := p.Depth(rec.Workspace.Disk.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	n := layers.MaxChainDepth + 2
+	for i := range n {
+		if _, err := c.ExecWorkspace(ctx, id, pyro.ExecOptions{Command: fmt.Sprintf("echo %d >> f.txt", i)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CreateSnapshot(ctx, id, fmt.Sprintf("s%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := depth(); d != n+1 {
+		t.Errorf("depth before the boot %d, want %d", d, n+1)
+	}
+	if _, err := c.StopWorkspace(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StartWorkspace(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if d := depth(); d != 1 {
+		t.Errorf("depth after the boot %d, want 1", d)
+	}
+	r, err := c.ExecWorkspace(ctx, id, pyro.ExecOptions{Command: "wc -l < f.txt; tail -1 f.txt"})
+	if err != nil || r.Stdout != fmt.Sprintf("%d\n%d\n", n, n-1) {
+		t.Errorf("after flattening: %+v %v", r, err)
+	}
+	// Snapshots under the flattened chain still reset.
+	if _, err := c.ResetWorkspace(ctx, id, "s2"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c.ExecWorkspace(ctx, id, pyro.ExecOptions{Command: "wc -l < f.txt"}); err != nil || r.Stdout != "3\n" {
+		t.Errorf("reset to s2: %+v %v", r, err)
+	}
 }

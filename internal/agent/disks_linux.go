@@ -11,14 +11,16 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pyro-mcp/pyro/api"
 )
 
 // Where a workspace's disks are mounted. BaselineMount is the read-only
 // view of the workspace's data disk as it was at its baseline snapshot,
 // which `workspace diff` compares against.
 const (
-	WorkspaceMount = "/workspace"
-	BaselineMount  = "/run/pyro/baseline"
+	WorkspaceMount = api.WorkspaceRoot
+	BaselineMount  = api.BaselineMount
 )
 
 // DiskParams are the kernel arguments that give a workspace its own data

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pyro-mcp/pyro"
+	"github.com/pyro-mcp/pyro/api"
 )
 
 // wsSnapshotCmd is `pyro workspace snapshot create|list|delete`.
@@ -45,7 +46,7 @@ func (a *App) wsSnapshotCmd() *cobra.Command {
 			tw := tabwriter.NewWriter(a.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tCREATED\tSEQUENCE\tSIZE\tFORKS")
 			for _, s := range l.Snapshots {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\n", s.Name, s.CreatedAt.Local().Format(time.RFC3339), s.Sequence, humanBytes(s.SizeBytes), len(s.Forks))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\n", s.Name, s.CreatedAt.Local().Format(time.RFC3339), s.Sequence, api.HumanBytes(s.SizeBytes), len(s.Forks))
 			}
 			return tw.Flush()
 		},
@@ -121,18 +122,4 @@ baseline is the snapshot it came from.`,
 	cmd.Flags().StringVar(&o.Snapshot, "snapshot", "", "the snapshot to start from (default: one taken now)")
 	cmd.Flags().StringVar(&o.Name, "name", "", "a name for the new workspace")
 	return cmd
-}
-
-// humanBytes is n in the binary unit that reads best.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }
