@@ -249,6 +249,8 @@ func (e *Engine) adoptLocked(rec *vmRecord) error {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "", "workspace %s has no disk", rec.ID)
 	}
 	name := layers.NewName(layers.ExtQCOW2)
+	// Link and record under the pool's shared lock: no sweep may see the
+	// new name between the two (it would free it as nobody's).
 	unlock, err := e.layers.Shared()
 	if err != nil {
 		return err
@@ -261,6 +263,7 @@ func (e *Engine) adoptLocked(rec *vmRecord) error {
 	ws.Disk = &wsDisk{Layout: api.LayoutRoot, Root: name}
 	rec.SchemaVersion = recordSchema
 	if err := e.wss.Write(rec.ID, rec); err != nil {
+		ws.Disk = nil
 		os.Remove(e.layers.Path(name))
 		return err
 	}

@@ -163,7 +163,7 @@ func (e *Engine) ForkWorkspace(ctx context.Context, ref string, o api.ForkOption
 		return nil, err
 	}
 	failpoint.Hit("fork-staged")
-	if err := e.wss.Write(fork.ID, fork); err != nil {
+	if err := e.writeRefs(fork); err != nil {
 		return nil, err
 	}
 	made = true
@@ -200,14 +200,9 @@ func (e *Engine) ForkWorkspace(ctx context.Context, ref string, o api.ForkOption
 // record, then creates them over base.
 func (e *Engine) stageForkTops(ctx context.Context, src, fork *vmRecord, base snapshotRec) error {
 	fd := fork.Workspace.Disk
-	unlock, err := e.layers.Shared()
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	sd := src.Workspace.Disk
 	sd.Pending = append(sd.Pending, fd.tops()...)
-	if err := e.wss.Write(src.ID, src); err != nil {
+	if err := e.writeRefs(src); err != nil {
 		return err
 	}
 	return e.newTops(ctx, fork, base, fd.Root, fd.Data)

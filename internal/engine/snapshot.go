@@ -164,13 +164,8 @@ func (e *Engine) snapshotLocked(ctx context.Context, rec *vmRecord, name string,
 // over the layers of s.
 func (e *Engine) stageTops(ctx context.Context, rec *vmRecord, in *diskIntent, s snapshotRec) error {
 	d := rec.Workspace.Disk
-	unlock, err := e.layers.Shared()
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	d.Intent = in
-	if err := e.wss.Write(rec.ID, rec); err != nil {
+	if err := e.writeRefs(rec); err != nil {
 		d.Intent = nil
 		return err
 	}
@@ -179,6 +174,20 @@ func (e *Engine) stageTops(ctx context.Context, rec *vmRecord, in *diskIntent, s
 		return err
 	}
 	return nil
+}
+
+// writeRefs writes a record that names layers it did not name before,
+// under the pool's shared lock, so that no sweep runs between reading
+// some records and others. A layer's name goes into a record before its
+// file is created: a sweep lists the files before it reads the records,
+// so it never sees a new file without the record that names it.
+func (e *Engine) writeRefs(rec *vmRecord) error {
+	unlock, err := e.layers.Shared()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return e.wss.Write(rec.ID, rec)
 }
 
 // liveSnapshot moves a running workspace's drives onto the new tops with

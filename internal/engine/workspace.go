@@ -118,12 +118,7 @@ func (e *Engine) createDisks(ctx context.Context, rec *vmRecord, o api.CreateWor
 	root, data := layers.NewName(layers.ExtQCOW2), layers.NewName(layers.ExtQCOW2)
 	ws := rec.Workspace
 	ws.Disk = &wsDisk{Layout: api.LayoutData, SizeGiB: o.DiskGiB, Pending: []string{seedLayer, root, data}}
-	unlock, err := e.layers.Shared()
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := e.wss.Write(rec.ID, rec); err != nil {
+	if err := e.writeRefs(rec); err != nil {
 		return err
 	}
 	if o.SeedPath != "" {
