@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,22 +19,22 @@ const phaseSeed = "seed"
 
 // CreateWorkspace creates and starts a workspace, seeding /workspace from
 // SeedPath (a directory or a .tar/.tar.gz/.tgz) before it returns. Under
-// QEMU the seed is built on the host into the workspace's data disk
-// (layout 2) before the first boot, and that disk as it is then becomes
-// the baseline snapshot.
+// QEMU the seed is checked and unpacked on the host, then built into the
+// workspace's data disk (layout 2) before the first boot, and that disk as
+// it is then becomes the baseline snapshot; elsewhere it is pushed into
+// the booted guest.
 func (e *Engine) CreateWorkspace(ctx context.Context, o api.CreateWorkspaceOptions) (*api.Workspace, error) {
 	defer e.enter()()
-	// A guest's seed is built on the host before the boot; host_compat
-	// (and Firecracker) push it after. The order is known for sure only
-	// once the environment is pulled, so guess it now: a wrong guess
-	// only reorders the progress phases.
+	// Which path the seed takes is known for sure only once the
+	// environment is pulled, so guess it now; a wrong guess costs a second
+	// read of the seed and reorders the progress phases.
+	layeredGuess := e.layeredLikely()
 	phases := []string{phaseEnvironment, phaseDisk, phaseBoot}
-	if o.SeedPath != "" {
-		if e.layeredLikely() {
-			phases = []string{phaseEnvironment, phaseDisk, phaseSeed, phaseBoot}
-		} else {
-			phases = append(phases, phaseSeed)
-		}
+	switch {
+	case o.SeedPath != "" && layeredGuess:
+		phases = []string{phaseSeed, phaseEnvironment, phaseDisk, phaseBoot}
+	case o.SeedPath != "":
+		phases = append(phases, phaseSeed)
 	}
 	ctx, op := e.start(ctx, "workspace create", phases...)
 	if o.DiskGiB == 0 {
@@ -45,23 +44,31 @@ func (e *Engine) CreateWorkspace(ctx context.Context, o api.CreateWorkspaceOptio
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, fmt.Sprintf("use a `disk_gib` from 1 to %d", api.MaxDiskGiB),
 			"disk_gib %d is out of range", o.DiskGiB)
 	}
+	vo := api.CreateVMOptions{Environment: o.Environment, Shape: o.Shape}
+	if err := validateCreate(&vo, api.DefaultWorkspaceTTLSeconds); err != nil {
+		return nil, err
+	}
+	// Check the whole seed before anything is created: staging it does
+	// (into a private directory), else a dry run of the push.
 	seed := api.WorkspaceSeed{Mode: api.SeedEmpty}
+	var staged *stagedSeed
+	defer func() { staged.remove() }()
 	if o.SeedPath != "" {
 		abs, err := filepath.Abs(o.SeedPath)
 		if err != nil {
 			return nil, err
 		}
-		// Check the whole seed before anything is created.
-		st, err := archive.Check(ctx, abs, archive.DefaultLimits)
-		if err != nil {
+		o.SeedPath = abs
+		var st archive.Stats
+		if layeredGuess {
+			if staged, err = e.stageSeed(ctx, abs); err != nil {
+				return nil, err
+			}
+			st = staged.stats
+		} else if st, err = archive.Check(ctx, abs, archive.DefaultLimits); err != nil {
 			return nil, err
 		}
-		o.SeedPath = abs
 		seed = api.WorkspaceSeed{Mode: st.Mode, SourcePath: abs, Entries: st.Entries, Bytes: st.Bytes, Digest: st.Digest}
-	}
-	vo := api.CreateVMOptions{Environment: o.Environment, Shape: o.Shape}
-	if err := validateCreate(&vo, api.DefaultWorkspaceTTLSeconds); err != nil {
-		return nil, err
 	}
 	rec, err := e.createRecord(ctx, kindWorkspace, vo)
 	if err != nil {
@@ -81,7 +88,13 @@ func (e *Engine) CreateWorkspace(ctx context.Context, o api.CreateWorkspaceOptio
 	rec.Workspace = &wsState{Seed: seed, NextSequence: 1}
 	layered := rec.ExecutionMode == api.ModeGuest && rec.Disk == ""
 	if layered {
-		if err := e.createDisks(ctx, rec, o, &seed); err != nil {
+		if o.SeedPath != "" && staged == nil {
+			op.Phase(phaseSeed)
+			if staged, err = e.stageSeed(ctx, o.SeedPath); err != nil {
+				return nil, err
+			}
+		}
+		if err := e.createDisks(ctx, rec, o.DiskGiB, staged); err != nil {
 			return nil, err
 		}
 	}
@@ -111,31 +124,25 @@ func (e *Engine) layeredLikely() bool {
 }
 
 // createDisks builds a new workspace's layout-2 disks: the seed layer
-// (sealed at once: it is the baseline's data layer) and a writable top
-// over it and over the environment's root image.
-func (e *Engine) createDisks(ctx context.Context, rec *vmRecord, o api.CreateWorkspaceOptions, seed *api.WorkspaceSeed) error {
+// (sealed at once: it is the baseline's data layer) from the staged seed
+// (nil: an empty /workspace) and a writable top over it and over the
+// environment's root image.
+func (e *Engine) createDisks(ctx context.Context, rec *vmRecord, sizeGiB int, staged *stagedSeed) error {
 	seedLayer := layers.NewName(layers.ExtRaw)
 	root, data := layers.NewName(layers.ExtQCOW2), layers.NewName(layers.ExtQCOW2)
 	ws := rec.Workspace
-	ws.Disk = &wsDisk{Layout: api.LayoutData, SizeGiB: o.DiskGiB, Pending: []string{seedLayer, root, data}}
+	ws.Disk = &wsDisk{Layout: api.LayoutData, SizeGiB: sizeGiB, Pending: []string{seedLayer, root, data}}
 	if err := e.writeRefs(rec); err != nil {
 		return err
 	}
-	if o.SeedPath != "" {
-		progress.From(ctx).Phase(phaseSeed)
-	}
-	st, err := e.buildSeedLayer(ctx, seedLayer, o.DiskGiB, o.SeedPath, seed.Entries)
-	if err != nil {
-		if o.SeedPath != "" && !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if err := e.buildSeedLayer(ctx, seedLayer, sizeGiB, staged); err != nil {
+		if staged != nil {
 			err = fmt.Errorf("seeding /workspace: %w", err)
 		}
 		return err
 	}
-	if o.SeedPath != "" {
-		ws.Seed.Digest = st.Digest
-		if os.Geteuid() != 0 {
-			ws.Disk.Chown = fmt.Sprintf("%d:%d", os.Geteuid(), os.Getegid())
-		}
+	if staged != nil && os.Geteuid() != 0 {
+		ws.Disk.Chown = fmt.Sprintf("%d:%d", os.Geteuid(), os.Getegid())
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	base := snapshotRec{Name: api.BaselineSnapshot, CreatedAt: now, Root: "", Data: seedLayer,
