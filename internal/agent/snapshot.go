@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -61,22 +62,36 @@ func (h *Handler) freeze(ctx context.Context, s *agentproto.Stream) (any, error)
 		}
 		fds = append(fds, fd)
 	}
-	unix.Sync()
+	// No sync(2) first: FIFREEZE syncs the filesystem it freezes, and an
+	// extra round of flushes is what a snapshot would wait for.
 	var frozen []int
 	thaw := func() {
 		for i := len(frozen) - 1; i >= 0; i-- {
 			if err := unix.IoctlSetInt(frozen[i], ioctlFITHAW, 0); err != nil {
-				h.log.Error("thawing a filesystem", "mount", req.Mounts[i], "err", err)
+				h.log.Error("thawing a filesystem", "err", err)
 			}
 		}
 		frozen = nil
 	}
+	// All at once: each freeze waits for its filesystem's flush to reach
+	// the host's disk, and they are independent.
+	errs := make([]error, len(fds))
+	var wg sync.WaitGroup
 	for i, fd := range fds {
-		if err := unix.IoctlSetInt(fd, ioctlFIFREEZE, 0); err != nil {
-			thaw()
-			return nil, errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "try again (another snapshot may be in progress)", "freeze: %s", req.Mounts[i])
+		wg.Go(func() { errs[i] = unix.IoctlSetInt(fd, ioctlFIFREEZE, 0) })
+	}
+	wg.Wait()
+	var failed error
+	for i, fd := range fds {
+		if errs[i] == nil {
+			frozen = append(frozen, fd)
+		} else if failed == nil {
+			failed = errdefs.Wrap(errdefs.ErrFailedPrecondition, errs[i], "try again (another snapshot may be in progress)", "freeze: %s", req.Mounts[i])
 		}
-		frozen = append(frozen, fd)
+	}
+	if failed != nil {
+		thaw()
+		return nil, failed
 	}
 	start := time.Now()
 	defer thaw()

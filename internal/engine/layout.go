@@ -149,14 +149,19 @@ func (e *Engine) newTops(ctx context.Context, rec *vmRecord, s snapshotRec, root
 	if err != nil {
 		return err
 	}
-	if err := e.layers.NewOverlay(ctx, root, rootParent(rec, s.Root), size); err != nil {
-		return err
+	// Both at once: each is a qemu-img process, and a snapshot waits.
+	dataErr := make(chan error, 1)
+	if data != "" {
+		go func() { dataErr <- e.layers.NewOverlay(ctx, data, s.Data, int64(rec.Workspace.Disk.SizeGiB)<<30) }()
+	} else {
+		dataErr <- nil
 	}
-	if data == "" {
-		return nil
-	}
-	if err := e.layers.NewOverlay(ctx, data, s.Data, int64(rec.Workspace.Disk.SizeGiB)<<30); err != nil {
+	rootErr := e.layers.NewOverlay(ctx, root, rootParent(rec, s.Root), size)
+	if err := errors.Join(rootErr, <-dataErr); err != nil {
 		os.Remove(e.layers.Path(root))
+		if data != "" {
+			os.Remove(e.layers.Path(data))
+		}
 		return err
 	}
 	return nil

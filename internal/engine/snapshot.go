@@ -143,9 +143,11 @@ func (e *Engine) snapshotLocked(ctx context.Context, rec *vmRecord, name string,
 	if d.Layout == api.LayoutData {
 		in.Data = layers.NewName(layers.ExtQCOW2)
 	}
+	t0 := time.Now()
 	if err := e.stageTops(ctx, rec, in, snapshotRec{Root: d.Root, Data: d.Data}); err != nil {
 		return snapshotRec{}, err
 	}
+	staged := time.Since(t0)
 	failpoint.Hit("snapshot-staged")
 	if e.alive(rec) {
 		if err := e.liveSnapshot(ctx, rec, in); err != nil {
@@ -157,7 +159,10 @@ func (e *Engine) snapshotLocked(ctx context.Context, rec *vmRecord, name string,
 		}
 	}
 	failpoint.Hit("snapshot-switched")
-	return e.commitSnapshot(rec)
+	switched := time.Since(t0)
+	s, err := e.commitSnapshot(rec)
+	e.log.Debug("snapshot", "workspace_id", rec.ID, "stage", staged, "switch", switched-staged, "commit", time.Since(t0)-switched)
+	return s, err
 }
 
 // stageTops writes intent in to the record, then creates its new tops
@@ -195,33 +200,49 @@ func (e *Engine) writeRefs(rec *vmRecord) error {
 func (e *Engine) liveSnapshot(ctx context.Context, rec *vmRecord, in *diskIntent) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*freezeTimeout)
 	defer cancel()
-	c, err := e.dial(ctx, rec)
-	if err != nil {
+	// The agent's connection and the monitor's, at once.
+	type dialed struct {
+		c   *agentproto.Client
+		err error
+	}
+	agent := make(chan dialed, 1)
+	go func() {
+		c, err := e.dial(ctx, rec)
+		agent <- dialed{c, err}
+	}()
+	q, err := e.qmp(ctx, rec)
+	a := <-agent
+	if a.c != nil {
+		defer a.c.Close()
+	}
+	if q != nil {
+		defer q.Close()
+	}
+	if err = errors.Join(a.err, err); err != nil {
 		return err
 	}
-	defer c.Close()
+	c := a.c
 	mounts := []string{"/"}
 	snaps := []qemu.ExternalSnapshot{{Device: qemu.DriveID(driveRoot), File: e.layerPath(in.Root), Format: "qcow2"}}
 	if in.Data != "" {
 		mounts = []string{api.WorkspaceRoot, "/"}
 		snaps = append(snaps, qemu.ExternalSnapshot{Device: qemu.DriveID(driveData), File: e.layerPath(in.Data), Format: "qcow2"})
 	}
-	q, err := e.qmp(ctx, rec)
-	if err != nil {
-		return err
-	}
-	defer q.Close()
+	t0 := time.Now()
 	fr, err := c.Freeze(ctx, agentproto.FreezeRequest{Mounts: mounts, TimeoutMs: freezeTimeout.Milliseconds()})
 	if err != nil {
 		return fmt.Errorf("freezing the guest's filesystems: %w", err)
 	}
 	failpoint.Hit("snapshot-frozen")
 	failpoint.KillPID("snapshot-frozen-kill-vmm", rec.VMMPid)
+	froze := time.Since(t0)
 	terr := q.SnapshotDrives(ctx, snaps)
+	switched := time.Since(t0)
 	if res, err := fr.Thaw(); err != nil {
 		e.log.Warn("thawing the guest (it thaws by itself within its deadline)", "workspace_id", rec.ID, "err", err)
 	} else {
-		e.log.Debug("snapshot freeze", "workspace_id", rec.ID, "frozen_ms", res.FrozenMs, "thawed_by", res.ThawedBy)
+		e.log.Debug("snapshot freeze", "workspace_id", rec.ID, "freeze", froze, "transaction", switched-froze,
+			"thaw", time.Since(t0)-switched, "frozen_ms", res.FrozenMs, "thawed_by", res.ThawedBy)
 	}
 	if terr != nil {
 		return fmt.Errorf("switching the disks to new layers: %w", terr)

@@ -126,12 +126,13 @@ func (p *Pool) NewOverlay(ctx context.Context, name, parent string, size int64) 
 	if err != nil {
 		return fmt.Errorf("creating layer %s: %w", name, err)
 	}
-	f.Close()
-	out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", parent, "-F", formatOf(parent),
-		p.Path(name), fmt.Sprint(size)).CombinedOutput()
+	err = writeOverlay(f, parent, formatOf(parent), size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		os.Remove(p.Path(name))
-		return errdefs.Wrap(errdefs.ErrInternal, err, "check free disk space and 'pyro doctor'", "creating disk layer: %s", bytes.TrimSpace(out))
+		return errdefs.Wrap(errdefs.ErrInternal, err, "check free disk space", "creating disk layer %s", name)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -123,4 +124,62 @@ func TestValid(t *testing.T) {
 			t.Errorf("Valid(%q) = %v", name, !want)
 		}
 	}
+}
+
+// A layer written by writeOverlay is what qemu-img create makes: qemu-img
+// check finds nothing wrong, the parent's data shows through, writes land
+// in the layer, and it converts to the same bytes as an overlay qemu-img
+// made.
+func TestOverlayFormat(t *testing.T) {
+	needQEMUImg(t)
+	p, err := Open(filepath.Join(t.TempDir(), "layers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int64{64 << 20, 4<<30 + 12345<<9, 10 << 30} {
+		base := filepath.Join(t.TempDir(), "base.raw")
+		f, _ := os.Create(base)
+		f.Truncate(size)
+		f.Close()
+		run(t, "qemu-io", "-f", "raw", "-c", "write -P 0x5a 1m 64k", base)
+		name := NewName(ExtQCOW2)
+		if err := p.NewOverlay(context.Background(), name, base, size); err != nil {
+			t.Fatal(err)
+		}
+		run(t, "qemu-img", "check", "-q", p.Path(name))
+		out, err := exec.Command("qemu-img", "info", "--output=json", p.Path(name)).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{fmt.Sprintf(`"virtual-size": %d`, size), `"backing-filename": "` + base + `"`, `"backing-filename-format": "raw"`, `"compat": "1.1"`} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("size %d: qemu-img info lacks %s:\n%s", size, want, out)
+			}
+		}
+		run(t, "qemu-io", "-f", "qcow2", "-c", "read -P 0x5a 1m 64k", "-c", "write -P 0x33 2m 64k", "-c", "read -P 0x33 2m 64k", p.Path(name))
+		run(t, "qemu-img", "check", "-q", p.Path(name))
+		// The same, made by qemu-img, reads the same.
+		ref := filepath.Join(t.TempDir(), "ref.qcow2")
+		run(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", ref, fmt.Sprint(size))
+		run(t, "qemu-io", "-f", "qcow2", "-c", "write -P 0x33 2m 64k", ref)
+		run(t, "qemu-img", "compare", "-q", p.Path(name), ref)
+	}
+	// A qcow2 parent in the pool, by its relative name.
+	parent := NewName(ExtQCOW2)
+	base := filepath.Join(t.TempDir(), "b.raw")
+	f, _ := os.Create(base)
+	f.Truncate(64 << 20)
+	f.Close()
+	if err := p.NewOverlay(context.Background(), parent, base, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	child := NewName(ExtQCOW2)
+	if err := p.NewOverlay(context.Background(), child, parent, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := Backing(p.Path(child)); b != parent {
+		t.Errorf("backing %q, want %q", b, parent)
+	}
+	run(t, "qemu-img", "check", "-q", p.Path(child))
+	run(t, "qemu-io", "-f", "qcow2", "-c", "write -P 1 0 4k", p.Path(child))
 }
