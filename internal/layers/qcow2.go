@@ -49,7 +49,7 @@ func writeOverlay(f *os.File, parent, format string, size int64) error {
 		return fmt.Errorf("backing file name too long")
 	}
 	copy(h[ext:], parent)
-	be.PutUint64(h[8:], uint64(ext))         // backing_file_offset
+	be.PutUint64(h[8:], uint64(ext))          // backing_file_offset
 	be.PutUint32(h[16:], uint32(len(parent))) // backing_file_size
 	be.PutUint32(h[20:], clusterBits)
 	be.PutUint64(h[24:], uint64(size))

@@ -99,11 +99,11 @@ type EnvironmentList = api.EnvironmentList
 var (
 	shapeDefaults = map[string]any{"vcpu_count": api.DefaultVCPUCount, "mem_mib": api.DefaultMemMiB,
 		"network": false, "allow_host_compat": false}
-	vmTTL = map[string]any{"ttl_seconds": api.DefaultVMTTLSeconds}
-	wsTTL = map[string]any{"ttl_seconds": api.DefaultWorkspaceTTLSeconds}
+	vmTTL  = map[string]any{"ttl_seconds": api.DefaultVMTTLSeconds}
+	wsTTL  = map[string]any{"ttl_seconds": api.DefaultWorkspaceTTLSeconds}
 	wsDisk = map[string]any{"disk_gib": api.DefaultDiskGiB}
-	execT = map[string]any{"timeout_seconds": api.DefaultTimeoutSeconds}
-	dest  = map[string]any{"dest": api.WorkspaceRoot}
+	execT  = map[string]any{"timeout_seconds": api.DefaultTimeoutSeconds}
+	dest   = map[string]any{"dest": api.WorkspaceRoot}
 )
 
 func merge(ms ...map[string]any) map[string]any {
