@@ -55,7 +55,17 @@ func (b *benchEnv) snapshotSuite(ctx context.Context) error {
 	cold := median(colds)
 	r.line("- cold workspace create (no seed), median of %d: %.2f s\n", k, cold.Seconds())
 
+	// Only the workspaces of one case run at a time: idle guests still
+	// cost a TCG host CPU time, and every case is compared with the
+	// cold create above.
+	deleteAll := func() {
+		for _, id := range ids {
+			e.DeleteWorkspace(context.WithoutCancel(ctx), id)
+		}
+		ids = nil
+	}
 	for _, mb := range []int{50, 500} {
+		deleteAll()
 		id, _, err := create(api.CreateWorkspaceOptions{Environment: "debian:12"})
 		if err != nil {
 			return err
@@ -114,20 +124,26 @@ func (b *benchEnv) snapshotSuite(ctx context.Context) error {
 		}
 	}
 
+	deleteAll()
+	// Seeded and unseeded creates in turn, so that both see the same load.
 	seed := filepath.Join(b.work, "seed10k-snap")
 	seedSize := makeSmallFiles(seed, 10000)
-	var seeded []time.Duration
+	var seeded, plain, added []time.Duration
 	for range k {
+		id, p, err := create(api.CreateWorkspaceOptions{Environment: "debian:12"})
+		if err != nil {
+			return err
+		}
+		e.DeleteWorkspace(ctx, id)
 		id, d, err := create(api.CreateWorkspaceOptions{Environment: "debian:12", SeedPath: seed})
 		if err != nil {
 			return err
 		}
-		seeded = append(seeded, d)
 		e.DeleteWorkspace(ctx, id)
+		seeded, plain, added = append(seeded, d), append(plain, p), append(added, d-p)
 	}
-	s := median(seeded)
-	r.line("- create with a 10,000-file seed (%d KB), median of %d: %.2f s; the seed adds **%.2f s** to a cold create (target ≤ 1.5 s)\n",
-		seedSize/1000, k, s.Seconds(), (s - cold).Seconds())
+	r.line("- create with a 10,000-file seed (%d KB), median of %d: %.2f s, against %.2f s unseeded in turn: the seed adds **%.2f s** (median of the differences; target ≤ 1.5 s)\n",
+		seedSize/1000, k, median(seeded).Seconds(), median(plain).Seconds(), median(added).Seconds())
 	return b.chainDepth(ctx)
 }
 
@@ -147,6 +163,10 @@ func (b *benchEnv) chainDepth(ctx context.Context) error {
 	}
 	f.Truncate(1 << 30)
 	f.Close()
+	// Data in every cluster the reads touch, so they read something.
+	if out, err := exec.CommandContext(ctx, "qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 1g", base).CombinedOutput(); err != nil {
+		return fmt.Errorf("qemu-io: %v %s", err, out)
+	}
 	const reads = 20000
 	res := ""
 	parent, depth := base, 0
@@ -158,17 +178,24 @@ func (b *benchEnv) chainDepth(ctx context.Context) error {
 			}
 			parent = name
 		}
-		out, err := exec.CommandContext(ctx, "qemu-img", "bench", "-c", strconv.Itoa(reads), "-s", "4k", "-S", "53248", "-d", "1",
-			"-f", "qcow2", p.Path(parent)).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("qemu-img bench: %v %s", err, out)
+		// The best of three: the host is shared, the chain's cost is not.
+		best := 0.0
+		for range 3 {
+			out, err := exec.CommandContext(ctx, "qemu-img", "bench", "-c", strconv.Itoa(reads), "-s", "4k", "-S", "53248", "-d", "1",
+				"-f", "qcow2", p.Path(parent)).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("qemu-img bench: %v %s", err, out)
+			}
+			m := regexp.MustCompile(`completed in ([0-9.]+) seconds`).FindSubmatch(out)
+			if m == nil {
+				return fmt.Errorf("qemu-img bench: %s", out)
+			}
+			secs, _ := strconv.ParseFloat(string(m[1]), 64)
+			if best == 0 || secs < best {
+				best = secs
+			}
 		}
-		m := regexp.MustCompile(`completed in ([0-9.]+) seconds`).FindSubmatch(out)
-		if m == nil {
-			return fmt.Errorf("qemu-img bench: %s", out)
-		}
-		secs, _ := strconv.ParseFloat(string(m[1]), 64)
-		res += fmt.Sprintf(" depth %d: %.1f µs;", want, secs*1e6/reads)
+		res += fmt.Sprintf(" depth %d: %.1f µs;", want, best*1e6/reads)
 	}
 	b.report.line("- a 4 KiB read through a qcow2 chain (qemu-img bench, host):%s flattened past depth %d\n", res[:len(res)-1], layers.MaxChainDepth)
 	return nil
