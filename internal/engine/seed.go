@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,11 +19,9 @@ import (
 	"github.com/pyro-mcp/pyro/internal/progress"
 )
 
-// Steps of the seed and disk phases.
-const (
-	stepStage = "stage" // the seed is checked and unpacked on the host
-	stepImage = "image" // mkfs.ext4 builds /workspace's disk from it
-)
+// stepImage is the step of the disk phase where mkfs.ext4 builds
+// /workspace's filesystem.
+const stepImage = "image"
 
 // stagedSeed is a seed checked and unpacked on the host, in a private
 // directory, ready for mkfs.
@@ -53,7 +52,8 @@ func (s *stagedSeed) remove() {
 // workspace_seed's, as a sync push would report it).
 func (e *Engine) stageSeed(ctx context.Context, src string) (*stagedSeed, error) {
 	op := progress.From(ctx)
-	op.PhaseStep(phaseSeed, stepStage)
+	op.Phase(phaseSeed)
+	total := countEntries(src)
 	dir, err := os.MkdirTemp(stagingDir(e.layers.Dir), ".pyro-seed-")
 	if err != nil {
 		return nil, fmt.Errorf("staging the seed: %w", err)
@@ -71,7 +71,7 @@ func (e *Engine) stageSeed(ctx context.Context, src string) (*stagedSeed, error)
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	n, xerr := archive.Extract(ctx, pr, s.tree(), archive.DefaultLimits, func(n int64) { op.Count(api.UnitFiles, n, 0) })
+	n, xerr := archive.Extract(ctx, pr, s.tree(), archive.DefaultLimits, func(n int64) { op.Count(api.UnitFiles, n, total) })
 	pr.CloseWithError(io.ErrClosedPipe)
 	werr := <-done
 	switch {
@@ -87,6 +87,29 @@ func (e *Engine) stageSeed(ctx context.Context, src string) (*stagedSeed, error)
 	}
 	op.Count(api.UnitFiles, int64(n.Entries), int64(n.Entries))
 	return s, nil
+}
+
+// countEntries counts what a directory seed holds, for progress: names
+// only (no stat), a fraction of the time the staging takes. 0 for an
+// archive (known once read) or on any error.
+func countEntries(src string) int64 {
+	var n int64
+	fi, err := os.Stat(src)
+	if err != nil || !fi.IsDir() {
+		return 0
+	}
+	if filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != src {
+			n++
+		}
+		return nil
+	}) != nil {
+		return 0
+	}
+	return n
 }
 
 // stagingDir is where seeds are unpacked before mkfs copies them: memory

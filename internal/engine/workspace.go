@@ -37,6 +37,7 @@ func (e *Engine) CreateWorkspace(ctx context.Context, o api.CreateWorkspaceOptio
 		phases = append(phases, phaseSeed)
 	}
 	ctx, op := e.start(ctx, "workspace create", phases...)
+	op.Describe(o.Environment, "")
 	if o.DiskGiB == 0 {
 		o.DiskGiB = api.DefaultDiskGiB
 	}
