@@ -34,6 +34,8 @@ type CreateWorkspaceOptions struct {
 	// of SeedPath itself: for a SeedPath that is a temporary export of a
 	// project or a repository clone. Nil means SeedPath is the origin.
 	SeedOrigin *SeedOrigin `json:"-"`
+	// DiskGiB bounds /workspace's own disk; 0 means DefaultDiskGiB.
+	DiskGiB int `json:"disk_gib,omitempty"`
 }
 
 // ExecOptions describe one command: Command is a shell string run with

@@ -1,6 +1,9 @@
 package api
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Machine is what a VM and a workspace share: the environment, shape,
 // backend and lifetime of the microVM under them.
@@ -109,6 +112,16 @@ type Workspace struct {
 	WorkspaceSeed WorkspaceSeed   `json:"workspace_seed"`
 	Restarts      int             `json:"restarts"`
 	Note          string          `json:"note,omitempty"`
+	// Name is the workspace's name, when it was given one (fork --name).
+	Name string `json:"name,omitempty"`
+	// SnapshotCount counts its snapshots, the baseline included.
+	SnapshotCount int `json:"snapshot_count"`
+	// ForkOf is where a forked workspace came from.
+	ForkOf *ForkOrigin `json:"fork_of,omitempty"`
+	// LastReset is the workspace's last reset, if any.
+	LastReset *ResetSummary `json:"last_reset,omitempty"`
+	// Disk describes its disks and what they occupy (guests only).
+	Disk *WorkspaceDisk `json:"disk,omitempty"`
 }
 
 // WorkspaceList is `pyro workspace list --json`.
@@ -190,8 +203,19 @@ type WorkspaceLogs struct {
 	Count       int        `json:"count"`
 }
 
-// LogEntry is one command of a workspace's history.
+// Kinds of workspace log entries (LogEntry.Kind).
+const (
+	LogExec     = "exec"     // a command (the only kind pyro 2.4 wrote)
+	LogSnapshot = "snapshot" // snapshot create
+	LogReset    = "reset"    // the workspace was reset to a snapshot
+	LogFork     = "fork"     // a fork was made from it, or it is one
+)
+
+// LogEntry is one event of a workspace's history. An exec entry has the
+// command's fields; the other kinds have only Kind, Sequence, StartedAt,
+// DurationMs, Error and their own fields (their JSON omits the exec ones).
 type LogEntry struct {
+	Kind            string    `json:"kind"`
 	Sequence        int       `json:"sequence"`
 	Command         []string  `json:"command"`
 	Cwd             string    `json:"cwd"`
@@ -204,6 +228,47 @@ type LogEntry struct {
 	StartedAt       time.Time `json:"started_at"`
 	DurationMs      int64     `json:"duration_ms"`
 	Error           string    `json:"error,omitempty"` // when pyro could not run it at all
+
+	// Snapshot names the snapshot taken, reset to, or forked from ("" for
+	// a fork of the moment).
+	Snapshot string `json:"snapshot,omitempty"`
+	// ForkWorkspaceID, on the source's fork entry, is the new workspace.
+	ForkWorkspaceID string `json:"fork_workspace_id,omitempty"`
+	// ForkOf, on a fork's first entry, is where it came from.
+	ForkOf *ForkOrigin `json:"fork_of,omitempty"`
+	// SnapshotSequence, on a reset entry, is the sequence of the snapshot
+	// it went back to (0 for the baseline).
+	SnapshotSequence int `json:"snapshot_sequence,omitempty"`
+	// ResetBy marks history a reset rolled back: the sequence of the first
+	// reset entry whose snapshot predates this entry.
+	ResetBy int `json:"reset_by,omitempty"`
+}
+
+// logEvent is the JSON of a non-exec entry.
+type logEvent struct {
+	Kind            string      `json:"kind"`
+	Sequence        int         `json:"sequence"`
+	StartedAt       time.Time   `json:"started_at"`
+	DurationMs      int64       `json:"duration_ms"`
+	Error           string      `json:"error,omitempty"`
+	Snapshot        string      `json:"snapshot,omitempty"`
+	ForkWorkspaceID string      `json:"fork_workspace_id,omitempty"`
+	ForkOf          *ForkOrigin `json:"fork_of,omitempty"`
+	SnapshotSeq     int         `json:"snapshot_sequence,omitempty"`
+	ResetBy         int         `json:"reset_by,omitempty"`
+}
+
+// MarshalJSON writes an exec entry as pyro 2.4 did (plus kind and, when
+// set, reset_by), and the other kinds without the exec fields.
+func (e LogEntry) MarshalJSON() ([]byte, error) {
+	if e.Kind == "" || e.Kind == LogExec {
+		type plain LogEntry
+		p := plain(e)
+		p.Kind = LogExec
+		return json.Marshal(p)
+	}
+	return json.Marshal(logEvent{Kind: e.Kind, Sequence: e.Sequence, StartedAt: e.StartedAt, DurationMs: e.DurationMs, Error: e.Error,
+		Snapshot: e.Snapshot, ForkWorkspaceID: e.ForkWorkspaceID, ForkOf: e.ForkOf, SnapshotSeq: e.SnapshotSequence, ResetBy: e.ResetBy})
 }
 
 // WorkspaceDeleteResult is the outcome of deleting a workspace:

@@ -112,6 +112,8 @@ func (h *Handler) Handle(ctx context.Context, s *agentproto.Stream) (any, error)
 		res, err := h.putArchive(ctx, req, s)
 		h.flush()
 		return res, err
+	case agentproto.MethodFreeze:
+		return h.freeze(ctx, s)
 	case agentproto.MethodShutdown:
 		unix.Sync()
 		if h.cfg.PowerOff != nil {

@@ -76,6 +76,9 @@ func RunInit() {
 	}
 	tRoot := time.Since(start)
 	os.MkdirAll("/workspace", 0o755)
+	if err := mountDisks(log, ParseDiskParams(string(cmdline))); err != nil {
+		fatal(err)
+	}
 	unix.Sethostname([]byte(p.Hostname))
 	if err := linkUp("lo"); err != nil {
 		log.Warn("lo", "err", err)
@@ -121,6 +124,7 @@ func powerOff() {
 	unix.Sync()
 	unix.Kill(-1, unix.SIGKILL)
 	unix.Sync()
+	unmountDisks()
 	unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
 	unix.Reboot(offCmd)
 }

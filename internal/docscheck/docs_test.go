@@ -695,7 +695,7 @@ func TestContractMCP(t *testing.T) {
 	rows := map[string]int{}
 	for i, l := range lines {
 		m := rowRE.FindStringSubmatch(l)
-		if m == nil || !(strings.HasPrefix(m[1], "vm_") || strings.HasPrefix(m[1], "workspace_")) {
+		if m == nil || !(strings.HasPrefix(m[1], "vm_") || strings.HasPrefix(m[1], "workspace_") || strings.HasPrefix(m[1], "snapshot_")) {
 			continue
 		}
 		name := m[1]

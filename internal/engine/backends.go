@@ -112,6 +112,9 @@ func createDisk(ctx context.Context, kind vmm.Kind, inst *catalog.Installed, dis
 // guestSpec fills the disks, kernel and kernel arguments of a guest's
 // machine spec for the record's backend.
 func (e *Engine) guestSpec(rec *vmRecord, spec *vmm.MachineSpec) error {
+	if e.workspaceDisks(rec, spec) {
+		return nil
+	}
 	host := fmt.Sprintf("pyro_hostname=pyro-%s", rec.ID[:8])
 	if vmm.Kind(rec.BackendKind) != vmm.KindFirecracker {
 		spec.Disks = []vmm.Disk{{Path: rec.Disk, Format: "qcow2"}}

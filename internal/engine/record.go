@@ -10,8 +10,11 @@ import (
 // vmRecord is what a VM's or workspace's record.json holds. Records written
 // by earlier 2.x releases must keep loading: fields are only added.
 type vmRecord struct {
-	ID   string `json:"id"`
-	Kind string `json:"kind"` // kindVM or kindWorkspace
+	// SchemaVersion is recordSchema for records this pyro writes; records
+	// of pyro 2.4 have none (0), and their workspaces are layout 1.
+	SchemaVersion int    `json:"schema_version,omitempty"`
+	ID            string `json:"id"`
+	Kind          string `json:"kind"` // kindVM or kindWorkspace
 	api.Machine
 	// BackendKind is the VMM the guest boots with ("qemu", "firecracker";
 	// empty in older records means qemu), fixed at create time so that
@@ -42,6 +45,13 @@ type wsState struct {
 	CommandCount int                 `json:"command_count"`
 	LastCommand  *api.CommandSummary `json:"last_command,omitempty"`
 	Restarts     int                 `json:"restarts"`
+
+	// The disk layer (layers.go, snapshot.go): absent in 2.4 records.
+	Disk      *wsDisk           `json:"disk,omitempty"`
+	Snapshots []snapshotRec     `json:"snapshots,omitempty"`
+	ForkOf    *api.ForkOrigin   `json:"fork_of,omitempty"`
+	Name      string            `json:"name,omitempty"`
+	LastReset *api.ResetSummary `json:"last_reset,omitempty"`
 }
 
 // machine is the record's public part; the VMM's pid only while it runs.
@@ -63,7 +73,8 @@ func (r *vmRecord) workspaceView(running bool, note string) *api.Workspace {
 		ws = &wsState{}
 	}
 	return &api.Workspace{WorkspaceID: r.ID, Machine: r.machine(running), Running: running,
-		CommandCount: ws.CommandCount, LastCommand: ws.LastCommand, WorkspaceSeed: ws.Seed, Restarts: ws.Restarts, Note: note}
+		CommandCount: ws.CommandCount, LastCommand: ws.LastCommand, WorkspaceSeed: ws.Seed, Restarts: ws.Restarts, Note: note,
+		Name: ws.Name, SnapshotCount: len(ws.Snapshots), ForkOf: ws.ForkOf, LastReset: ws.LastReset}
 }
 
 // read resolves ref in st and reads its record, without a lock.

@@ -35,6 +35,12 @@ func (e *Engine) PushWorkspaceSync(ctx context.Context, ref, sourcePath, dest st
 	if err != nil {
 		return nil, err
 	}
+	// A snapshot, reset or fork waits for the push, and the reverse.
+	unlockOps, err := e.opsLock(rec.ID, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlockOps()
 	abs, err := filepath.Abs(sourcePath)
 	if err != nil {
 		return nil, err

@@ -78,7 +78,7 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 		return nil, err
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	rec := &vmRecord{ID: id, Kind: kind, Env: inst, Machine: api.Machine{
+	rec := &vmRecord{SchemaVersion: recordSchema, ID: id, Kind: kind, Env: inst, Machine: api.Machine{
 		Environment: o.Environment, VCPUCount: o.VCPUCount, MemMiB: o.MemMiB, TTLSeconds: o.TTLSeconds,
 		Network: o.Network, AllowHostCompat: o.AllowHostCompat, ExecutionMode: mode, State: api.StateCreated,
 		CreatedAt: now, ExpiresAt: now.Add(time.Duration(o.TTLSeconds) * time.Second),
@@ -94,11 +94,14 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 			st.Remove(id)
 			return nil, err
 		}
-		rec.Disk = filepath.Join(dir, diskName(vkind))
-		if err := createDisk(ctx, vkind, inst, rec.Disk); err != nil {
-			e.catalog.Release(id)
-			st.Remove(id)
-			return nil, err
+		// A QEMU workspace's disks are layers of the pool (CreateWorkspace).
+		if kind != kindWorkspace || vkind == vmm.KindFirecracker {
+			rec.Disk = filepath.Join(dir, diskName(vkind))
+			if err := createDisk(ctx, vkind, inst, rec.Disk); err != nil {
+				e.catalog.Release(id)
+				st.Remove(id)
+				return nil, err
+			}
 		}
 	} else if err := os.MkdirAll(filepath.Join(dir, "hostroot"), 0o700); err != nil {
 		st.Remove(id)
@@ -181,6 +184,9 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 		return nil
 	}
 	progress.From(ctx).Phase(phaseBoot)
+	if err := e.prepareDisks(ctx, rec); err != nil {
+		return err
+	}
 	release, err := admission.Boot(ctx, e.opts.CacheDir)
 	if err != nil {
 		return err
@@ -197,6 +203,9 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 	rec.SupervisorPID = pid
 	rec.VMMPid = ready.VMMPid
 	backendsel.RecordBoot(ready.Kind, ready.Accel, rec.Env, ready.BootMs)
+	if ws := rec.Workspace; ws != nil && ws.Disk != nil {
+		ws.Disk.Chown = "" // done by the agent at this boot
+	}
 	if err := e.storeOf(rec.Kind).Write(rec.ID, rec); err != nil {
 		return err
 	}
@@ -402,6 +411,9 @@ func (e *Engine) remove(ctx context.Context, st *state.Store, id string) error {
 	}
 	e.catalog.Release(id)
 	e.log.Info(st.Kind+" deleted", "id", id)
+	if st == e.wss {
+		e.sweep() // what only it needed; its forks keep what they read
+	}
 	return nil
 }
 

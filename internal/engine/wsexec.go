@@ -44,7 +44,7 @@ func (e *Engine) ExecWorkspace(ctx context.Context, ref string, o api.ExecOption
 	cmd := argv(o)
 	started := time.Now().UTC().Truncate(time.Millisecond)
 	res, execErr := e.exec(ctx, rec, o)
-	entry := api.LogEntry{Sequence: seq, Command: cmd, Cwd: o.Cwd, StartedAt: started}
+	entry := api.LogEntry{Kind: api.LogExec, Sequence: seq, Command: cmd, Cwd: o.Cwd, StartedAt: started}
 	if execErr != nil {
 		entry.Error = execErr.Error()
 		entry.ExitCode = -1
@@ -101,16 +101,7 @@ func (e *Engine) nextSequence(id string) (int, error) {
 
 func (e *Engine) appendLog(id string, entry api.LogEntry) error {
 	return e.update(id, func(rec *vmRecord) error {
-		f, err := os.OpenFile(filepath.Join(e.wss.Path(id), "logs.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		if err != nil {
-			return err
-		}
-		data, _ := json.Marshal(entry)
-		_, err = f.Write(append(data, '\n'))
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+		if err := e.writeLogLine(id, entry); err != nil {
 			return err
 		}
 		rec.Workspace.CommandCount++
@@ -120,6 +111,28 @@ func (e *Engine) appendLog(id string, entry api.LogEntry) error {
 		}
 		return nil
 	})
+}
+
+// writeLogLine appends entry to the workspace's log; the caller holds its lock.
+func (e *Engine) writeLogLine(id string, entry api.LogEntry) error {
+	f, err := os.OpenFile(filepath.Join(e.wss.Path(id), "logs.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	data, _ := json.Marshal(entry)
+	_, err = f.Write(append(data, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// logEvent records a snapshot, reset or fork in the log, under the
+// caller's lock; the operation itself is done, so a failure only warns.
+func (e *Engine) logEvent(id string, entry api.LogEntry) {
+	if err := e.writeLogLine(id, entry); err != nil {
+		e.log.Warn("logging workspace event", "workspace_id", id, "kind", entry.Kind, "err", err)
+	}
 }
 
 // LogsWorkspace returns the persisted command history, in sequence order.
@@ -142,10 +155,30 @@ func (e *Engine) LogsWorkspace(ctx context.Context, ref string) (*api.WorkspaceL
 	for sc.Scan() {
 		var le api.LogEntry
 		if json.Unmarshal(sc.Bytes(), &le) == nil {
+			if le.Kind == "" {
+				le.Kind = api.LogExec // written by 2.4
+			}
 			out.Entries = append(out.Entries, le)
 		}
 	}
 	sort.SliceStable(out.Entries, func(i, j int) bool { return out.Entries[i].Sequence < out.Entries[j].Sequence })
+	markResets(out.Entries)
 	out.Count = len(out.Entries)
 	return out, nil
+}
+
+// markResets sets ResetBy on the entries each reset rolled back: those
+// after the snapshot it went back to and before the reset itself.
+func markResets(entries []api.LogEntry) {
+	for _, r := range entries {
+		if r.Kind != api.LogReset {
+			continue
+		}
+		for i := range entries {
+			e := &entries[i]
+			if e.ResetBy == 0 && e.Sequence > r.SnapshotSequence && e.Sequence < r.Sequence {
+				e.ResetBy = r.Sequence
+			}
+		}
+	}
 }

@@ -33,6 +33,11 @@ var spelling = map[string][3]string{
 	"vcpu_count":        {"--vcpu-count", "vcpu_count", "VCPUCount"},
 	"mem_mib":           {"--mem-mib", "mem_mib", "MemMiB"},
 	"ttl_seconds":       {"--ttl-seconds", "ttl_seconds", "TTLSeconds"},
+	"disk_gib":          {"--disk-gib", "disk_gib", "DiskGiB"},
+	"max_bytes":         {"--max-bytes", "max_bytes", "the maxBytes argument"},
+	"output_path":       {"--output", "output_path", "the outputPath argument"},
+	"force":             {"--force", "force: true", "DiskExportOptions.Force"},
+	"disk":              {"--disk", "disk", "DiskExportOptions.Disk"},
 	// The MCP server's own settings: a model cannot change them, its user can.
 	"project_path": {"--project-path", "the server's --project-path", "ServerOptions.ProjectPath"},
 	"repo_url":     {"--repo-url", "the server's --repo-url", "ServerOptions.RepoURL"},

@@ -99,7 +99,22 @@ func logsText(l *api.WorkspaceLogs) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "workspace %s: %d command(s)\n", l.WorkspaceID, l.Count)
 	for _, e := range l.Entries {
-		fmt.Fprintf(&b, "#%d exit_code=%d duration_ms=%d cwd=%s: %s\n", e.Sequence, e.ExitCode, e.DurationMs, e.Cwd, shellJoin(e.Command))
+		if e.Kind != "" && e.Kind != api.LogExec {
+			fmt.Fprintf(&b, "#%d %s snapshot=%q", e.Sequence, e.Kind, e.Snapshot)
+			if e.ForkWorkspaceID != "" {
+				fmt.Fprintf(&b, " fork=%s", e.ForkWorkspaceID)
+			}
+			if e.ForkOf != nil {
+				fmt.Fprintf(&b, " fork_of=%s", e.ForkOf.WorkspaceID)
+			}
+			b.WriteString("\n")
+			continue
+		}
+		fmt.Fprintf(&b, "#%d exit_code=%d duration_ms=%d cwd=%s: %s", e.Sequence, e.ExitCode, e.DurationMs, e.Cwd, shellJoin(e.Command))
+		if e.ResetBy > 0 {
+			fmt.Fprintf(&b, " (rolled back by reset #%d)", e.ResetBy)
+		}
+		b.WriteString("\n")
 		if e.Error != "" {
 			fmt.Fprintf(&b, "error: %s\n", e.Error)
 		}

@@ -57,6 +57,7 @@ type VMExecArgs struct {
 type WorkspaceCreateArgs struct {
 	EnvArgs
 	SeedPath string `json:"seed_path,omitempty" jsonschema:"optional host directory or local .tar/.tar.gz/.tgz archive copied into /workspace before the workspace is returned"`
+	DiskGiB  int    `json:"disk_gib,omitempty" jsonschema:"size of /workspace's own disk in GiB (sparse: it costs only what is written)"`
 	api.Shape
 }
 
@@ -88,10 +89,11 @@ type EnvironmentList = api.EnvironmentList
 var (
 	shapeDefaults = map[string]any{"vcpu_count": api.DefaultVCPUCount, "mem_mib": api.DefaultMemMiB,
 		"network": false, "allow_host_compat": false}
-	vmTTL = map[string]any{"ttl_seconds": api.DefaultVMTTLSeconds}
-	wsTTL = map[string]any{"ttl_seconds": api.DefaultWorkspaceTTLSeconds}
-	execT = map[string]any{"timeout_seconds": api.DefaultTimeoutSeconds}
-	dest  = map[string]any{"dest": api.WorkspaceRoot}
+	vmTTL  = map[string]any{"ttl_seconds": api.DefaultVMTTLSeconds}
+	wsTTL  = map[string]any{"ttl_seconds": api.DefaultWorkspaceTTLSeconds}
+	wsDisk = map[string]any{"disk_gib": api.DefaultDiskGiB}
+	execT  = map[string]any{"timeout_seconds": api.DefaultTimeoutSeconds}
+	dest   = map[string]any{"dest": api.WorkspaceRoot}
 )
 
 func merge(ms ...map[string]any) map[string]any {
@@ -233,8 +235,8 @@ func (s *Server) register() {
 			`Use it for multi-step work (clone, edit, build, test). seed_path copies a host directory or .tar/.tar.gz/.tgz into /workspace first` +
 			s.projectNote() + `. Returns workspace_id. Call workspace_delete when done.`,
 		Annotations: withTitle(additive, "Create a workspace"),
-	}, merge(shapeDefaults, wsTTL), "workspace_create: booting the workspace", func(ctx context.Context, in WorkspaceCreateArgs) (*api.Workspace, error) {
-		return s.createWorkspace(ctx, api.CreateWorkspaceOptions{Environment: in.Environment, Shape: in.Shape, SeedPath: in.SeedPath})
+	}, merge(shapeDefaults, wsTTL, wsDisk), "workspace_create: booting the workspace", func(ctx context.Context, in WorkspaceCreateArgs) (*api.Workspace, error) {
+		return s.createWorkspace(ctx, api.CreateWorkspaceOptions{Environment: in.Environment, Shape: in.Shape, SeedPath: in.SeedPath, DiskGiB: in.DiskGiB})
 	}, wsText("created"))
 
 	addTool(s, &mcp.Tool{
@@ -295,6 +297,8 @@ func (s *Server) register() {
 	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.WorkspaceDeleteResult, error) {
 		return e.DeleteWorkspace(ctx, in.WorkspaceID)
 	}, func(r *api.WorkspaceDeleteResult) string { return "deleted workspace " + r.WorkspaceID })
+
+	s.registerDiskTools()
 }
 
 // addTool registers one tool when the server's profile serves it (see

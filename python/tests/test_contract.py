@@ -23,7 +23,8 @@ from pyro_mcp.errors import error_from_json
 
 # public-contract-2.4.md, "Python SDK Contract", with the defaults the
 # contract leaves as "...": ttl_seconds is 600 for VMs and 3600 for workspaces,
-# as on the CLI.
+# as on the CLI; then the additive methods and arguments since (the names
+# pyro-mcp's later versions use).
 CONTRACT = """
 create_server(self, profile=None)
 list_environments(self)
@@ -31,7 +32,7 @@ pull_environment(self, environment)
 inspect_environment(self, environment)
 prune_environments(self)
 create_vm(self, environment, vcpu_count=1, mem_mib=1024, ttl_seconds=600, network=False, allow_host_compat=False)
-create_workspace(self, environment, vcpu_count=1, mem_mib=1024, ttl_seconds=3600, network=False, allow_host_compat=False, seed_path=None)
+create_workspace(self, environment, vcpu_count=1, mem_mib=1024, ttl_seconds=3600, network=False, allow_host_compat=False, seed_path=None, disk_gib=10)
 push_workspace_sync(self, workspace_id, source_path, *, dest="/workspace")
 start_vm(self, vm_id)
 exec_vm(self, vm_id, *, command, timeout_seconds=30)
@@ -45,6 +46,16 @@ logs_workspace(self, workspace_id)
 network_info_vm(self, vm_id)
 reap_expired(self)
 run_in_vm(self, environment, command, vcpu_count=1, mem_mib=1024, timeout_seconds=30, ttl_seconds=600, network=False, allow_host_compat=False)
+start_workspace(self, workspace_id)
+stop_workspace(self, workspace_id)
+create_snapshot(self, workspace_id, name)
+list_snapshots(self, workspace_id)
+delete_snapshot(self, workspace_id, name)
+reset_workspace(self, workspace_id, snapshot="baseline")
+fork_workspace(self, workspace_id, *, snapshot=None, name=None)
+list_workspace_disk(self, workspace_id, path="/workspace", recursive=False)
+read_workspace_disk(self, workspace_id, path, max_bytes=65536)
+export_workspace_disk(self, workspace_id, output_path, *, disk=None, force=False)
 """
 
 

@@ -107,7 +107,11 @@ func buildArgs(spec vmm.MachineSpec, cfg config) ([]string, error) {
 		if d.ReadOnly {
 			drive = fmt.Sprintf("id=disk%d,file=%s,format=%s,if=none,readonly=on", i, escapeOpt(d.Path), format)
 		}
-		a = append(a, "-drive", drive, "-device", fmt.Sprintf("virtio-blk-device,drive=disk%d", i))
+		dev := fmt.Sprintf("virtio-blk-device,drive=disk%d", i)
+		if d.Serial != "" {
+			dev += ",serial=" + escapeOpt(d.Serial)
+		}
+		a = append(a, "-drive", drive, "-device", dev)
 	}
 
 	a = append(a,
