@@ -84,7 +84,7 @@ type DeleteResult struct {
 type NetworkInfo struct {
 	VMID                  string   `json:"vm_id"`
 	Network               bool     `json:"network"`
-	Mode                  string   `json:"mode"` // "none", "user" (QEMU user-mode NAT) or "host" (host_compat)
+	Mode                  string   `json:"mode"` // "none", "stack" (pyro's own network stack; "user" in 2.4) or "host" (host_compat)
 	GuestIP               string   `json:"guest_ip,omitempty"`
 	Gateway               string   `json:"gateway,omitempty"`
 	DNS                   []string `json:"dns,omitempty"`

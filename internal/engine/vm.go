@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pyro-mcp/pyro/api"
@@ -20,6 +21,7 @@ import (
 	"github.com/pyro-mcp/pyro/internal/progress"
 	"github.com/pyro-mcp/pyro/internal/state"
 	"github.com/pyro-mcp/pyro/internal/vmm"
+	"github.com/pyro-mcp/pyro/internal/vmm/qemu"
 )
 
 // Phases of the operations that create and boot a guest.
@@ -416,7 +418,10 @@ func (e *Engine) NetworkInfo(ctx context.Context, ref string) (*api.NetworkInfo,
 	case rec.ExecutionMode == api.ModeHostCompat:
 		ni.Mode, ni.HostLoopbackReachable = "host", true
 	case rec.Network:
-		ni.Mode, ni.GuestIP, ni.Gateway, ni.DNS = "user", guestIP, guestGateway, []string{guestDNS}
+		// pyro's own network stack (qemu's netstack.go) serves these
+		// addresses to every guest; the JSON value is "stack".
+		ip, _, _ := strings.Cut(qemu.GuestIP, "/")
+		ni.Mode, ni.GuestIP, ni.Gateway, ni.DNS = "stack", ip, qemu.GuestGW, []string{qemu.GuestDNS}
 	}
 	if e.alive(rec) {
 		if c, err := e.dial(ctx, rec); err == nil {
@@ -489,10 +494,3 @@ func (e *Engine) Run(ctx context.Context, o api.RunOptions) (*api.RunResult, err
 		ExecResult: *res, BootMs: rec.BootMs, TotalMs: op.Elapsed().Milliseconds(),
 	}, nil
 }
-
-// The addresses QEMU's user-mode network gives a guest.
-const (
-	guestIP      = "10.0.2.15"
-	guestGateway = "10.0.2.2"
-	guestDNS     = "10.0.2.3"
-)
