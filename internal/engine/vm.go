@@ -18,6 +18,7 @@ import (
 	"github.com/pyro-mcp/pyro/internal/backendsel"
 	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/hostbin"
 	"github.com/pyro-mcp/pyro/internal/progress"
 	"github.com/pyro-mcp/pyro/internal/state"
 	"github.com/pyro-mcp/pyro/internal/vmm"
@@ -148,8 +149,14 @@ func (e *Engine) chooseMode(ctx context.Context, o api.CreateVMOptions) (string,
 	return "", nil, guestErr
 }
 
+// createOverlay makes a qcow2 overlay of base with the qemu-img hostbin
+// resolves (the same one doctor and the backend choice found).
 func createOverlay(ctx context.Context, base, disk string) error {
-	out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", disk).CombinedOutput()
+	qemuImg, err := hostbin.QEMUImg.Find("")
+	if err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, qemuImg, "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", disk).CombinedOutput()
 	if err != nil {
 		return errdefs.Wrap(errdefs.ErrInternal, err, "check free disk space and 'pyro doctor'", "creating the VM disk: %s", bytes.TrimSpace(out))
 	}
