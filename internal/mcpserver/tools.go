@@ -3,6 +3,7 @@ package mcpserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -234,7 +235,11 @@ func (s *Server) register() {
 			s.projectNote() + `. Returns workspace_id. Call workspace_delete when done.`,
 		Annotations: withTitle(additive, "Create a workspace"),
 	}, merge(shapeDefaults, wsTTL), "workspace_create: booting the workspace", func(ctx context.Context, in WorkspaceCreateArgs) (*api.Workspace, error) {
-		return s.createWorkspace(ctx, api.CreateWorkspaceOptions{Environment: in.Environment, Shape: in.Shape, SeedPath: in.SeedPath})
+		seed, err := s.hostPath(ctx, "seed_path", in.SeedPath)
+		if err != nil {
+			return nil, err
+		}
+		return s.createWorkspace(ctx, api.CreateWorkspaceOptions{Environment: in.Environment, Shape: in.Shape, SeedPath: seed})
 	}, wsText("created"))
 
 	addTool(s, &mcp.Tool{
@@ -255,7 +260,11 @@ func (s *Server) register() {
 			`Existing files with the same names are overwritten.`,
 		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(true), IdempotentHint: true, OpenWorldHint: boolp(false)}, "Push files into a workspace"),
 	}, dest, "workspace_sync_push: copying", func(ctx context.Context, in SyncPushArgs) (*api.SyncResult, error) {
-		return e.PushWorkspaceSync(ctx, in.WorkspaceID, in.SourcePath, in.Dest)
+		src, err := s.hostPath(ctx, "source_path", in.SourcePath)
+		if err != nil {
+			return nil, err
+		}
+		return e.PushWorkspaceSync(ctx, in.WorkspaceID, src, in.Dest)
 	}, func(r *api.SyncResult) string {
 		return fmt.Sprintf("pushed %s into workspace %s at %s: %d entries, %d bytes", r.SourcePath, r.WorkspaceID, r.Dest, r.Entries, r.Bytes)
 	})
@@ -314,6 +323,7 @@ func addTool[In any, Out any](s *Server, t *mcp.Tool, defaults map[string]any, p
 	t.InputSchema = sch
 	mcp.AddTool(s.mcp, t, func(ctx context.Context, req *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
 		var zero Out
+		ctx = withRequest(ctx, req)
 		if progress != "" {
 			var stop func()
 			ctx, stop = s.track(ctx, req, t.Name, progress)
@@ -321,6 +331,9 @@ func addTool[In any, Out any](s *Server, t *mcp.Tool, defaults map[string]any, p
 		}
 		s.log.Debug("tool call", "tool", t.Name)
 		out, err := h(ctx, in)
+		if errors.Is(err, errNeedRoots) {
+			return needRoots(), zero, nil
+		}
 		if err != nil {
 			return nil, zero, s.fail(ctx, t.Name, err)
 		}
