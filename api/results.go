@@ -192,18 +192,20 @@ type WorkspaceLogs struct {
 
 // LogEntry is one command of a workspace's history.
 type LogEntry struct {
-	Sequence        int       `json:"sequence"`
-	Command         []string  `json:"command"`
-	Cwd             string    `json:"cwd"`
-	ExitCode        int       `json:"exit_code"`
-	Stdout          string    `json:"stdout"`
-	Stderr          string    `json:"stderr"`
-	StdoutTruncated bool      `json:"stdout_truncated"`
-	StderrTruncated bool      `json:"stderr_truncated"`
-	TimedOut        bool      `json:"timed_out"`
-	StartedAt       time.Time `json:"started_at"`
-	DurationMs      int64     `json:"duration_ms"`
-	Error           string    `json:"error,omitempty"` // when pyro could not run it at all
+	Sequence int      `json:"sequence"`
+	Command  []string `json:"command"`
+	// CommandTruncated says the stored command was cut at 64 KiB.
+	CommandTruncated bool      `json:"command_truncated,omitempty"`
+	Cwd              string    `json:"cwd"`
+	ExitCode         int       `json:"exit_code"`
+	Stdout           string    `json:"stdout"`
+	Stderr           string    `json:"stderr"`
+	StdoutTruncated  bool      `json:"stdout_truncated"`
+	StderrTruncated  bool      `json:"stderr_truncated"`
+	TimedOut         bool      `json:"timed_out"`
+	StartedAt        time.Time `json:"started_at"`
+	DurationMs       int64     `json:"duration_ms"`
+	Error            string    `json:"error,omitempty"` // when pyro could not run it at all
 }
 
 // WorkspaceDeleteResult is the outcome of deleting a workspace:
