@@ -153,7 +153,7 @@ func (h *Handler) ping() *agentproto.PingResult {
 		UptimeMs:      time.Since(h.start).Milliseconds(),
 	}
 	var si unix.Sysinfo_t
-	if unix.Sysinfo(&si) == nil && h.cfg.Reap != nil {
+	if unix.Sysinfo(&si) == nil && os.Getpid() == 1 { // the guest's own uptime
 		r.UptimeMs = int64(si.Uptime) * 1000
 	}
 	ifs, _ := net.Interfaces()

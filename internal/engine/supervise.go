@@ -18,6 +18,7 @@ import (
 	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/initramfs"
+	"github.com/pyro-mcp/pyro/internal/proctree"
 	"github.com/pyro-mcp/pyro/internal/progress"
 	"github.com/pyro-mcp/pyro/internal/supervisor"
 	"github.com/pyro-mcp/pyro/internal/version"
@@ -199,6 +200,10 @@ func isSupervisor(pid int, id string) bool {
 
 func (e *Engine) killProcesses(rec *vmRecord) {
 	if rec.SupervisorPID > 0 && isSupervisor(rec.SupervisorPID, rec.ID) {
+		// Its descendants first, while it is alive to hold them: a
+		// host_compat supervisor is the subreaper of everything its
+		// commands started, daemons included (proctree).
+		proctree.KillDescendants(rec.SupervisorPID)
 		syscall.Kill(-rec.SupervisorPID, syscall.SIGKILL)
 		syscall.Kill(rec.SupervisorPID, syscall.SIGKILL)
 	}

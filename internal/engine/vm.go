@@ -117,7 +117,10 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 }
 
 // chooseMode picks guest or host_compat: host_compat only when the caller
-// allowed it AND no guest can boot here.
+// allowed it AND no isolated backend can boot a guest on this host (the
+// backend choice's verdict, backendsel). A registry that failed, an
+// environment that cannot be built or a broken image is an error, never a
+// reason to run without isolation.
 func (e *Engine) chooseMode(ctx context.Context, o api.CreateVMOptions) (string, *catalog.Installed, error) {
 	if e.opts.Backend == BackendHostCompat {
 		if !o.AllowHostCompat {
@@ -131,13 +134,9 @@ func (e *Engine) chooseMode(ctx context.Context, o api.CreateVMOptions) (string,
 	if guestErr == nil {
 		res, err := e.catalog.Pull(ctx, o.Environment)
 		if err != nil {
-			if ctx.Err() != nil || !o.AllowHostCompat {
-				return "", nil, err
-			}
-			guestErr = err
-		} else {
-			inst = res.InstalledEnvironment
+			return "", nil, err
 		}
+		inst = res.InstalledEnvironment
 	}
 	if guestErr == nil {
 		return api.ModeGuest, inst, nil
