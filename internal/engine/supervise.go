@@ -123,6 +123,9 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 		}
 		got <- &r
 	}()
+	readyWait := stretch(e.opts.BootTimeout + readyMargin)
+	readyDeadline := time.NewTimer(readyWait)
+	defer readyDeadline.Stop()
 	select {
 	case r := <-got:
 		if !r.OK {
@@ -147,6 +150,13 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 	case <-ctx.Done():
 		syscall.Kill(-pid, syscall.SIGKILL)
 		return nil, 0, ctx.Err()
+	case <-readyDeadline.C:
+		// The supervisor enforces the boot timeout itself; one that says
+		// nothing past it is stuck, and the record lock must not wait on it.
+		proctree.KillDescendants(pid)
+		syscall.Kill(-pid, syscall.SIGKILL)
+		return nil, 0, errdefs.New(errdefs.ErrTimeout, "run 'pyro doctor'; the host may be overloaded",
+			"booting the guest: the supervisor did not answer within %s", readyWait.Round(time.Second))
 	}
 }
 

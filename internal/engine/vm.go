@@ -390,10 +390,35 @@ func (e *Engine) DeleteVM(ctx context.Context, ref string) (*api.DeleteResult, e
 
 // remove stops an object of st and deletes its directory (disk, logs, state).
 func (e *Engine) remove(ctx context.Context, st *state.Store, id string) error {
-	lock, err := st.Lock(id)
+	lock, err := e.lockForRemoval(ctx, st, id)
 	if err != nil {
 		return err
 	}
+	return e.removeLocked(st, id, lock)
+}
+
+// lockForRemoval takes id's lock for a delete. A holder that does not let
+// go within removalWait is waiting on its guest (a boot, a seed): the VM
+// is killed without the lock and without the guest's help, which ends the
+// holder's guest calls and so its hold, and the lock is then awaited.
+func (e *Engine) lockForRemoval(ctx context.Context, st *state.Store, id string) (*state.Lock, error) {
+	wctx, cancel := context.WithTimeout(ctx, removalWait)
+	lock, err := st.LockContext(wctx, id)
+	cancel()
+	if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+		return lock, err
+	}
+	e.log.Warn("the "+st.Kind+" is busy: killing its VM to delete it", "id", id)
+	var rec vmRecord
+	if st.Read(id, &rec) == nil {
+		e.killProcesses(&rec)
+	}
+	killSupervisorsOf(id)
+	return st.LockContext(ctx, id)
+}
+
+// removeLocked is remove under lock, which it releases.
+func (e *Engine) removeLocked(st *state.Store, id string, lock *state.Lock) error {
 	defer lock.Unlock()
 	var rec vmRecord
 	if err := st.Read(id, &rec); err != nil {
@@ -430,12 +455,14 @@ func (e *Engine) NetworkInfo(ctx context.Context, ref string) (*api.NetworkInfo,
 		ni.Mode, ni.GuestIP, ni.Gateway, ni.DNS = "stack", ip, qemu.GuestGW, []string{qemu.GuestDNS}
 	}
 	if e.alive(rec) {
-		if c, err := e.dial(ctx, rec); err == nil {
-			if p, err := c.Ping(ctx); err == nil {
+		pctx, cancel := context.WithTimeout(ctx, guestCallTimeout())
+		if c, err := e.dial(pctx, rec); err == nil {
+			if p, err := c.Ping(pctx); err == nil {
 				ni.Addresses = p.Addresses
 			}
 			c.Close()
 		}
+		cancel()
 	}
 	return ni, nil
 }
@@ -459,7 +486,13 @@ func (e *Engine) reapExpired(ctx context.Context) (*api.ReapResult, error) {
 			if err := st.Read(id, &rec); err != nil || rec.ExpiresAt.IsZero() || now.Before(rec.ExpiresAt) {
 				continue
 			}
-			if err := e.remove(ctx, st, id); err == nil {
+			// Never wait behind a busy record: its holder is working
+			// on it, and its own supervisor powers it off at expiry.
+			lock, ok, err := st.TryLock(id)
+			if err != nil || !ok {
+				continue
+			}
+			if err := e.removeLocked(st, id, lock); err == nil {
 				res.Reaped = append(res.Reaped, id)
 			}
 		}

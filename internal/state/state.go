@@ -187,6 +187,15 @@ func (s *Store) Lock(id string) (*Lock, error) {
 	return s.LockContext(context.Background(), id)
 }
 
+// TryLock takes id's exclusive lock if it is free; ok is false when
+// another holder has it.
+func (s *Store) TryLock(id string) (l *Lock, ok bool, err error) {
+	if _, err := os.Stat(s.Path(id)); err != nil {
+		return nil, false, errdefs.New(errdefs.ErrNotFound, "", "no %s with id %q", s.Kind, id)
+	}
+	return flock.Try(filepath.Join(s.Path(id), "lock"), flock.Exclusive)
+}
+
 // LockContext takes id's exclusive lock, waiting until ctx is done.
 func (s *Store) LockContext(ctx context.Context, id string) (*Lock, error) {
 	if _, err := os.Stat(s.Path(id)); err != nil {
