@@ -219,4 +219,13 @@ func TestMCPHostPathsOlderProtocol(t *testing.T) {
 	}
 	id := good["result"].(map[string]any)["structuredContent"].(map[string]any)["workspace_id"]
 	call(4, "tools/call", map[string]any{"name": "workspace_delete", "arguments": map[string]any{"workspace_id": id}})
+
+	// "arguments": null once crashed the whole server (a go-sdk panic):
+	// now it is a call without arguments, refused, and the server lives on.
+	if r := call(5, "tools/call", map[string]any{"name": "vm_run", "arguments": nil}); r["result"] == nil && r["error"] == nil {
+		t.Fatalf("arguments null: %v", r)
+	}
+	if r := call(6, "ping", map[string]any{}); r["result"] == nil {
+		t.Fatalf("the server died after arguments null: %v", r)
+	}
 }

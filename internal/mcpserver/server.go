@@ -58,6 +58,9 @@ type Server struct {
 	res     *resources // nil when the profile has no workspace tools
 	// hostPaths is where clients may name host paths; nil: anywhere.
 	hostPaths *HostPaths
+	// decoded, when set (by the fuzz test), sees every call's decoded
+	// arguments before the tool runs; an error stops the call there.
+	decoded func(tool string, in any) error
 }
 
 // New builds the server and registers the tools of its profile, and the
@@ -87,6 +90,8 @@ func New(e *engine.Engine, opts *Options) (*Server, error) {
 	if s.serves("workspace_list") {
 		s.res = newResources(s)
 	}
+	// Last added, so outermost: it sees every request first.
+	s.mcp.AddReceivingMiddleware(s.guard)
 	return s, nil
 }
 

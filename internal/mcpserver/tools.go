@@ -323,6 +323,11 @@ func addTool[In any, Out any](s *Server, t *mcp.Tool, defaults map[string]any, p
 	t.InputSchema = sch
 	mcp.AddTool(s.mcp, t, func(ctx context.Context, req *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
 		var zero Out
+		if s.decoded != nil {
+			if err := s.decoded(t.Name, in); err != nil {
+				return nil, zero, err
+			}
+		}
 		ctx = withRequest(ctx, req)
 		if progress != "" {
 			var stop func()
