@@ -60,6 +60,13 @@ func (e *Engine) PushWorkspaceSync(ctx context.Context, ref, sourcePath, dest st
 	}
 	op.Phase(phasePush)
 	st, err := e.push(ctx, rec, abs, d, total)
+	if supervisorGone(err) {
+		// Its VMM died just now: nothing was sent; boot and push once more.
+		if again, rerr := e.restartGone(ctx, rec.ID); rerr == nil {
+			rec = again
+			st, err = e.push(ctx, rec, abs, d, total)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +117,7 @@ func (e *Engine) push(ctx context.Context, rec *vmRecord, src, dest string, tota
 		return nil, werr
 	}
 	if perr != nil {
-		return nil, perr
+		return nil, e.noSpace(rec, perr)
 	}
 	return &st, nil
 }

@@ -157,6 +157,9 @@ func createOverlay(ctx context.Context, base, disk string) error {
 	}
 	out, err := exec.CommandContext(ctx, qemuImg, "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", disk).CombinedOutput()
 	if err != nil {
+		if hostFull(filepath.Dir(disk)) {
+			return errdefs.Wrap(errdefs.ErrUnavailable, err, "free disk space in the state directory ($PYRO_STATE_DIR)", "creating the VM disk: %s", bytes.TrimSpace(out))
+		}
 		return errdefs.Wrap(errdefs.ErrInternal, err, "check free disk space and 'pyro doctor'", "creating the VM disk: %s", bytes.TrimSpace(out))
 	}
 	return nil
@@ -306,7 +309,7 @@ func (e *Engine) exec(ctx context.Context, rec *vmRecord, o api.ExecOptions) (*a
 		if ctx.Err() == nil && ectx.Err() != nil {
 			return nil, errdefs.Wrap(errdefs.ErrTimeout, err, "the guest stopped answering; check its status", "exec in %s %s", rec.Kind, rec.ID)
 		}
-		return nil, err
+		return nil, e.noSpace(rec, err)
 	}
 	return &api.ExecResult{
 		ExitCode: r.ExitCode, Stdout: outBuf.String(), Stderr: errBuf.String(),

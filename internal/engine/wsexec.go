@@ -36,6 +36,13 @@ func (e *Engine) ExecWorkspace(ctx context.Context, ref string, o api.ExecOption
 	cmd := argv(o)
 	started := time.Now().UTC().Truncate(time.Millisecond)
 	res, execErr := e.exec(ctx, rec, o)
+	if supervisorGone(execErr) {
+		// Its VMM died just now: the command never ran; boot and run it once more.
+		if again, err := e.restartGone(ctx, id); err == nil {
+			rec, restarted = again, true
+			res, execErr = e.exec(ctx, rec, o)
+		}
+	}
 	entry := api.LogEntry{Sequence: seq, Command: cmd, Cwd: o.Cwd, StartedAt: started}
 	if execErr != nil {
 		entry.Error = execErr.Error()
