@@ -324,7 +324,7 @@ func (e *Engine) dial(ctx context.Context, rec *vmRecord) (*agentproto.Client, e
 	if err != nil {
 		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "start it again (a workspace's next exec boots it)", "%s %s is not running", rec.Kind, rec.ID)
 	}
-	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	hctx, cancel := context.WithTimeout(ctx, stretch(10*time.Second))
 	defer cancel()
 	c, err := agentproto.NewClient(hctx, conn)
 	if err != nil {
@@ -363,7 +363,7 @@ func (e *Engine) stop(ctx context.Context, st *state.Store, ref string) (*vmReco
 // deadline. The caller holds the lock.
 func (e *Engine) stopLocked(ctx context.Context, rec *vmRecord) {
 	if e.alive(rec) {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stretch(5*time.Second))
 		if c, err := e.dial(sctx, rec); err == nil {
 			c.Shutdown(sctx)
 			c.Close()
