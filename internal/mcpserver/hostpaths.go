@@ -115,12 +115,11 @@ func (s *Server) roots(ctx context.Context) ([]root, error) {
 // tool call makes before it names a host path.
 const rootsRequest = "pyro.roots"
 
-// errNeedRoots stops a tool call that must first ask its client for its
-// roots: addTool turns it into an input-required result, the go-sdk
-// fulfils it (asking the client itself, on protocols older than
-// 2026-07-28) and calls the tool again with the client's answer. A tool
-// checks its host paths before it does anything else, so nothing happens
-// twice.
+// errNeedRoots says a tool call must first ask its client for its roots:
+// addTool answers such a call (mustAskRoots) with an input-required result
+// before it does anything else, the go-sdk fulfils it (asking the client
+// itself, on protocols older than 2026-07-28) and the call comes again with
+// the client's answer.
 var errNeedRoots = errors.New("the client's roots are needed")
 
 // clientRoots are the roots the client of ctx's call listed (file URIs
@@ -150,6 +149,26 @@ func (s *Server) clientRoots(ctx context.Context) ([]string, error) {
 		}
 	}
 	return dirs, nil
+}
+
+// namesHostPaths is implemented by the arguments of every tool that names
+// host paths: hostPath decides each of them.
+type namesHostPaths interface{ hostPathArgs() []string }
+
+// mustAskRoots says the call in ctx names a host path and its client's
+// roots are needed first (see errNeedRoots).
+func (s *Server) mustAskRoots(ctx context.Context, in any) bool {
+	a, ok := in.(namesHostPaths)
+	if !ok || s.hostPaths == nil {
+		return false
+	}
+	for _, p := range a.hostPathArgs() {
+		if p != "" {
+			_, err := s.clientRoots(ctx)
+			return errors.Is(err, errNeedRoots)
+		}
+	}
+	return false
 }
 
 // needRoots is the input-required result that asks for the roots.

@@ -61,6 +61,8 @@ type WorkspaceCreateArgs struct {
 	api.Shape
 }
 
+func (a WorkspaceCreateArgs) hostPathArgs() []string { return []string{a.SeedPath} }
+
 // WorkspaceArgs name one workspace.
 type WorkspaceArgs struct {
 	WorkspaceID string `json:"workspace_id" jsonschema:"the workspace's id as returned by workspace_create (an unambiguous prefix works)"`
@@ -78,6 +80,8 @@ type SyncPushArgs struct {
 	SourcePath string `json:"source_path" jsonschema:"host directory or local .tar/.tar.gz/.tgz archive to copy into the workspace"`
 	Dest       string `json:"dest,omitempty" jsonschema:"where to put it, /workspace or a directory under it (default /workspace)"`
 }
+
+func (a SyncPushArgs) hostPathArgs() []string { return []string{a.SourcePath} }
 
 // NoArgs is the input of tools without arguments.
 type NoArgs struct{}
@@ -329,6 +333,11 @@ func addTool[In any, Out any](s *Server, t *mcp.Tool, defaults map[string]any, p
 			}
 		}
 		ctx = withRequest(ctx, req)
+		// Ask for the client's roots before anything else (progress
+		// included): the call is made again with the answer.
+		if s.mustAskRoots(ctx, in) {
+			return needRoots(), zero, nil
+		}
 		if progress != "" {
 			var stop func()
 			ctx, stop = s.track(ctx, req, t.Name, progress)
@@ -336,7 +345,7 @@ func addTool[In any, Out any](s *Server, t *mcp.Tool, defaults map[string]any, p
 		}
 		s.log.Debug("tool call", "tool", t.Name)
 		out, err := h(ctx, in)
-		if errors.Is(err, errNeedRoots) {
+		if errors.Is(err, errNeedRoots) { // a tool whose arguments do not say they name host paths
 			return needRoots(), zero, nil
 		}
 		if err != nil {
