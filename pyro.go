@@ -125,6 +125,13 @@ type ServerOptions struct {
 	// default branch).
 	RepoURL string
 	RepoRef string
+	// AllowPaths are host directories MCP clients may name in seed_path
+	// and source_path besides their declared roots (or, for a client that
+	// declares none, the server's working directory: its git top level
+	// inside a checkout) and ProjectPath. Any other host path is refused:
+	// the model behind a client is not trusted with the user's files.
+	// []string{"/"} allows every path, as 2.4 did.
+	AllowPaths []string
 }
 
 // CreateServerWith is CreateServer with a profile and a default seed; ctx
@@ -133,7 +140,7 @@ func (c *Client) CreateServerWith(ctx context.Context, opts *ServerOptions) (*mc
 	if opts == nil {
 		opts = &ServerOptions{}
 	}
-	mo := &mcpserver.Options{Logger: c.log, Profile: opts.Profile}
+	mo := &mcpserver.Options{Logger: c.log, Profile: opts.Profile, HostPaths: hostPaths(ctx, opts)}
 	switch {
 	case opts.ProjectPath != "" && opts.RepoURL != "":
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "set `project_path` or `repo_url`, not both", "two default seeds")
@@ -157,6 +164,22 @@ func (c *Client) CreateServerWith(ctx context.Context, opts *ServerOptions) (*mc
 		return nil, err
 	}
 	return s.MCP(), nil
+}
+
+// hostPaths is where the server's clients may name host paths: their
+// roots or the working directory, the project, and opts.AllowPaths.
+func hostPaths(ctx context.Context, opts *ServerOptions) *mcpserver.HostPaths {
+	hp := &mcpserver.HostPaths{Always: append([]string(nil), opts.AllowPaths...)}
+	if opts.ProjectPath != "" {
+		hp.Always = append(hp.Always, opts.ProjectPath)
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if top := project.Detect(ctx, wd); top != "" {
+			wd = top
+		}
+		hp.Fallback = []string{wd}
+	}
+	return hp
 }
 
 // CreateServer is New followed by Client.CreateServer.

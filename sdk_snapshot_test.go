@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/pyro-mcp/pyro"
+	"github.com/pyro-mcp/pyro/internal/guesttest"
 	"github.com/pyro-mcp/pyro/internal/layers"
 )
 
@@ -39,7 +40,7 @@ func e2fsckClean(t *testing.T, c *pyro.Client, id, disk string) string {
 // workspace; every disk passes e2fsck -n.
 func TestSnapshotResetFork(t *testing.T) {
 	c := newClient(t)
-	needGuest(t, c)
+	guesttest.Need(t)
 	ctx := t.Context()
 	seed := t.TempDir()
 	os.WriteFile(filepath.Join(seed, "hello.txt"), []byte("seeded\n"), 0o644)
@@ -200,7 +201,7 @@ func TestSnapshotResetFork(t *testing.T) {
 // A chain of snapshots longer than layers.MaxChainDepth is flattened on the
 // next boot, and the disk's content does not change.
 func TestLongChainFlattened(t *testing.T) {
-	needGuest(t, newClient(t))
+	guesttest.Need(t)
 	run, err := os.MkdirTemp("", "pyro-sdk-")
 	if err != nil {
 		t.Fatal(err)

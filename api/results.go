@@ -87,7 +87,7 @@ type DeleteResult struct {
 type NetworkInfo struct {
 	VMID                  string   `json:"vm_id"`
 	Network               bool     `json:"network"`
-	Mode                  string   `json:"mode"` // "none", "user" (QEMU user-mode NAT) or "host" (host_compat)
+	Mode                  string   `json:"mode"` // "none", "stack" (pyro's own network stack; "user" in 2.4) or "host" (host_compat)
 	GuestIP               string   `json:"guest_ip,omitempty"`
 	Gateway               string   `json:"gateway,omitempty"`
 	DNS                   []string `json:"dns,omitempty"`
@@ -215,19 +215,21 @@ const (
 // command's fields; the other kinds have only Kind, Sequence, StartedAt,
 // DurationMs, Error and their own fields (their JSON omits the exec ones).
 type LogEntry struct {
-	Kind            string    `json:"kind"`
-	Sequence        int       `json:"sequence"`
-	Command         []string  `json:"command"`
-	Cwd             string    `json:"cwd"`
-	ExitCode        int       `json:"exit_code"`
-	Stdout          string    `json:"stdout"`
-	Stderr          string    `json:"stderr"`
-	StdoutTruncated bool      `json:"stdout_truncated"`
-	StderrTruncated bool      `json:"stderr_truncated"`
-	TimedOut        bool      `json:"timed_out"`
-	StartedAt       time.Time `json:"started_at"`
-	DurationMs      int64     `json:"duration_ms"`
-	Error           string    `json:"error,omitempty"` // when pyro could not run it at all
+	Kind     string   `json:"kind"`
+	Sequence int      `json:"sequence"`
+	Command  []string `json:"command"`
+	// CommandTruncated says the stored command was cut at 64 KiB.
+	CommandTruncated bool      `json:"command_truncated,omitempty"`
+	Cwd              string    `json:"cwd"`
+	ExitCode         int       `json:"exit_code"`
+	Stdout           string    `json:"stdout"`
+	Stderr           string    `json:"stderr"`
+	StdoutTruncated  bool      `json:"stdout_truncated"`
+	StderrTruncated  bool      `json:"stderr_truncated"`
+	TimedOut         bool      `json:"timed_out"`
+	StartedAt        time.Time `json:"started_at"`
+	DurationMs       int64     `json:"duration_ms"`
+	Error            string    `json:"error,omitempty"` // when pyro could not run it at all
 
 	// Snapshot names the snapshot taken, reset to, or forked from ("" for
 	// a fork of the moment).

@@ -99,19 +99,20 @@ func (h *Handler) Handle(ctx context.Context, s *agentproto.Stream) (any, error)
 		if err := decode(s.Params, &req); err != nil {
 			return nil, err
 		}
-		res, err := h.exec(ctx, s, req)
-		if req.Sync {
-			h.flush()
+		if !req.Sync {
+			return h.exec(ctx, s, req)
 		}
-		return res, err
+		return h.durably("/workspace", func() (any, error) { return h.exec(ctx, s, req) })
 	case agentproto.MethodPutArchive:
 		var req agentproto.PutArchiveRequest
 		if err := decode(s.Params, &req); err != nil {
 			return nil, err
 		}
-		res, err := h.putArchive(ctx, req, s)
-		h.flush()
-		return res, err
+		root := req.Root
+		if root == "" {
+			root = "/workspace"
+		}
+		return h.durably(root, func() (any, error) { return h.putArchive(ctx, req, s) })
 	case agentproto.MethodFreeze:
 		return h.freeze(ctx, s)
 	case agentproto.MethodShutdown:
@@ -124,10 +125,33 @@ func (h *Handler) Handle(ctx context.Context, s *agentproto.Stream) (any, error)
 	return nil, errdefs.New(errdefs.ErrInvalidArgument, "upgrade the guest agent (rebuild the initramfs)", "unknown method %q", s.Method)
 }
 
-func (h *Handler) flush() {
-	if h.cfg.Durable {
-		unix.Sync()
+// durably runs fn and, when the handler is Durable, flushes the guest's
+// writes to its disk before answering, and fails the call when they did
+// not reach it: a write-back error (EIO when the host's disk under the VM
+// is full or failing, ENOSPC) would otherwise be lost, and the call would
+// say yes to data that is gone. The file system of path is opened before
+// fn runs, so that syncfs reports every write-back error since then.
+func (h *Handler) durably(path string, fn func() (any, error)) (any, error) {
+	if !h.cfg.Durable {
+		return fn()
 	}
+	f, ferr := os.Open(h.hostPath(path))
+	if ferr != nil {
+		f, ferr = os.Open(h.hostPath("/"))
+	}
+	res, err := fn()
+	unix.Sync()
+	if ferr != nil {
+		return res, err
+	}
+	serr := unix.Syncfs(int(f.Fd()))
+	f.Close()
+	if serr != nil && err == nil {
+		return nil, errdefs.Wrap(errdefs.ErrUnavailable, serr,
+			"the VM's disk could not store it: free disk space on the host where pyro keeps its state, then retry",
+			"writing to the guest's disk")
+	}
+	return res, err
 }
 
 func decode(raw json.RawMessage, v any) error {
@@ -155,7 +179,7 @@ func (h *Handler) ping() *agentproto.PingResult {
 		UptimeMs:      time.Since(h.start).Milliseconds(),
 	}
 	var si unix.Sysinfo_t
-	if unix.Sysinfo(&si) == nil && h.cfg.Reap != nil {
+	if unix.Sysinfo(&si) == nil && os.Getpid() == 1 { // the guest's own uptime
 		r.UptimeMs = int64(si.Uptime) * 1000
 	}
 	ifs, _ := net.Interfaces()

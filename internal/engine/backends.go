@@ -56,7 +56,8 @@ func (e *Engine) guestTools() error {
 // probe that settles QEMU's accelerator.
 func newBackend(ctx context.Context, mode string, kind vmm.Kind, probeKernel string, log *slog.Logger) (vmm.Backend, error) {
 	if mode == ModeHostCompat {
-		return hostcompat.New(), nil
+		// The supervisor serves one machine: it contains the commands.
+		return hostcompat.NewContained(), nil
 	}
 	f := backendsel.Gather(ctx, probeKernel)
 	if kind == vmm.KindFirecracker {

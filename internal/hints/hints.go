@@ -43,6 +43,7 @@ var spelling = map[string][3]string{
 	"repo_url":     {"--repo-url", "the server's --repo-url", "ServerOptions.RepoURL"},
 	"repo_ref":     {"--repo-ref", "the server's --repo-ref", "ServerOptions.RepoRef"},
 	"no_project":   {"--no-project", "the server's --no-project", "a ServerOptions without ProjectPath"},
+	"allow_path":   {"--allow-path", "--allow-path DIR", "ServerOptions.AllowPaths"},
 }
 
 // Render spells every `argument` of hint for face f. Backquoted words that

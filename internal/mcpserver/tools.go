@@ -3,6 +3,7 @@ package mcpserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -61,6 +62,8 @@ type WorkspaceCreateArgs struct {
 	api.Shape
 }
 
+func (a WorkspaceCreateArgs) hostPathArgs() []string { return []string{a.SeedPath} }
+
 // WorkspaceArgs name one workspace.
 type WorkspaceArgs struct {
 	WorkspaceID string `json:"workspace_id" jsonschema:"the workspace's id as returned by workspace_create (an unambiguous prefix works)"`
@@ -78,6 +81,8 @@ type SyncPushArgs struct {
 	SourcePath string `json:"source_path" jsonschema:"host directory or local .tar/.tar.gz/.tgz archive to copy into the workspace"`
 	Dest       string `json:"dest,omitempty" jsonschema:"where to put it, /workspace or a directory under it (default /workspace)"`
 }
+
+func (a SyncPushArgs) hostPathArgs() []string { return []string{a.SourcePath} }
 
 // NoArgs is the input of tools without arguments.
 type NoArgs struct{}
@@ -236,7 +241,11 @@ func (s *Server) register() {
 			s.projectNote() + `. Returns workspace_id. Call workspace_delete when done.`,
 		Annotations: withTitle(additive, "Create a workspace"),
 	}, merge(shapeDefaults, wsTTL, wsDisk), "workspace_create: booting the workspace", func(ctx context.Context, in WorkspaceCreateArgs) (*api.Workspace, error) {
-		return s.createWorkspace(ctx, api.CreateWorkspaceOptions{Environment: in.Environment, Shape: in.Shape, SeedPath: in.SeedPath, DiskGiB: in.DiskGiB})
+		seed, err := s.hostPath(ctx, "seed_path", in.SeedPath)
+		if err != nil {
+			return nil, err
+		}
+		return s.createWorkspace(ctx, api.CreateWorkspaceOptions{Environment: in.Environment, Shape: in.Shape, SeedPath: seed, DiskGiB: in.DiskGiB})
 	}, wsText("created"))
 
 	addTool(s, &mcp.Tool{
@@ -257,7 +266,11 @@ func (s *Server) register() {
 			`Existing files with the same names are overwritten.`,
 		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(true), IdempotentHint: true, OpenWorldHint: boolp(false)}, "Push files into a workspace"),
 	}, dest, "workspace_sync_push: copying", func(ctx context.Context, in SyncPushArgs) (*api.SyncResult, error) {
-		return e.PushWorkspaceSync(ctx, in.WorkspaceID, in.SourcePath, in.Dest)
+		src, err := s.hostPath(ctx, "source_path", in.SourcePath)
+		if err != nil {
+			return nil, err
+		}
+		return e.PushWorkspaceSync(ctx, in.WorkspaceID, src, in.Dest)
 	}, func(r *api.SyncResult) string {
 		return fmt.Sprintf("pushed %s into workspace %s at %s: %d entries, %d bytes", r.SourcePath, r.WorkspaceID, r.Dest, r.Entries, r.Bytes)
 	})
@@ -318,6 +331,17 @@ func addTool[In any, Out any](s *Server, t *mcp.Tool, defaults map[string]any, p
 	t.InputSchema = sch
 	mcp.AddTool(s.mcp, t, func(ctx context.Context, req *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
 		var zero Out
+		if s.decoded != nil {
+			if err := s.decoded(t.Name, in); err != nil {
+				return nil, zero, err
+			}
+		}
+		ctx = withRequest(ctx, req)
+		// Ask for the client's roots before anything else (progress
+		// included): the call is made again with the answer.
+		if s.mustAskRoots(ctx, in) {
+			return needRoots(), zero, nil
+		}
 		if progress != "" {
 			var stop func()
 			ctx, stop = s.track(ctx, req, t.Name, progress)
@@ -325,6 +349,9 @@ func addTool[In any, Out any](s *Server, t *mcp.Tool, defaults map[string]any, p
 		}
 		s.log.Debug("tool call", "tool", t.Name)
 		out, err := h(ctx, in)
+		if errors.Is(err, errNeedRoots) { // a tool whose arguments do not say they name host paths
+			return needRoots(), zero, nil
+		}
 		if err != nil {
 			return nil, zero, s.fail(ctx, t.Name, err)
 		}
