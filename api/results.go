@@ -244,6 +244,8 @@ type LogEntry struct {
 	// ResetBy marks history a reset rolled back: the sequence of the first
 	// reset entry whose snapshot predates this entry.
 	ResetBy int `json:"reset_by,omitempty"`
+	// FileEvent holds the fields of the file operations' entries.
+	*FileEvent
 }
 
 // logEvent is the JSON of a non-exec entry.
@@ -258,6 +260,7 @@ type logEvent struct {
 	ForkOf          *ForkOrigin `json:"fork_of,omitempty"`
 	SnapshotSeq     int         `json:"snapshot_sequence,omitempty"`
 	ResetBy         int         `json:"reset_by,omitempty"`
+	*FileEvent
 }
 
 // MarshalJSON writes an exec entry as pyro 2.4 did (plus kind and, when
@@ -270,7 +273,8 @@ func (e LogEntry) MarshalJSON() ([]byte, error) {
 		return json.Marshal(p)
 	}
 	return json.Marshal(logEvent{Kind: e.Kind, Sequence: e.Sequence, StartedAt: e.StartedAt, DurationMs: e.DurationMs, Error: e.Error,
-		Snapshot: e.Snapshot, ForkWorkspaceID: e.ForkWorkspaceID, ForkOf: e.ForkOf, SnapshotSeq: e.SnapshotSequence, ResetBy: e.ResetBy})
+		Snapshot: e.Snapshot, ForkWorkspaceID: e.ForkWorkspaceID, ForkOf: e.ForkOf, SnapshotSeq: e.SnapshotSequence, ResetBy: e.ResetBy,
+		FileEvent: e.FileEvent})
 }
 
 // WorkspaceDeleteResult is the outcome of deleting a workspace:

@@ -44,6 +44,9 @@ type Config struct {
 	Reap *Reaper
 	// Logger receives diagnostics; nil discards.
 	Logger *slog.Logger
+	// Baseline is the guest path of the tree `diff` compares /workspace
+	// with; "" means BaselineMount when a filesystem is mounted there.
+	Baseline string
 	// Durable makes put_archive, and exec when the request asks for it,
 	// flush the guest's writes to its disk before answering, so their
 	// effects survive the VMM being killed right after (a workspace's promise).
@@ -86,7 +89,7 @@ func NewHandler(cfg Config) *Handler {
 // Hello describes the agent in the handshake.
 func (h *Handler) Hello() agentproto.Hello {
 	return agentproto.Hello{Proto: agentproto.Version, Software: "pyro-agent " + version.Version,
-		Features: []string{"exec", "put_archive", "stdin"}}
+		Features: append([]string{"exec", "put_archive", "stdin"}, fileFeatures...)}
 }
 
 // Handle dispatches one request.
@@ -121,6 +124,9 @@ func (h *Handler) Handle(ctx context.Context, s *agentproto.Stream) (any, error)
 			s.AfterResponse(h.cfg.PowerOff)
 		}
 		return struct{}{}, nil
+	}
+	if fn := h.fileMethod(s.Method); fn != nil {
+		return fn(ctx, s)
 	}
 	return nil, errdefs.New(errdefs.ErrInvalidArgument, "upgrade the guest agent (rebuild the initramfs)", "unknown method %q", s.Method)
 }

@@ -1,0 +1,385 @@
+package agent
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pyro-mcp/pyro/api"
+	"github.com/pyro-mcp/pyro/internal/agentproto"
+	"github.com/pyro-mcp/pyro/internal/archive"
+	"github.com/pyro-mcp/pyro/internal/errdefs"
+)
+
+// diff serves MethodDiff: /workspace against the baseline mounted
+// read-only in the guest, both walked here, nothing followed. Directories
+// show through their files, as in git, and .git directories are left out.
+// A file is unchanged without reading it when its inode, size, mtime and
+// ctime are those of the baseline's: /workspace's filesystem is a
+// copy-on-write descendant of the baseline's, so an untouched file is the
+// very same inode, and any write or chmod moves its ctime.
+func (h *Handler) diff(ctx context.Context, s *agentproto.Stream) (any, error) {
+	var req agentproto.DiffRequest
+	if err := decode(s.Params, &req); err != nil {
+		return nil, err
+	}
+	base := h.baselineDir()
+	if base == "" {
+		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "", "this guest has no baseline mounted at %s", api.BaselineMount)
+	}
+	wfd, err := unix.Open(h.hostPath(api.WorkspaceRoot), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "", "opening /workspace")
+	}
+	defer unix.Close(wfd)
+	bfd, err := unix.Open(h.hostPath(base), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "", "opening the baseline")
+	}
+	defer unix.Close(bfd)
+	rels, err := diffPaths(req.Paths)
+	if err != nil {
+		return nil, err
+	}
+	out := bufio.NewWriterSize(s.Stdout(), chunk)
+	d := &differ{ctx: ctx, roots: [2]int{bfd, wfd}, req: req, enc: json.NewEncoder(out)}
+	for _, rel := range rels {
+		o, n := d.stat(0, rel), d.stat(1, rel)
+		if !o.ok && !n.ok && rel != "." {
+			return nil, errdefs.New(errdefs.ErrNotFound, "", "%s is neither in /workspace nor in its baseline", path.Join(api.WorkspaceRoot, rel))
+		}
+		if err := d.compare(rel, o, n); err != nil {
+			return nil, err
+		}
+	}
+	if err := out.Flush(); err != nil {
+		return nil, err
+	}
+	return &agentproto.DiffResult{Count: d.count}, nil
+}
+
+// baselineDir is the guest path of the baseline tree, or "" when there is
+// none: Config.Baseline, else BaselineMount when a filesystem is mounted
+// there.
+func (h *Handler) baselineDir() string {
+	if h.cfg.Baseline != "" {
+		return h.cfg.Baseline
+	}
+	var st, parent unix.Stat_t
+	if unix.Stat(h.hostPath(api.BaselineMount), &st) != nil || unix.Stat(h.hostPath(path.Dir(api.BaselineMount)), &parent) != nil {
+		return ""
+	}
+	if st.Dev == parent.Dev {
+		return ""
+	}
+	return api.BaselineMount
+}
+
+// diffPaths cleans the paths asked for, relative to /workspace, dropping
+// those under another; none is the whole of /workspace.
+func diffPaths(paths []string) ([]string, error) {
+	if len(paths) == 0 {
+		return []string{"."}, nil
+	}
+	var rels []string
+	for _, p := range paths {
+		g, err := cleanGuest(p)
+		if err != nil {
+			return nil, err
+		}
+		rel, _ := archive.Within(api.WorkspaceRoot, g)
+		rels = append(rels, rel)
+	}
+	slices.Sort(rels)
+	var out []string
+	for _, r := range rels {
+		if len(out) > 0 {
+			if _, under := archive.Within("/"+out[len(out)-1], "/"+r); under || out[len(out)-1] == "." {
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Kinds of a side of a comparison.
+const (
+	kindNone = iota
+	kindDir
+	kindFile
+	kindLink
+)
+
+// side is what one tree holds at a path.
+type side struct {
+	ok   bool
+	kind int
+	st   unix.Stat_t
+	rel  string
+	root int
+}
+
+type differ struct {
+	ctx        context.Context
+	roots      [2]int // baseline, workspace
+	req        agentproto.DiffRequest
+	enc        *json.Encoder
+	count      int
+	patchBytes int64
+}
+
+// stat looks at rel in tree i (0 the baseline, 1 /workspace); every
+// component above it is a directory there (the walk only enters those).
+// Devices, FIFOs and sockets count as absent.
+func (d *differ) stat(i int, rel string) side {
+	s := side{rel: rel, root: d.roots[i]}
+	var err error
+	if rel == "." {
+		err = unix.Fstatat(s.root, "", &s.st, unix.AT_EMPTY_PATH)
+	} else {
+		err = unix.Fstatat(s.root, rel, &s.st, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err != nil {
+		return s
+	}
+	switch s.st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		s.kind = kindDir
+	case unix.S_IFREG:
+		s.kind = kindFile
+	case unix.S_IFLNK:
+		s.kind = kindLink
+	default:
+		return s
+	}
+	s.ok = true
+	return s
+}
+
+// compare emits the changes at rel and below it, in git's order (a
+// directory sorts as its name followed by "/").
+func (d *differ) compare(rel string, o, n side) error {
+	if err := d.ctx.Err(); err != nil {
+		return err
+	}
+	if o.kind != kindDir && n.kind != kindDir {
+		return d.file(rel, o, n)
+	}
+	// A file that became a directory, or the reverse: the file first.
+	if o.ok && o.kind != kindDir {
+		if err := d.file(rel, o, side{}); err != nil {
+			return err
+		}
+	}
+	if n.ok && n.kind != kindDir {
+		if err := d.file(rel, side{}, n); err != nil {
+			return err
+		}
+	}
+	names := map[string]bool{}
+	for i, sd := range []side{o, n} {
+		if sd.kind != kindDir {
+			continue
+		}
+		list, err := readNames(d.roots[i], rel)
+		if err != nil {
+			return err
+		}
+		for _, name := range list {
+			names[name] = true
+		}
+	}
+	type child struct {
+		key  string
+		name string
+		o, n side
+	}
+	var kids []child
+	for name := range names {
+		if name == ".git" {
+			continue
+		}
+		crel := name
+		if rel != "." {
+			crel = rel + "/" + name
+		}
+		c := child{name: name, key: name}
+		if o.kind == kindDir {
+			c.o = d.stat(0, crel)
+		}
+		if n.kind == kindDir {
+			c.n = d.stat(1, crel)
+		}
+		if c.o.kind == kindDir || c.n.kind == kindDir {
+			c.key += "/"
+		}
+		kids = append(kids, c)
+	}
+	slices.SortFunc(kids, func(a, b child) int { return strings.Compare(a.key, b.key) })
+	for _, c := range kids {
+		crel := c.name
+		if rel != "." {
+			crel = rel + "/" + c.name
+		}
+		if err := d.compare(crel, c.o, c.n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func readNames(root int, rel string) ([]string, error) {
+	fd, err := unix.Openat(root, rel, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "diff: opening %s", rel)
+	}
+	f := os.NewFile(uintptr(fd), rel)
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "diff: listing %s", rel)
+	}
+	return names, nil
+}
+
+// gitMode is st's mode as git records it.
+func gitMode(sd side) string {
+	switch {
+	case sd.kind == kindLink:
+		return "120000"
+	case sd.st.Mode&0o100 != 0:
+		return "100755"
+	}
+	return "100644"
+}
+
+// file emits the change of a non-directory at rel, if any.
+func (d *differ) file(rel string, o, n side) error {
+	if !o.ok && !n.ok {
+		return nil
+	}
+	e := api.DiffEntry{Path: rel}
+	switch {
+	case !o.ok:
+		e.Status, e.NewMode = api.StatusAdded, gitMode(n)
+	case !n.ok:
+		e.Status, e.OldMode = api.StatusDeleted, gitMode(o)
+	case o.kind != n.kind:
+		e.Status, e.OldMode, e.NewMode = api.StatusTypeChanged, gitMode(o), gitMode(n)
+	default:
+		same, err := d.sameContent(o, n)
+		if err != nil {
+			return err
+		}
+		om, nm := gitMode(o), gitMode(n)
+		switch {
+		case same && om == nm:
+			return nil
+		case same:
+			e.Status = api.StatusModeChanged
+		default:
+			e.Status = api.StatusModified
+		}
+		if om != nm {
+			e.OldMode, e.NewMode = om, nm
+		}
+	}
+	d.count++
+	if d.req.NameOnly {
+		return d.enc.Encode(e)
+	}
+	if err := d.render(&e, o, n); err != nil {
+		return err
+	}
+	if d.req.NoPatch {
+		e.Patch = ""
+	} else if d.patchBytes += int64(len(e.Patch)); d.patchBytes > api.MaxDiffPatchBytes {
+		e.Patch, e.PatchOmitted = "", true
+	}
+	return d.enc.Encode(e)
+}
+
+// sameContent compares two regular files or two symlinks of the same kind.
+func (d *differ) sameContent(o, n side) (bool, error) {
+	if o.kind == kindLink {
+		a, err1 := readlinkat(o.root, o.rel)
+		b, err2 := readlinkat(n.root, n.rel)
+		return a == b && err1 == nil && err2 == nil, nil
+	}
+	if o.st.Size != n.st.Size {
+		return false, nil
+	}
+	if o.st.Ino == n.st.Ino && o.st.Mtim == n.st.Mtim && o.st.Ctim == n.st.Ctim {
+		return true, nil
+	}
+	a, err := openSide(o)
+	if err != nil {
+		return false, err
+	}
+	defer a.Close()
+	b, err := openSide(n)
+	if err != nil {
+		return false, err
+	}
+	defer b.Close()
+	ba, bb := make([]byte, chunk), make([]byte, chunk)
+	for {
+		na, erra := io.ReadFull(a, ba)
+		nb, errb := io.ReadFull(b, bb)
+		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
+			return false, nil
+		}
+		if erra != nil || errb != nil {
+			return (erra == io.EOF || erra == io.ErrUnexpectedEOF) && (errb == io.EOF || errb == io.ErrUnexpectedEOF), nil
+		}
+	}
+}
+
+func openSide(sd side) (*os.File, error) {
+	fd, err := unix.Openat(sd.root, sd.rel, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "diff: opening %s", sd.rel)
+	}
+	unix.SetNonblock(fd, false)
+	return os.NewFile(uintptr(fd), sd.rel), nil
+}
+
+// content is what a side holds as diff text: a file's bytes or a link's
+// target; big says it is over MaxDiffTextBytes (and not read).
+func content(sd side) (data []byte, big bool, err error) {
+	if !sd.ok {
+		return nil, false, nil
+	}
+	if sd.kind == kindLink {
+		t, err := readlinkat(sd.root, sd.rel)
+		return []byte(t), false, err
+	}
+	if sd.st.Size > api.MaxDiffTextBytes {
+		return nil, true, nil
+	}
+	f, err := openSide(sd)
+	if err != nil {
+		return nil, false, err
+	}
+	defer f.Close()
+	data, err = io.ReadAll(io.LimitReader(f, api.MaxDiffTextBytes+1))
+	if err != nil {
+		return nil, false, errdefs.Wrap(errdefs.ErrInternal, err, "", "diff: reading %s", sd.rel)
+	}
+	return data, len(data) > api.MaxDiffTextBytes, nil
+}
+
+// binaryText says data is binary, as git decides it: a NUL byte in its
+// first 8000 bytes.
+func binaryText(data []byte) bool {
+	return bytes.IndexByte(data[:min(len(data), 8000)], 0) >= 0
+}
