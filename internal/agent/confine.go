@@ -53,8 +53,10 @@ func (h *Handler) openWorkspace() (*workspace, error) {
 
 func (w *workspace) close() { unix.Close(w.fd) }
 
-// cleanGuest makes p an absolute guest path under /workspace, or refuses it.
-func cleanGuest(p string) (string, error) {
+// CleanWorkspacePath makes p an absolute guest path under /workspace, or
+// refuses it: the one lexical rule of the file operations, which the host
+// applies too, to fail early (the guest resolves symlinks on top of it).
+func CleanWorkspacePath(p string) (string, error) {
 	if p == "" {
 		p = api.WorkspaceRoot
 	}
@@ -84,7 +86,7 @@ func outsideErr(asked, clean string) error {
 // component's too when followLast. Components that do not exist are kept
 // as they are (a file or directories to create).
 func (w *workspace) resolve(p string, followLast bool) (wsPath, error) {
-	guest, err := cleanGuest(p)
+	guest, err := CleanWorkspacePath(p)
 	if err != nil {
 		return wsPath{}, err
 	}

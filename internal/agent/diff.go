@@ -91,7 +91,7 @@ func diffPaths(paths []string) ([]string, error) {
 	}
 	var rels []string
 	for _, p := range paths {
-		g, err := cleanGuest(p)
+		g, err := CleanWorkspacePath(p)
 		if err != nil {
 			return nil, err
 		}

@@ -38,6 +38,8 @@ const (
 type Limits struct {
 	MaxBytes   int64 // total size of regular files
 	MaxEntries int
+	// Hint is what to do past a limit; "" says to sync a smaller tree.
+	Hint string
 }
 
 // DefaultLimits are documented in docs/reference/workspace.md.
@@ -157,11 +159,15 @@ type counter struct {
 func (c *counter) add(name string, size int64) error {
 	c.st.Entries++
 	c.st.Bytes += size
+	hint := c.lim.Hint
+	if hint == "" {
+		hint = "sync a smaller tree"
+	}
 	if c.lim.MaxEntries > 0 && c.st.Entries > c.lim.MaxEntries {
-		return errdefs.New(errdefs.ErrInvalidArgument, "sync a smaller tree", "more than %d entries (limit)", c.lim.MaxEntries)
+		return errdefs.New(errdefs.ErrInvalidArgument, hint, "more than %d entries (limit)", c.lim.MaxEntries)
 	}
 	if c.lim.MaxBytes > 0 && c.st.Bytes > c.lim.MaxBytes {
-		return errdefs.New(errdefs.ErrInvalidArgument, "sync a smaller tree", "content exceeds the %d-byte limit at %q", c.lim.MaxBytes, name)
+		return errdefs.New(errdefs.ErrInvalidArgument, hint, "content exceeds the %d-byte limit at %q", c.lim.MaxBytes, name)
 	}
 	return nil
 }

@@ -72,6 +72,13 @@ func Extract(ctx context.Context, r io.Reader, dir string, lim Limits, onEntry f
 			return Stats{}, reject(name, "appears twice in the archive, once as a directory")
 		}
 		var size int64
+		if typ == tar.TypeReg {
+			size = hdr.Size
+		}
+		// The limits hold before anything of the member is written.
+		if err := c.add(name, size); err != nil {
+			return Stats{}, err
+		}
 		switch typ {
 		case tar.TypeDir:
 			if perm == 0 {
@@ -89,7 +96,6 @@ func Extract(ctx context.Context, r io.Reader, dir string, lim Limits, onEntry f
 			if perm == 0 {
 				perm = 0o644
 			}
-			size = hdr.Size
 			if exists {
 				os.Remove(dst)
 			}
@@ -118,9 +124,6 @@ func Extract(ctx context.Context, r io.Reader, dir string, lim Limits, onEntry f
 			typ = tar.TypeReg
 		default:
 			return Stats{}, reject(name, "device nodes, FIFOs and other special files are not allowed")
-		}
-		if err := c.add(name, size); err != nil {
-			return Stats{}, err
 		}
 		kinds[name] = typ
 		if onEntry != nil {

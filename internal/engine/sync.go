@@ -60,9 +60,16 @@ func (e *Engine) PushWorkspaceSync(ctx context.Context, ref, sourcePath, dest st
 		}
 		total = st.Entries
 	}
-	rec, _, err = e.ensureRunning(ctx, rec.ID)
+	// Logged from here on (kind sync), failed or not.
+	seq, err := e.nextSequence(rec.ID)
 	if err != nil {
 		return nil, err
+	}
+	fop := &fileOp{e: e, id: rec.ID, seq: seq, started: time.Now().UTC().Truncate(time.Millisecond), unlock: func() {}}
+	ev := &api.FileEvent{SourcePath: abs, Dest: d}
+	rec, _, err = e.ensureRunning(ctx, rec.ID)
+	if err != nil {
+		return nil, fop.log(api.LogSync, ev, err)
 	}
 	op.Phase(phasePush)
 	st, err := e.push(ctx, rec, abs, d, total)
@@ -73,7 +80,10 @@ func (e *Engine) PushWorkspaceSync(ctx context.Context, ref, sourcePath, dest st
 			st, err = e.push(ctx, rec, abs, d, total)
 		}
 	}
-	if err != nil {
+	if err == nil {
+		ev.Entries, ev.Bytes = st.Entries, st.Bytes
+	}
+	if err := fop.log(api.LogSync, ev, err); err != nil {
 		return nil, err
 	}
 	op.Done()
