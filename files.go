@@ -53,6 +53,7 @@ const (
 	DefaultFileReadBytes = api.DefaultFileReadBytes
 	MaxPatchBytes        = api.MaxPatchBytes
 	MaxFileWriteBytes    = api.MaxFileWriteBytes
+	MaxDiffPatchBytes    = api.MaxDiffPatchBytes
 	LogFileWrite         = api.LogFileWrite
 	LogPatch             = api.LogPatch
 	LogSync              = api.LogSync

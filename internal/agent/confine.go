@@ -63,10 +63,11 @@ func CleanWorkspacePath(p string) (string, error) {
 	if strings.ContainsRune(p, 0) {
 		return "", errdefs.New(errdefs.ErrInvalidArgument, "", "path %q has a NUL byte", p)
 	}
+	abs := p
 	if !path.IsAbs(p) {
-		p = path.Join(api.WorkspaceRoot, p)
+		abs = path.Join(api.WorkspaceRoot, p)
 	}
-	c := path.Clean(p)
+	c := path.Clean(abs)
 	if _, ok := archive.Within(api.WorkspaceRoot, c); !ok {
 		return "", outsideErr(p, c)
 	}

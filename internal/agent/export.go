@@ -213,7 +213,7 @@ func (x *exporter) file(dfd int, name, rel string, hdr *tar.Header) error {
 // way, and must end up inside the exported directory.
 func (x *exporter) linkTarget(rel, target string) (string, string) {
 	if x.single {
-		return "", "a symlink (to " + target + ") is never followed, and exported alone it could only lead out of what is exported"
+		return "", "a symlink (to " + target + "): symlinks are never followed, and one exported alone can only lead out of what is exported"
 	}
 	dir := path.Dir(path.Join(x.root, rel))
 	var start []string

@@ -122,6 +122,8 @@ type DiffResult struct {
 // and listed in the result.
 type GetArchiveRequest struct {
 	Path string `json:"path"`
+	// MaxBytes is the most of the tar the host takes (OutputCap).
+	MaxBytes int64 `json:"max_bytes,omitempty"`
 }
 
 // GetArchiveResult ends an export.
@@ -134,6 +136,35 @@ type GetArchiveResult struct {
 
 // maxListBytes bounds the JSON lines of one listing or diff the host takes.
 const maxListBytes = 256 << 20
+
+// OutputCap is the most output (TypeStdout, and TypeStderr) a request may
+// carry back to the host: the one bound that the client and the
+// supervisor's relay both enforce, so that a guest cannot make a call
+// carry more. An exec's MaxOutput (DefaultMaxOutput when unset); a read's
+// MaxBytes; a listing's or a diff's maxListBytes; an export's MaxBytes;
+// DefaultMaxOutput for every other method.
+func OutputCap(req Request) int64 {
+	var p struct {
+		MaxOutput int   `json:"max_output"`
+		MaxBytes  int64 `json:"max_bytes"`
+	}
+	json.Unmarshal(req.Params, &p)
+	switch req.Method {
+	case MethodExec:
+		if p.MaxOutput > 0 {
+			return int64(p.MaxOutput)
+		}
+	case MethodFileRead:
+		return max(p.MaxBytes, 0)
+	case MethodFileList, MethodDiff:
+		return maxListBytes
+	case MethodGetArchive:
+		if p.MaxBytes > 0 {
+			return p.MaxBytes
+		}
+	}
+	return DefaultMaxOutput
+}
 
 // maxLine bounds one JSON line (a diff entry with its patch).
 const maxLine = 64 << 20
@@ -209,6 +240,7 @@ func (c *Client) Diff(ctx context.Context, req DiffRequest, each func(api.DiffEn
 // host's own bound: past it the stream is cut and the tar reader fails).
 func (c *Client) GetArchive(ctx context.Context, req GetArchiveRequest, w io.Writer, maxBytes int64) (*GetArchiveResult, error) {
 	var r GetArchiveResult
+	req.MaxBytes = maxBytes
 	if _, err := c.call(ctx, MethodGetArchive, req, &r, nil, w, nil, maxBytes); err != nil {
 		return nil, err
 	}

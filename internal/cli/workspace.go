@@ -33,6 +33,7 @@ workspace_id works.`,
 		idCmd(a, "start WORKSPACE_ID", "Boot a stopped workspace again from its disk", (*pyro.Client).StartWorkspace, a.printResult),
 		idCmd(a, "stop WORKSPACE_ID", "Power the workspace's VM off; /workspace stays on its disk", (*pyro.Client).StopWorkspace, a.printResult),
 		a.wsSnapshotCmd(), a.wsResetCmd(), a.wsForkCmd(), a.wsDiskCmd())
+	ws.AddCommand(a.wsFileCmds()...)
 	return ws
 }
 
@@ -176,7 +177,7 @@ func eventLine(le pyro.LogEntry) string {
 			s = fmt.Sprintf("[fork] workspace %s made from %s", le.ForkWorkspaceID, from)
 		}
 	default:
-		s = "[" + le.Kind + "]"
+		s = fileEventLine(le)
 	}
 	if le.ResetBy > 0 {
 		s += fmt.Sprintf(" [rolled back by the reset #%d]", le.ResetBy)

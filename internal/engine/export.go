@@ -165,7 +165,7 @@ func (e *Engine) export(ctx context.Context, c *agentproto.Client, guest, out st
 		if len(gr.Skipped) > 0 {
 			why = gr.Skipped[0].Reason
 		}
-		return errdefs.New(errdefs.ErrInvalidArgument, "export a regular file or a directory", "nothing exported: %s is %s", guest, why)
+		return errdefs.New(errdefs.ErrInvalidArgument, "export a regular file or a directory", "nothing exported from %s: %s", guest, why)
 	}
 	src := tarPath
 	switch res.Format {

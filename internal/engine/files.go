@@ -229,8 +229,13 @@ func (e *Engine) WriteWorkspaceFile(ctx context.Context, ref, path string, r io.
 	h := sha256.New()
 	counted := &countReader{r: io.TeeReader(r, h)}
 	rec, err := e.onGuest(ctx, op.id, false, func(ctx context.Context, c *agentproto.Client, _ *vmRecord, touch func()) error {
-		wr, err := c.WriteFile(ctx, agentproto.FileWriteRequest{Path: guest, Mode: o.Mode, MaxBytes: api.MaxFileWriteBytes},
-			&touchReader{r: counted, touch: touch})
+		src := &abortReader{r: &touchReader{r: counted, touch: touch}}
+		ctx, src.cancel = context.WithCancel(ctx)
+		defer src.cancel()
+		wr, err := c.WriteFile(ctx, agentproto.FileWriteRequest{Path: guest, Mode: o.Mode, MaxBytes: api.MaxFileWriteBytes}, src)
+		if src.err != nil {
+			return errdefs.Wrap(errdefs.ErrInvalidArgument, src.err, "nothing was written", "reading the content to write")
+		}
 		if err != nil {
 			return err
 		}
@@ -250,6 +255,24 @@ func (e *Engine) WriteWorkspaceFile(ctx context.Context, ref, path string, r io.
 	}
 	res.WorkspaceID = rec.ID
 	return res, nil
+}
+
+// abortReader cancels the call it feeds when its source fails, before the
+// end of the data is sent: the guest then drops what it received instead
+// of taking a short stream for the whole content.
+type abortReader struct {
+	r      io.Reader
+	cancel context.CancelFunc
+	err    error
+}
+
+func (a *abortReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if err != nil && err != io.EOF {
+		a.err = err
+		a.cancel()
+	}
+	return n, err
 }
 
 type countReader struct {

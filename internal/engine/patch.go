@@ -27,7 +27,13 @@ func (e *Engine) ApplyWorkspacePatch(ctx context.Context, ref string, patch io.R
 	// The host bounds what it sends too; the guest refuses past it.
 	limited := io.LimitReader(patch, api.MaxPatchBytes+1)
 	rec, err := e.onGuest(ctx, op.id, false, func(ctx context.Context, c *agentproto.Client, _ *vmRecord, touch func()) error {
-		r, err := c.ApplyPatch(ctx, agentproto.PatchRequest{MaxBytes: api.MaxPatchBytes}, &touchReader{r: limited, touch: touch})
+		src := &abortReader{r: &touchReader{r: limited, touch: touch}}
+		ctx, src.cancel = context.WithCancel(ctx)
+		defer src.cancel()
+		r, err := c.ApplyPatch(ctx, agentproto.PatchRequest{MaxBytes: api.MaxPatchBytes}, src)
+		if src.err != nil {
+			return errdefs.Wrap(errdefs.ErrInvalidArgument, src.err, "nothing was changed", "reading the patch")
+		}
 		if err != nil {
 			return err
 		}

@@ -60,10 +60,8 @@ type toolRow struct {
 // has a profiles column checked against this one (internal/docscheck).
 //
 // workspace-core is what a chat host's coding agent needs: create, list,
-// status, exec, sync push, logs and delete, and, one row each as they land,
-// workspace_file_list, workspace_file_read, workspace_file_write,
-// workspace_patch_apply, workspace_diff, workspace_export,
-// workspace_summary. It leaves out secrets, network
+// status, exec, sync push, logs and delete, the file tools (list, read,
+// write, patch apply, diff, export, summary). It leaves out secrets, network
 // policy, shells, services, snapshots and disk tools, and the arguments of
 // its own tools that reach them (coreOmits).
 var toolProfiles = map[string]toolRow{
@@ -95,6 +93,13 @@ var toolProfiles = map[string]toolRow{
 	"workspace_disk_list":   {in: full},
 	"workspace_disk_read":   {in: full},
 	"workspace_disk_export": {in: full},
+	"workspace_file_list":   {in: core | full},
+	"workspace_file_read":   {in: core | full},
+	"workspace_file_write":  {in: core | full},
+	"workspace_patch_apply": {in: core | full},
+	"workspace_diff":        {in: core | full},
+	"workspace_export":      {in: core | full},
+	"workspace_summary":     {in: core | full},
 }
 
 // ToolNames lists every tool (workspace-full's), sorted by name as

@@ -171,6 +171,13 @@ func TestArguments(t *testing.T) {
 		"workspace_disk_read":  {"workspace_id": {Required: true}, "path": {Required: true}, "max_bytes": {Default: "65536"}},
 		"workspace_disk_export": {"workspace_id": {Required: true}, "output_path": {Required: true}, "disk": {},
 			"force": {Default: "false"}},
+		"workspace_file_list":   {"workspace_id": {Required: true}, "path": {Default: `"/workspace"`}, "recursive": {Default: "false"}},
+		"workspace_file_read":   {"workspace_id": {Required: true}, "path": {Required: true}, "max_bytes": {Default: "65536"}},
+		"workspace_file_write":  {"workspace_id": {Required: true}, "path": {Required: true}, "text": {Required: true}, "encoding": {Default: `"utf-8"`}, "mode": {}},
+		"workspace_patch_apply": {"workspace_id": {Required: true}, "patch": {Required: true}},
+		"workspace_diff":        {"workspace_id": {Required: true}, "paths": {}, "stat": {Default: "false"}, "name_only": {Default: "false"}},
+		"workspace_export":      {"workspace_id": {Required: true}, "path": {Required: true}, "output_path": {Required: true}, "force": {Default: "false"}},
+		"workspace_summary":     ws,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("arguments (-want +got):\n%s", diff)

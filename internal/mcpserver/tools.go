@@ -312,6 +312,7 @@ func (s *Server) register() {
 	}, func(r *api.WorkspaceDeleteResult) string { return "deleted workspace " + r.WorkspaceID })
 
 	s.registerDiskTools()
+	s.registerFileTools()
 }
 
 // addTool registers one tool when the server's profile serves it (see

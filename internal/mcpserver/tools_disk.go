@@ -51,6 +51,8 @@ type DiskExportArgs struct {
 	Force      bool   `json:"force,omitempty" jsonschema:"replace an existing output file"`
 }
 
+func (a DiskExportArgs) hostPathArgs() []string { return []string{a.OutputPath} }
+
 var (
 	resetDefaults = map[string]any{"snapshot": api.BaselineSnapshot}
 	listDefaults  = map[string]any{"path": api.WorkspaceRoot, "recursive": false}
@@ -173,7 +175,11 @@ func (s *Server) registerDiskTools() {
 			`Never replaces an existing file unless force; secrets and shell or service state are removed from the image.`,
 		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(false), OpenWorldHint: boolp(false)}, "Export a stopped workspace's disk"),
 	}, exportDefault, "workspace_disk_export: writing the image", func(ctx context.Context, in DiskExportArgs) (*api.DiskExportResult, error) {
-		return e.ExportWorkspaceDisk(ctx, in.WorkspaceID, in.OutputPath, api.DiskExportOptions{Disk: in.Disk, Force: in.Force})
+		out, err := s.hostOutputPath(ctx, "output_path", in.OutputPath)
+		if err != nil {
+			return nil, err
+		}
+		return e.ExportWorkspaceDisk(ctx, in.WorkspaceID, out, api.DiskExportOptions{Disk: in.Disk, Force: in.Force})
 	}, func(r *api.DiskExportResult) string {
 		return fmt.Sprintf("exported the %s disk of workspace %s to %s (%d bytes, %d allocated)", r.Disk, r.WorkspaceID, r.OutputPath, r.Bytes, r.AllocatedBytes)
 	})

@@ -348,19 +348,14 @@ func (rt route) admit(f *agentproto.Frame) bool {
 	return len(f.Payload) > 0
 }
 
-// outputCap is the relay's cap for a request: an exec's max_output (or the
-// default) plus one byte; other methods stream no output, but get the
-// default so that a guest cannot make them carry more.
+// outputCap is the relay's cap for a request: the protocol's own bound
+// for its method (agentproto.OutputCap) plus one byte.
 func outputCap(payload []byte) int64 {
-	limit := int64(agentproto.DefaultMaxOutput)
 	var req agentproto.Request
-	if json.Unmarshal(payload, &req) == nil && req.Method == agentproto.MethodExec {
-		var ex agentproto.ExecRequest
-		if json.Unmarshal(req.Params, &ex) == nil && ex.MaxOutput > 0 {
-			limit = int64(ex.MaxOutput)
-		}
+	if json.Unmarshal(payload, &req) != nil {
+		return agentproto.DefaultMaxOutput + 1
 	}
-	return limit + 1
+	return agentproto.OutputCap(req) + 1
 }
 
 func (r *router) serveClient(conn net.Conn) {
