@@ -75,19 +75,21 @@ def run_json(
     env: Optional[Dict[str, str]],
     timeout: Optional[float],
     allow_nonzero_result: bool = False,
+    input: Optional[bytes] = None,
 ) -> Dict[str, Any]:
     """Run ``binary --json ARGS...`` and return its decoded JSON object.
 
     pyro's ``{"error": ...}`` objects become :class:`PyroError` subclasses.
     ``allow_nonzero_result`` is for commands that run a guest command (run,
     vm exec, workspace exec): they exit with the guest's status and still
-    print a result, which is returned as is.
+    print a result, which is returned as is. ``input``, when given, is
+    pyro's standard input (file contents, a patch).
     """
     argv: List[str] = [binary, "--json", *args]
     try:
         proc = subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
@@ -99,7 +101,7 @@ def run_json(
             hint="set PYRO_BIN to the path of a built pyro binary",
         ) from exc
     try:
-        out_b, err_b = proc.communicate(timeout=timeout)
+        out_b, err_b = proc.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:
         _terminate(proc)
         raise PyroTimeoutError(

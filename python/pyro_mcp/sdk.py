@@ -10,6 +10,7 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import _cli
+from ._files import WorkspaceFilesMixin
 from .errors import InvalidArgumentError
 from .server import PyroMCPServer
 
@@ -107,7 +108,7 @@ def _shape_flags(vcpu_count: Any, mem_mib: Any, ttl_seconds: Any, network: Any, 
     return flags
 
 
-class Pyro:
+class Pyro(WorkspaceFilesMixin):
     """Run commands in real microVMs through the ``pyro`` binary.
 
     Args:
@@ -153,13 +154,21 @@ class Pyro:
         """The absolute path of the pyro binary this instance runs."""
         return _cli.find_binary(self._pyro_bin, self._environ())
 
-    def _call(self, args: List[str], *, command_timeout: int = 0, limit: bool = True, exec_result: bool = False) -> Dict[str, Any]:
+    def _call(
+        self,
+        args: List[str],
+        *,
+        command_timeout: int = 0,
+        limit: bool = True,
+        exec_result: bool = False,
+        stdin: Optional[bytes] = None,
+    ) -> Dict[str, Any]:
         environ = self._environ()
         binary = _cli.find_binary(self._pyro_bin, environ)
         timeout = None
         if limit and self.call_timeout_seconds is not None:
             timeout = float(self.call_timeout_seconds) + command_timeout
-        return _cli.run_json(binary, args, env=environ, timeout=timeout, allow_nonzero_result=exec_result)
+        return _cli.run_json(binary, args, env=environ, timeout=timeout, allow_nonzero_result=exec_result, input=stdin)
 
     # -- MCP ---------------------------------------------------------------
 

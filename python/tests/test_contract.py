@@ -56,6 +56,13 @@ fork_workspace(self, workspace_id, *, snapshot=None, name=None)
 list_workspace_disk(self, workspace_id, path="/workspace", recursive=False)
 read_workspace_disk(self, workspace_id, path, max_bytes=65536)
 export_workspace_disk(self, workspace_id, output_path, *, disk=None, force=False)
+list_workspace_files(self, workspace_id, path="/workspace", recursive=False)
+read_workspace_file(self, workspace_id, path, max_bytes=65536)
+write_workspace_file(self, workspace_id, path, text, *, mode=None)
+apply_workspace_patch(self, workspace_id, patch)
+export_workspace(self, workspace_id, path, output_path, *, force=False)
+diff_workspace(self, workspace_id, *, paths=None, stat=False, name_only=False)
+summarize_workspace(self, workspace_id)
 """
 
 
@@ -115,6 +122,13 @@ class ContractTest(unittest.TestCase):
             lambda: p.exec_vm("--help", command="true"),
             lambda: p.status_workspace(None),
             lambda: p.push_workspace_sync("abc", "/tmp", dest=""),
+            lambda: p.read_workspace_file("abc", "a.txt", max_bytes=0),
+            lambda: p.write_workspace_file("abc", "a.txt", 3),
+            lambda: p.write_workspace_file("abc", "a.txt", "x", mode=0o17777),
+            lambda: p.apply_workspace_patch("abc", "  "),
+            lambda: p.export_workspace("abc", "src", ""),
+            lambda: p.diff_workspace("abc", stat=True, name_only=True),
+            lambda: p.diff_workspace("abc", paths="src"),
         ):
             with self.assertRaises(InvalidArgumentError):
                 call()

@@ -264,6 +264,66 @@ class SnapshotTest(GuestTestCase):
             self.pyro.delete_workspace(wid)
 
 
+class WorkspaceFilesTest(GuestTestCase):
+    def test_files_patch_export_diff_summary(self):
+        from pyro_mcp import AlreadyExistsError, ConflictError
+
+        seed = tempfile.mkdtemp(prefix="pyro-py-seed-", dir=self.tmp)
+        with open(os.path.join(seed, "calc.sh"), "w") as f:
+            f.write("add() { echo $(($1 - $2)); }\n")
+        with open(os.path.join(seed, "old.txt"), "w") as f:
+            f.write("bye\n")
+        ws = self.pyro.create_workspace(ENV, mem_mib=512, disk_gib=1, seed_path=seed)
+        wid = ws["workspace_id"]
+        try:
+            w = self.pyro.write_workspace_file(wid, "src/a.txt", "hello\n")
+            self.assertEqual((w["path"], w["bytes"], w["created"], w["mode"]), ("/workspace/src/a.txt", 6, True, "0644"))
+            self.pyro.write_workspace_file(wid, "bin.dat", b"\x00\xff", mode=0o600)
+            r = self.pyro.read_workspace_file(wid, "src/a.txt")
+            self.assertEqual((r["content"], r["encoding"], r["size"], r["truncated"]), ("hello\n", "utf-8", 6, False))
+            b = self.pyro.read_workspace_file(wid, "/workspace/bin.dat")
+            self.assertEqual((b["encoding"], b["content"]), ("base64", "AP8="))
+            names = [e["path"] for e in self.pyro.list_workspace_files(wid, recursive=True)["entries"]]
+            self.assertEqual(names, ["/workspace/bin.dat", "/workspace/calc.sh", "/workspace/old.txt", "/workspace/src", "/workspace/src/a.txt"])
+            with self.assertRaises(InvalidArgumentError):
+                self.pyro.read_workspace_file(wid, "../etc/passwd")
+
+            patch = ("--- a/calc.sh\n+++ b/calc.sh\n@@ -1 +1 @@\n-add() { echo $(($1 - $2)); }\n+add() { echo $(($1 + $2)); }\n"
+                     "--- /dev/null\n+++ b/new.txt\n@@ -0,0 +1 @@\n+new\n"
+                     "--- a/old.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-bye\n")
+            p = self.pyro.apply_workspace_patch(wid, patch)
+            self.assertEqual([(f["path"], f["status"]) for f in p["files"]], [("calc.sh", "modified"), ("new.txt", "added"), ("old.txt", "deleted")])
+            with self.assertRaises(ConflictError) as cm:
+                self.pyro.apply_workspace_patch(wid, "--- a/new.txt\n+++ b/new.txt\n@@ -1 +1 @@\n-NEW\n+newer\n")
+            self.assertIn("new.txt", cm.exception.message)
+
+            out = os.path.join(self.tmp, "src-out")
+            e = self.pyro.export_workspace(wid, "src", out)
+            self.assertEqual((e["format"], e["entries"]), ("directory", 1))
+            with open(os.path.join(out, "a.txt")) as f:
+                self.assertEqual(f.read(), "hello\n")
+            with self.assertRaises(AlreadyExistsError):
+                self.pyro.export_workspace(wid, "src", out)
+            t = self.pyro.export_workspace(wid, ".", os.path.join(self.tmp, "all.tar.gz"))
+            with tarfile.open(t["output_path"]) as tf:
+                self.assertIn("calc.sh", tf.getnames())
+
+            d = self.pyro.diff_workspace(wid)
+            self.assertEqual([(x["path"], x["status"]) for x in d["entries"]],
+                             [("bin.dat", "added"), ("calc.sh", "modified"), ("new.txt", "added"), ("old.txt", "deleted"), ("src/a.txt", "added")])
+            self.assertIn("+add() { echo $(($1 + $2)); }", d["entries"][1]["patch"])
+            st = self.pyro.diff_workspace(wid, stat=True, paths=["calc.sh"])
+            self.assertEqual((st["count"], st["insertions"], st["deletions"], st["entries"][0].get("patch")), (1, 1, 1, None))
+
+            s = self.pyro.summarize_workspace(wid)
+            self.assertEqual((s["since"]["event"], s["file_writes"], s["patches"], len(s["exports"])), ("create", 2, 1, 2))
+            self.assertEqual(s["changes"]["count"], 5)
+            kinds = [x["kind"] for x in self.pyro.logs_workspace(wid)["entries"]]
+            self.assertEqual(kinds, ["file_write", "file_write", "patch", "patch", "export", "export", "export"])
+        finally:
+            self.pyro.delete_workspace(wid)
+
+
 class MCPServerTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
