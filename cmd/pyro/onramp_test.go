@@ -91,8 +91,9 @@ func gitProject(t *testing.T) string {
 func TestMCPReproFix(t *testing.T) {
 	needGuestHere(t)
 	repo := gitProject(t)
+	outDir := t.TempDir() // where the fix is exported: allowed with --allow-path
 	var listChanged atomic.Int32
-	m := startMCPWith(t, mcpStart{dir: repo, args: []string{"--profile", "workspace-core"}, client: &mcp.ClientOptions{
+	m := startMCPWith(t, mcpStart{dir: repo, args: []string{"--profile", "workspace-core", "--allow-path", outDir}, client: &mcp.ClientOptions{
 		ResourceListChangedHandler: func(context.Context, *mcp.ResourceListChangedRequest) { listChanged.Add(1) },
 	}})
 
@@ -116,25 +117,60 @@ func TestMCPReproFix(t *testing.T) {
 		t.Fatalf("the test did not fail: %v", r)
 	}
 
-	// 3. Read the file. TODO(file tools): workspace_file_read instead,
-	// asserting its structured result; the resource read stays.
+	// 3. Read the file, with the file tool and as a resource.
+	rf := m.ok(t, "workspace_file_read", map[string]any{"workspace_id": id, "path": "calc.sh"})
+	if rf["path"] != "/workspace/calc.sh" || rf["encoding"] != "utf-8" || rf["truncated"] != false || !strings.Contains(rf["content"].(string), "$1 - $2") {
+		t.Fatalf("workspace_file_read: %v", rf)
+	}
 	uri := "pyro://workspace/" + id + "/calc.sh"
 	rr, err := m.session.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: uri})
 	if err != nil || len(rr.Contents) != 1 || !strings.Contains(rr.Contents[0].Text, "$1 - $2") {
 		t.Fatalf("resources/read %s: %v %+v", uri, err, rr)
 	}
 
-	// 4. Fix it. TODO(file tools): workspace_patch_apply with a unified diff.
-	m.ok(t, "workspace_exec", map[string]any{"workspace_id": id, "command": "sed -i 's/1 - /1 + /' calc.sh"})
+	// 4. Fix it with a unified diff. A patch against lines the file does
+	// not have changes nothing and says which line differs.
+	bad := callResult(t, m, "workspace_patch_apply", map[string]any{"workspace_id": id, "patch": "--- a/calc.sh\n+++ b/calc.sh\n@@ -1 +1 @@\n-add() { echo $(($1 * $2)); }\n+add() { echo $(($1 + $2)); }\n"})
+	if !bad.IsError || !strings.Contains(contentText(bad), `line 1 is "add() { echo $(($1 - $2)); }"`) {
+		t.Fatalf("a patch that does not apply: %s", contentText(bad))
+	}
+	fix := "--- a/calc.sh\n+++ b/calc.sh\n@@ -1 +1 @@\n-add() { echo $(($1 - $2)); }\n+add() { echo $(($1 + $2)); }\n"
+	pr := m.ok(t, "workspace_patch_apply", map[string]any{"workspace_id": id, "patch": fix})
+	if files, _ := pr["files"].([]any); pr["count"] != 1.0 || len(files) != 1 || files[0].(map[string]any)["status"] != "modified" {
+		t.Fatalf("workspace_patch_apply: %v", pr)
+	}
 
 	// 5. The test passes.
 	if r := m.ok(t, "workspace_exec", test); r["exit_code"] != 0.0 || !strings.Contains(r["stdout"].(string), "OK") {
 		t.Fatalf("the test still fails: %v", r)
 	}
 
-	// 6. The change. TODO(file tools): workspace_diff (against the seed's
-	// baseline) and workspace_export of calc.sh to the host, asserting
-	// their results; meanwhile the resources show the fixed file.
+	// 6. The change, against the seed's baseline, and out to the host.
+	d := m.ok(t, "workspace_diff", map[string]any{"workspace_id": id})
+	entries, _ := d["entries"].([]any)
+	if d["count"] != 1.0 || len(entries) != 1 {
+		t.Fatalf("workspace_diff: %v", d)
+	}
+	if e := entries[0].(map[string]any); e["path"] != "calc.sh" || e["status"] != "modified" || !strings.Contains(e["patch"].(string), "+add() { echo $(($1 + $2)); }") {
+		t.Fatalf("workspace_diff entry: %v", e)
+	}
+	out := filepath.Join(outDir, "calc.sh")
+	ex := m.ok(t, "workspace_export", map[string]any{"workspace_id": id, "path": "calc.sh", "output_path": out})
+	if ex["format"] != "file" || ex["output_path"] != out {
+		t.Fatalf("workspace_export: %v", ex)
+	}
+	if b, _ := os.ReadFile(out); !strings.Contains(string(b), "$1 + $2") {
+		t.Errorf("exported calc.sh: %q", b)
+	}
+	// Outside the allowed directories an export is refused, before anything is written.
+	if r := callResult(t, m, "workspace_export", map[string]any{"workspace_id": id, "path": "calc.sh", "output_path": filepath.Join(t.TempDir(), "x")}); !r.IsError ||
+		!strings.Contains(contentText(r), "outside the directories this MCP server may read") {
+		t.Errorf("export outside the roots: %s", contentText(r))
+	}
+	sum := m.ok(t, "workspace_summary", map[string]any{"workspace_id": id})
+	if ch, _ := sum["changes"].(map[string]any); sum["patches"] != 1.0 || sum["failed_commands"] != 1.0 || ch["count"] != 1.0 {
+		t.Errorf("workspace_summary: %v", sum)
+	}
 	rr, err = m.session.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: uri})
 	if err != nil || !strings.Contains(rr.Contents[0].Text, "$1 + $2") {
 		t.Fatalf("fixed file: %v %+v", err, rr)
@@ -156,8 +192,9 @@ func TestMCPReproFix(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(repo, "calc.sh")); !strings.Contains(string(b), "$1 - $2") {
 		t.Errorf("the host's calc.sh changed: %s", b)
 	}
-	if logs := m.ok(t, "workspace_logs", map[string]any{"workspace_id": id}); logs["count"] != 4.0 {
-		t.Errorf("workspace_logs count %v, want 4", logs["count"])
+	// ls, the failing test, the failed patch, the patch, the passing test, the export.
+	if logs := m.ok(t, "workspace_logs", map[string]any{"workspace_id": id}); logs["count"] != 6.0 {
+		t.Errorf("workspace_logs count %v, want 6", logs["count"])
 	}
 
 	// 7. Delete: the workspace and its resources are gone.
@@ -226,4 +263,11 @@ func TestMCPDefaultSeedFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// callResult calls a tool and returns its result, an error result included.
+func callResult(t *testing.T, m *mcpEnv, tool string, args map[string]any) *mcp.CallToolResult {
+	t.Helper()
+	res, _ := m.call(t, t.Context(), tool, args, nil)
+	return res
 }

@@ -296,9 +296,11 @@ func (s *Server) register() {
 	}, wsText(""))
 
 	addTool(s, &mcp.Tool{
-		Name:        "workspace_logs",
-		Description: `Return a workspace's command history: every workspace_exec with its exit code, stdout and stderr, oldest first.`,
-		Annotations: withTitle(readOnly, "Show a workspace's command history"),
+		Name: "workspace_logs",
+		Description: `Return a workspace's history, oldest first: every workspace_exec with its exit code, stdout and stderr, ` +
+			`and the snapshots, resets, file writes, patches, syncs and exports (kind says which).`,
+		Annotations:  withTitle(readOnly, "Show a workspace's command history"),
+		OutputSchema: logsOutputSchema(),
 	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.WorkspaceLogs, error) {
 		return e.LogsWorkspace(ctx, in.WorkspaceID)
 	}, logsText)
