@@ -106,8 +106,15 @@ func (x *exporter) skip(rel, reason string) {
 // dir writes the entries of the directory dfd, rel (relative to the
 // export's root, "" for the root itself), sorted, depth first.
 func (x *exporter) dir(dfd int, rel string) error {
-	f := os.NewFile(uintptr(dfd), rel)
+	// The caller owns dfd: read the names through a copy this owns, so
+	// that no *os.File's finalizer ever closes dfd's number again.
+	dup, err := unix.Dup(dfd)
+	if err != nil {
+		return errdefs.Wrap(errdefs.ErrInternal, err, "", "exporting %s", path.Join(x.guest, rel))
+	}
+	f := os.NewFile(uintptr(dup), rel)
 	names, err := f.Readdirnames(-1)
+	f.Close()
 	if err != nil {
 		return errdefs.Wrap(errdefs.ErrInternal, err, "", "exporting %s", path.Join(x.guest, rel))
 	}
