@@ -50,9 +50,13 @@ func (h *Handler) diff(ctx context.Context, s *agentproto.Stream) (any, error) {
 		return nil, err
 	}
 	out := bufio.NewWriterSize(s.Stdout(), chunk)
-	d := &differ{ctx: ctx, roots: [2]int{bfd, wfd}, req: req, enc: json.NewEncoder(out)}
+	d := &differ{ctx: ctx, req: req, enc: json.NewEncoder(out)}
 	for _, rel := range rels {
-		o, n := d.stat(0, rel), d.stat(1, rel)
+		name := rel
+		if rel == "." {
+			name = ""
+		}
+		o, n := stat(bfd, name, rel), stat(wfd, name, rel)
 		if !o.ok && !n.ok && rel != "." {
 			return nil, errdefs.New(errdefs.ErrNotFound, "", "%s is neither in /workspace nor in its baseline", path.Join(api.WorkspaceRoot, rel))
 		}
@@ -119,34 +123,36 @@ const (
 	kindLink
 )
 
-// side is what one tree holds at a path.
+// side is what one tree holds at a path: name in the directory dir (a
+// descriptor the walk holds open), or, for the roots and the paths asked
+// for, a path relative to the tree's root.
 type side struct {
 	ok   bool
 	kind int
 	st   unix.Stat_t
-	rel  string
-	root int
+	rel  string // relative to the tree's root, for messages
+	dir  int
+	name string // "" for dir itself
 }
 
 type differ struct {
 	ctx        context.Context
-	roots      [2]int // baseline, workspace
 	req        agentproto.DiffRequest
 	enc        *json.Encoder
 	count      int
 	patchBytes int64
 }
 
-// stat looks at rel in tree i (0 the baseline, 1 /workspace); every
-// component above it is a directory there (the walk only enters those).
-// Devices, FIFOs and sockets count as absent.
-func (d *differ) stat(i int, rel string) side {
-	s := side{rel: rel, root: d.roots[i]}
+// stat looks at name in the directory dir (rel is its path, for
+// messages); every component above it is a directory there (the walk only
+// enters those). Devices, FIFOs and sockets count as absent.
+func stat(dir int, name, rel string) side {
+	s := side{rel: rel, dir: dir, name: name}
 	var err error
-	if rel == "." {
-		err = unix.Fstatat(s.root, "", &s.st, unix.AT_EMPTY_PATH)
+	if name == "" {
+		err = unix.Fstatat(dir, "", &s.st, unix.AT_EMPTY_PATH)
 	} else {
-		err = unix.Fstatat(s.root, rel, &s.st, unix.AT_SYMLINK_NOFOLLOW)
+		err = unix.Fstatat(dir, name, &s.st, unix.AT_SYMLINK_NOFOLLOW)
 	}
 	if err != nil {
 		return s
@@ -163,6 +169,14 @@ func (d *differ) stat(i int, rel string) side {
 	}
 	s.ok = true
 	return s
+}
+
+// at is sd's path for the *at calls: its name, or "." for a root.
+func (sd side) at() string {
+	if sd.name == "" {
+		return "."
+	}
+	return sd.name
 }
 
 // compare emits the changes at rel and below it, in git's order (a
@@ -185,15 +199,21 @@ func (d *differ) compare(rel string, o, n side) error {
 			return err
 		}
 	}
+	// Each side's directory is opened once; its entries are looked at
+	// from it (one path component per lookup).
 	names := map[string]bool{}
+	var fds [2]int
 	for i, sd := range []side{o, n} {
+		fds[i] = -1
 		if sd.kind != kindDir {
 			continue
 		}
-		list, err := readNames(d.roots[i], rel)
+		fd, list, err := readNames(sd)
 		if err != nil {
 			return err
 		}
+		defer unix.Close(fd)
+		fds[i] = fd
 		for _, name := range list {
 			names[name] = true
 		}
@@ -203,7 +223,7 @@ func (d *differ) compare(rel string, o, n side) error {
 		name string
 		o, n side
 	}
-	var kids []child
+	kids := make([]child, 0, len(names))
 	for name := range names {
 		if name == ".git" {
 			continue
@@ -213,11 +233,11 @@ func (d *differ) compare(rel string, o, n side) error {
 			crel = rel + "/" + name
 		}
 		c := child{name: name, key: name}
-		if o.kind == kindDir {
-			c.o = d.stat(0, crel)
+		if fds[0] >= 0 {
+			c.o = stat(fds[0], name, crel)
 		}
-		if n.kind == kindDir {
-			c.n = d.stat(1, crel)
+		if fds[1] >= 0 {
+			c.n = stat(fds[1], name, crel)
 		}
 		if c.o.kind == kindDir || c.n.kind == kindDir {
 			c.key += "/"
@@ -237,18 +257,27 @@ func (d *differ) compare(rel string, o, n side) error {
 	return nil
 }
 
-func readNames(root int, rel string) ([]string, error) {
-	fd, err := unix.Openat(root, rel, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+// readNames opens the directory sd and lists it; the caller closes the
+// descriptor.
+func readNames(sd side) (int, []string, error) {
+	fd, err := unix.Openat(sd.dir, sd.at(), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "diff: opening %s", rel)
+		return -1, nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "diff: opening %s", sd.rel)
 	}
-	f := os.NewFile(uintptr(fd), rel)
-	defer f.Close()
+	// Read through a copy: an *os.File closes its descriptor when collected.
+	dup, err := unix.Dup(fd)
+	if err != nil {
+		unix.Close(fd)
+		return -1, nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "diff: opening %s", sd.rel)
+	}
+	f := os.NewFile(uintptr(dup), sd.rel)
 	names, err := f.Readdirnames(-1)
+	f.Close()
 	if err != nil {
-		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "diff: listing %s", rel)
+		unix.Close(fd)
+		return -1, nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "diff: listing %s", sd.rel)
 	}
-	return names, nil
+	return fd, names, nil
 }
 
 // gitMode is st's mode as git records it.
@@ -311,8 +340,8 @@ func (d *differ) file(rel string, o, n side) error {
 // sameContent compares two regular files or two symlinks of the same kind.
 func (d *differ) sameContent(o, n side) (bool, error) {
 	if o.kind == kindLink {
-		a, err1 := readlinkat(o.root, o.rel)
-		b, err2 := readlinkat(n.root, n.rel)
+		a, err1 := readlinkat(o.dir, o.at())
+		b, err2 := readlinkat(n.dir, n.at())
 		return a == b && err1 == nil && err2 == nil, nil
 	}
 	if o.st.Size != n.st.Size {
@@ -345,7 +374,7 @@ func (d *differ) sameContent(o, n side) (bool, error) {
 }
 
 func openSide(sd side) (*os.File, error) {
-	fd, err := unix.Openat(sd.root, sd.rel, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fd, err := unix.Openat(sd.dir, sd.at(), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "diff: opening %s", sd.rel)
 	}
@@ -360,7 +389,7 @@ func content(sd side) (data []byte, big bool, err error) {
 		return nil, false, nil
 	}
 	if sd.kind == kindLink {
-		t, err := readlinkat(sd.root, sd.rel)
+		t, err := readlinkat(sd.dir, sd.at())
 		return []byte(t), false, err
 	}
 	if sd.st.Size > api.MaxDiffTextBytes {

@@ -331,8 +331,9 @@ func stripOptional(toks []string) []string {
 		if tk == "|" || tk == "[ARG...]" || tk == "..." {
 			continue
 		}
-		tk = strings.TrimPrefix(tk, "[")
-		tk = strings.TrimSuffix(tk, "]")
+		// [optional] and (required | alternatives) both hold a plain token.
+		tk = strings.TrimLeft(tk, "[(")
+		tk = strings.TrimRight(tk, "])")
 		if tk != "" {
 			out = append(out, tk)
 		}
