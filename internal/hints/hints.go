@@ -36,7 +36,7 @@ var spelling = map[string][3]string{
 	"disk_gib":          {"--disk-gib", "disk_gib", "DiskGiB"},
 	"max_bytes":         {"--max-bytes", "max_bytes", "the maxBytes argument"},
 	"output_path":       {"--output", "output_path", "the outputPath argument"},
-	"force":             {"--force", "force: true", "DiskExportOptions.Force"},
+	"force":             {"--force", "force: true", "the Force option"},
 	"disk":              {"--disk", "disk", "DiskExportOptions.Disk"},
 	// The MCP server's own settings: a model cannot change them, its user can.
 	"project_path": {"--project-path", "the server's --project-path", "ServerOptions.ProjectPath"},
