@@ -109,6 +109,18 @@ type Workspace struct {
 	WorkspaceSeed WorkspaceSeed   `json:"workspace_seed"`
 	Restarts      int             `json:"restarts"`
 	Note          string          `json:"note,omitempty"`
+	// Name is the workspace's name, when it was given one.
+	Name   string            `json:"name,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// Secrets names its secrets (never their values).
+	Secrets []SecretInfo `json:"secrets,omitempty"`
+	// LastActivityAt is its last command, shell or service call, update or
+	// start (created_at before any).
+	LastActivityAt time.Time `json:"last_activity_at"`
+	// ShellCount counts its shells whose process runs, ServiceCount its
+	// services starting or ready (0 while it is not running).
+	ShellCount   int `json:"shell_count"`
+	ServiceCount int `json:"service_count"`
 }
 
 // WorkspaceList is `pyro workspace list --json`.
@@ -190,8 +202,10 @@ type WorkspaceLogs struct {
 	Count       int        `json:"count"`
 }
 
-// LogEntry is one command of a workspace's history.
+// LogEntry is one command of a workspace's history, or one event of its
+// shells and services (Kind says which: LogShellOpen, ...).
 type LogEntry struct {
+	Kind            string    `json:"kind,omitempty"`
 	Sequence        int       `json:"sequence"`
 	Command         []string  `json:"command"`
 	Cwd             string    `json:"cwd"`
@@ -204,6 +218,9 @@ type LogEntry struct {
 	StartedAt       time.Time `json:"started_at"`
 	DurationMs      int64     `json:"duration_ms"`
 	Error           string    `json:"error,omitempty"` // when pyro could not run it at all
+	// ShellID and Service name the shell or service of an event.
+	ShellID string `json:"shell_id,omitempty"`
+	Service string `json:"service,omitempty"`
 }
 
 // WorkspaceDeleteResult is the outcome of deleting a workspace:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -101,17 +100,17 @@ func (h *Handler) handleLiving(ctx context.Context, s *agentproto.Stream) (res a
 	return res, true, err
 }
 
-// secretName is what a secret may be called (also a file name).
-var secretName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
-
 // setSecrets replaces the secrets: their files (0400, in a 0700
 // directory) when the agent has a secrets directory, and the redactor.
 func (h *Handler) setSecrets(req agentproto.SecretsSetRequest) error {
 	values := make([]string, 0, len(req.Secrets))
 	keep := map[string]bool{}
 	for _, s := range req.Secrets {
-		if !secretName.MatchString(s.Name) || s.Value == "" {
-			return errdefs.New(errdefs.ErrInvalidArgument, "", "invalid secret %q", s.Name)
+		if err := agentproto.CheckSecretName(s.Name); err != nil {
+			return err
+		}
+		if s.Value == "" {
+			return errdefs.New(errdefs.ErrInvalidArgument, "", "secret %s is empty", s.Name)
 		}
 		values = append(values, s.Value)
 		keep[s.Name] = true

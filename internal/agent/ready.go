@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path"
@@ -13,21 +12,10 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/internal/agentproto"
-	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
 
 // probeTimeout bounds one readiness probe.
 const probeTimeout = 5 * time.Second
-
-// checkHTTP accepts an http:// URL with a host.
-func checkHTTP(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "http" || u.Host == "" {
-		return errdefs.New(errdefs.ErrInvalidArgument, "give an http:// `url`, e.g. http://127.0.0.1:8000/",
-			"readiness URL %q is not an http URL", raw)
-	}
-	return nil
-}
 
 // waitReady probes sv every interval until it is ready (true), deadline
 // passes (false) or ctx ends (false). Without a probe it is ready at once.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"regexp"
 	"sort"
 	"sync"
 	"syscall"
@@ -31,9 +30,6 @@ const (
 	stableAfter  = 30 * time.Second
 	logTailLines = 20
 )
-
-// ServiceName is what a service may be called.
-var ServiceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 type service struct {
 	spec agentproto.ServiceStartRequest
@@ -86,53 +82,19 @@ func (sv *service) note(format string, a ...any) {
 	fmt.Fprintf(sv.log, "[pyro] "+format+"\n", a...)
 }
 
-// CheckReadiness validates a readiness probe (nil is none).
-func CheckReadiness(r *agentproto.Readiness) error {
-	if r == nil {
-		return nil
-	}
-	bad := func(hint, format string, a ...any) error {
-		return errdefs.New(errdefs.ErrInvalidArgument, hint, format, a...)
-	}
-	switch r.Type {
-	case agentproto.ReadyFile:
-		if r.Path == "" {
-			return bad("give the file's `path`", "readiness type file needs a path")
-		}
-	case agentproto.ReadyTCP:
-		if r.Port < 1 || r.Port > 65535 {
-			return bad("give a `port` from 1 to 65535", "readiness port %d is out of range", r.Port)
-		}
-	case agentproto.ReadyHTTP:
-		if err := checkHTTP(r.URL); err != nil {
-			return err
-		}
-	case agentproto.ReadyCommand:
-		if r.Command == "" {
-			return bad("give the `command` to run", "readiness type command needs a command")
-		}
-	default:
-		return bad("use a readiness `type` of file, tcp, http or command", "unknown readiness type %q", r.Type)
-	}
-	return nil
-}
-
 func (h *Handler) serviceStart(ctx context.Context, req agentproto.ServiceStartRequest) (*agentproto.ServiceInfo, error) {
-	if !ServiceName.MatchString(req.Name) {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "name it with 1 to 64 letters, digits, '.', '_' or '-'", "invalid service name %q", req.Name)
+	if err := agentproto.CheckServiceName(req.Name); err != nil {
+		return nil, err
 	}
 	if len(req.Argv) == 0 || req.Argv[0] == "" {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "give the service's command", "empty command")
 	}
-	if err := CheckReadiness(req.Readiness); err != nil {
+	if err := agentproto.CheckReadiness(req.Readiness); err != nil {
 		return nil, err
 	}
-	switch req.Restart {
-	case "":
-		req.Restart = agentproto.RestartNo
-	case agentproto.RestartNo, agentproto.RestartOnFailure:
-	default:
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "use a `restart` of no or on-failure", "unknown restart policy %q", req.Restart)
+	var err error
+	if req.Restart, err = agentproto.CheckRestart(req.Restart); err != nil {
+		return nil, err
 	}
 	if req.ReadyTimeoutMs <= 0 {
 		req.ReadyTimeoutMs = 30_000

@@ -32,8 +32,6 @@ const (
 	// exitDrain is how long a shell whose process ended keeps reading
 	// what the terminal still holds (a background child may keep it open).
 	exitDrain = 300 * time.Millisecond
-	// MaxShellInput bounds one write to a shell.
-	MaxShellInput = 1 << 20
 	defaultCols   = 120
 	defaultRows   = 30
 )
@@ -329,8 +327,8 @@ func (sh *shell) input(ctx context.Context, p []byte) (int, error) {
 }
 
 func (h *Handler) shellWrite(ctx context.Context, req agentproto.ShellWriteRequest) (*agentproto.ShellWriteResult, error) {
-	if len(req.Data) > MaxShellInput {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "send input in smaller pieces", "input of %d bytes is over %d", len(req.Data), MaxShellInput)
+	if len(req.Data) > agentproto.MaxShellInput {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "send input in smaller pieces", "input of %d bytes is over %d", len(req.Data), agentproto.MaxShellInput)
 	}
 	sh, err := h.lookupShell(req.ID)
 	if err != nil {
@@ -343,24 +341,15 @@ func (h *Handler) shellWrite(ctx context.Context, req agentproto.ShellWriteReque
 	return &agentproto.ShellWriteResult{Written: n}, nil
 }
 
-// Signals a shell (or a service stop) may be sent, by name.
 var signals = map[string]syscall.Signal{"INT": syscall.SIGINT, "TERM": syscall.SIGTERM, "KILL": syscall.SIGKILL,
 	"HUP": syscall.SIGHUP, "QUIT": syscall.SIGQUIT}
 
-// ParseSignal reads INT, SIGINT or int.
-func ParseSignal(name string) (syscall.Signal, error) {
-	n := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(name)), "SIG")
-	if sig, ok := signals[n]; ok {
-		return sig, nil
-	}
-	return 0, errdefs.New(errdefs.ErrInvalidArgument, "use INT, TERM, KILL, HUP or QUIT", "unknown signal %q", name)
-}
-
 func (h *Handler) shellSignal(req agentproto.ShellSignalRequest) (*agentproto.ShellInfo, error) {
-	sig, err := ParseSignal(req.Signal)
+	name, err := agentproto.CheckSignal(req.Signal)
 	if err != nil {
 		return nil, err
 	}
+	sig := signals[name]
 	sh, err := h.lookupShell(req.ID)
 	if err != nil {
 		return nil, err

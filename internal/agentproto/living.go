@@ -5,7 +5,13 @@ import (
 	"context"
 	"io"
 	"math"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
 	"time"
+
+	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
 
 // What lives in a workspace between requests: secrets, shells and
@@ -111,6 +117,9 @@ type ShellReadResult struct {
 	Dropped int64     `json:"dropped"`
 	Shell   ShellInfo `json:"shell"`
 }
+
+// MaxShellInput bounds one write to a shell.
+const MaxShellInput = 1 << 20
 
 // ShellWriteRequest sends input to the shell's terminal.
 type ShellWriteRequest struct {
@@ -375,4 +384,85 @@ func (c *Client) ServiceLogs(ctx context.Context, req ServiceLogsRequest) (*Serv
 func (c *Client) ServiceStop(ctx context.Context, req ServiceStopRequest) (*ServiceInfo, error) {
 	var r ServiceInfo
 	return &r, c.do(ctx, MethodServiceStop, req, &r)
+}
+
+// The rules both ends apply: the host checks a request before it sends
+// it (so bad input changes nothing), the agent again when it serves it.
+var (
+	secretName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+	serviceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+)
+
+// CheckSecretName refuses a secret name that is not an environment
+// variable's (it is also the secret's file name in the guest).
+func CheckSecretName(name string) error {
+	if !secretName.MatchString(name) {
+		return errdefs.New(errdefs.ErrInvalidArgument, "name a secret with letters, digits and _, not starting with a digit (at most 64), e.g. API_TOKEN",
+			"invalid secret name %q", name)
+	}
+	return nil
+}
+
+// CheckServiceName refuses a malformed service name.
+func CheckServiceName(name string) error {
+	if !serviceName.MatchString(name) {
+		return errdefs.New(errdefs.ErrInvalidArgument, "name a service with 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+			"invalid service name %q", name)
+	}
+	return nil
+}
+
+// Signals a shell may be sent, by name.
+var Signals = []string{"INT", "TERM", "KILL", "HUP", "QUIT"}
+
+// CheckSignal returns the canonical name of INT, SIGINT, int, ...
+func CheckSignal(name string) (string, error) {
+	n := strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(name)), "SIG")
+	if slices.Contains(Signals, n) {
+		return n, nil
+	}
+	return "", errdefs.New(errdefs.ErrInvalidArgument, "use a `signal` of INT, TERM, KILL, HUP or QUIT", "unknown signal %q", name)
+}
+
+// CheckReadiness refuses a malformed readiness probe (nil is none).
+func CheckReadiness(r *Readiness) error {
+	if r == nil {
+		return nil
+	}
+	bad := func(hint, format string, a ...any) error {
+		return errdefs.New(errdefs.ErrInvalidArgument, hint, format, a...)
+	}
+	switch r.Type {
+	case ReadyFile:
+		if r.Path == "" {
+			return bad("give the file's `path`", "readiness type file needs a path")
+		}
+	case ReadyTCP:
+		if r.Port < 1 || r.Port > 65535 {
+			return bad("give a `port` from 1 to 65535", "readiness port %d is out of range", r.Port)
+		}
+	case ReadyHTTP:
+		u, err := url.Parse(r.URL)
+		if err != nil || u.Scheme != "http" || u.Host == "" {
+			return bad("give an http:// `url`, e.g. http://127.0.0.1:8000/", "readiness URL %q is not an http URL", r.URL)
+		}
+	case ReadyCommand:
+		if r.Command == "" {
+			return bad("give the `command` to run", "readiness type command needs a command")
+		}
+	default:
+		return bad("use a readiness `type` of file, tcp, http or command", "unknown readiness type %q", r.Type)
+	}
+	return nil
+}
+
+// CheckRestart returns the restart policy ("" is RestartNo).
+func CheckRestart(p string) (string, error) {
+	switch p {
+	case "":
+		return RestartNo, nil
+	case RestartNo, RestartOnFailure:
+		return p, nil
+	}
+	return "", errdefs.New(errdefs.ErrInvalidArgument, "use a `restart` of no or on-failure", "unknown restart policy %q", p)
 }

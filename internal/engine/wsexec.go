@@ -32,6 +32,11 @@ func (e *Engine) ExecWorkspace(ctx context.Context, ref string, o api.ExecOption
 		return nil, err
 	}
 	id := rec.ID
+	env, err := e.secretEnv(rec, o.SecretEnv)
+	if err != nil {
+		return nil, err
+	}
+	o.Env = withEnv(o.Env, env)
 	rec, restarted, err := e.ensureRunning(ctx, id)
 	if err != nil {
 		return nil, err
@@ -41,9 +46,11 @@ func (e *Engine) ExecWorkspace(ctx context.Context, ref string, o api.ExecOption
 		return nil, err
 	}
 	op.Phase(phaseExec)
-	cmd := argv(o)
+	red := e.redactor(id)
+	cmd := red.Strings(append([]string(nil), argv(o)...))
 	started := time.Now().UTC().Truncate(time.Millisecond)
-	res, execErr := e.exec(ctx, rec, o)
+	res, execErr := e.execRedacted(ctx, rec, o, red)
+	execErr = e.scrub(id, execErr)
 	entry := api.LogEntry{Sequence: seq, Command: cmd, Cwd: o.Cwd, StartedAt: started}
 	if execErr != nil {
 		entry.Error = execErr.Error()
@@ -114,6 +121,8 @@ func (e *Engine) appendLog(id string, entry api.LogEntry) error {
 			return err
 		}
 		rec.Workspace.CommandCount++
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		rec.Workspace.LastActivityAt = &now
 		if last := rec.Workspace.LastCommand; last == nil || entry.Sequence > last.Sequence {
 			rec.Workspace.LastCommand = &api.CommandSummary{Sequence: entry.Sequence, Command: entry.Command, ExitCode: entry.ExitCode,
 				TimedOut: entry.TimedOut, StartedAt: entry.StartedAt, DurationMs: entry.DurationMs}
@@ -124,7 +133,7 @@ func (e *Engine) appendLog(id string, entry api.LogEntry) error {
 
 // LogsWorkspace returns the persisted command history, in sequence order.
 func (e *Engine) LogsWorkspace(ctx context.Context, ref string) (*api.WorkspaceLogs, error) {
-	id, err := e.wss.Resolve(ref)
+	id, err := e.resolve(e.wss, ref)
 	if err != nil {
 		return nil, err
 	}
