@@ -31,9 +31,9 @@ const (
 	redactQuiet = 40 * time.Millisecond
 	// exitDrain is how long a shell whose process ended keeps reading
 	// what the terminal still holds (a background child may keep it open).
-	exitDrain = 300 * time.Millisecond
-	defaultCols   = 120
-	defaultRows   = 30
+	exitDrain   = 300 * time.Millisecond
+	defaultCols = 120
+	defaultRows = 30
 )
 
 type shell struct {
