@@ -435,23 +435,23 @@ func CheckReadiness(r *Readiness) error {
 	switch r.Type {
 	case ReadyFile:
 		if r.Path == "" {
-			return bad("give the file's `path`", "readiness type file needs a path")
+			return bad("give the file that appears when the service is ready (`readiness`)", "readiness type file needs a path")
 		}
 	case ReadyTCP:
 		if r.Port < 1 || r.Port > 65535 {
-			return bad("give a `port` from 1 to 65535", "readiness port %d is out of range", r.Port)
+			return bad("give a port from 1 to 65535 (`readiness`)", "readiness port %d is out of range", r.Port)
 		}
 	case ReadyHTTP:
 		u, err := url.Parse(r.URL)
 		if err != nil || u.Scheme != "http" || u.Host == "" {
-			return bad("give an http:// `url`, e.g. http://127.0.0.1:8000/", "readiness URL %q is not an http URL", r.URL)
+			return bad("give an http:// URL, e.g. http://127.0.0.1:8000/ (`readiness`)", "readiness URL %q is not an http URL", r.URL)
 		}
 	case ReadyCommand:
 		if r.Command == "" {
-			return bad("give the `command` to run", "readiness type command needs a command")
+			return bad("give the command that exits 0 when the service is ready (`readiness`)", "readiness type command needs a command")
 		}
 	default:
-		return bad("use a readiness `type` of file, tcp, http or command", "unknown readiness type %q", r.Type)
+		return bad("use a readiness of type file, tcp, http or command (`readiness`)", "unknown readiness type %q", r.Type)
 	}
 	return nil
 }

@@ -140,7 +140,7 @@ func notReady(id string, info *agentproto.ServiceInfo) error {
 	if info.State == agentproto.ServiceFailed && info.ExitCode != nil && strings.HasPrefix(info.Message, "not ready") {
 		class, hint = errdefs.ErrTimeout, "check the readiness probe, or give it longer with `ready_timeout_seconds`"
 	}
-	msg := fmt.Sprintf("service %s in workspace %s is %s: %s", info.Name, id, info.State, info.Message)
+	msg := fmt.Sprintf("service %s in workspace %s: %s", info.Name, id, info.Message)
 	if t := strings.TrimRight(info.LogTail, "\n"); t != "" {
 		msg += "\n--- last lines of its log ---\n" + t
 	}
