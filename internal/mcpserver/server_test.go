@@ -153,13 +153,19 @@ func TestArguments(t *testing.T) {
 		"vm_network_info":      vm,
 		"vm_reap_expired":      {},
 		"vm_list_environments": {},
-		"workspace_create":     with(shape("3600"), "seed_path", arg{}),
-		"workspace_list":       {},
+		"workspace_create":     with(shape("3600"), "seed_path", arg{}, "name", arg{}, "labels", arg{}, "secrets", arg{}),
+		"workspace_list":       {"labels": {}},
 		"workspace_sync_push":  {"workspace_id": {Required: true}, "source_path": {Required: true}, "dest": {Default: `"/workspace"`}},
-		"workspace_exec":       {"workspace_id": {Required: true}, "command": {Required: true}, "timeout_seconds": {Default: "30"}},
+		"workspace_exec":       {"workspace_id": {Required: true}, "command": {Required: true}, "timeout_seconds": {Default: "30"}, "secret_env": {}},
 		"workspace_status":     ws,
 		"workspace_logs":       ws,
 		"workspace_delete":     ws,
+	}
+	for name, args := range livingArguments() {
+		want[name] = map[string]arg{}
+		for k, v := range args {
+			want[name][k] = arg(v)
+		}
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("arguments (-want +got):\n%s", diff)

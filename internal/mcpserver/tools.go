@@ -58,6 +58,14 @@ type WorkspaceCreateArgs struct {
 	EnvArgs
 	SeedPath string `json:"seed_path,omitempty" jsonschema:"optional host directory or local .tar/.tar.gz/.tgz archive copied into /workspace before the workspace is returned"`
 	api.Shape
+	Name    string            `json:"name,omitempty" jsonschema:"optional unique name, which then works wherever the workspace_id does"`
+	Labels  map[string]string `json:"labels,omitempty" jsonschema:"optional labels to find it by with workspace_list: {key: value}"`
+	Secrets []api.Secret      `json:"secrets,omitempty" jsonschema:"secrets for the guest: [{name, value} or {name, file_path}]; files under /run/pyro-secrets, exposed with secret_env, and shown as [REDACTED] in every output"`
+}
+
+// WorkspaceListArgs are workspace_list's arguments.
+type WorkspaceListArgs struct {
+	Labels map[string]string `json:"labels,omitempty" jsonschema:"only the workspaces with all of these labels: {key: value}"`
 }
 
 // WorkspaceArgs name one workspace.
@@ -69,6 +77,7 @@ type WorkspaceArgs struct {
 type WorkspaceExecArgs struct {
 	WorkspaceArgs
 	CommandArgs
+	SecretEnvArg
 }
 
 // SyncPushArgs are workspace_sync_push's arguments.
@@ -234,15 +243,16 @@ func (s *Server) register() {
 			s.projectNote() + `. Returns workspace_id. Call workspace_delete when done.`,
 		Annotations: withTitle(additive, "Create a workspace"),
 	}, merge(shapeDefaults, wsTTL), "workspace_create: booting the workspace", func(ctx context.Context, in WorkspaceCreateArgs) (*api.Workspace, error) {
-		return s.createWorkspace(ctx, api.CreateWorkspaceOptions{Environment: in.Environment, Shape: in.Shape, SeedPath: in.SeedPath})
+		return s.createWorkspace(ctx, api.CreateWorkspaceOptions{Environment: in.Environment, Shape: in.Shape, SeedPath: in.SeedPath,
+			Name: in.Name, Labels: in.Labels, Secrets: in.Secrets})
 	}, wsText("created"))
 
 	addTool(s, &mcp.Tool{
 		Name:        "workspace_list",
-		Description: `List every workspace that exists (also those made by earlier sessions or the pyro CLI) with its state, environment, seed and command count, so that one can be reused instead of creating another.`,
+		Description: `List every workspace that exists (also those made by earlier sessions or the pyro CLI), the most recently active first, with its name, labels, state, environment, seed, command, shell and service counts and expiry, so that one can be reused instead of creating another. labels keeps those with all of the given labels.`,
 		Annotations: withTitle(readOnly, "List workspaces"),
-	}, nil, "", func(ctx context.Context, _ NoArgs) (*api.WorkspaceList, error) {
-		wss, err := e.ListWorkspaces(ctx)
+	}, nil, "", func(ctx context.Context, in WorkspaceListArgs) (*api.WorkspaceList, error) {
+		wss, err := e.ListWorkspacesWith(ctx, &api.WorkspaceListOptions{Labels: in.Labels})
 		if err != nil {
 			return nil, err
 		}
@@ -269,7 +279,7 @@ func (s *Server) register() {
 		if err := needCommand(in.Command); err != nil {
 			return nil, err
 		}
-		return e.ExecWorkspace(ctx, in.WorkspaceID, api.ExecOptions{Command: in.Command, TimeoutSeconds: in.TimeoutSeconds})
+		return e.ExecWorkspace(ctx, in.WorkspaceID, api.ExecOptions{Command: in.Command, TimeoutSeconds: in.TimeoutSeconds, SecretEnv: in.SecretEnv})
 	}, execText)
 
 	addTool(s, &mcp.Tool{
@@ -295,6 +305,8 @@ func (s *Server) register() {
 	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.WorkspaceDeleteResult, error) {
 		return e.DeleteWorkspace(ctx, in.WorkspaceID)
 	}, func(r *api.WorkspaceDeleteResult) string { return "deleted workspace " + r.WorkspaceID })
+
+	s.registerLiving()
 }
 
 // addTool registers one tool when the server's profile serves it (see
