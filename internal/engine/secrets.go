@@ -86,7 +86,12 @@ func readSecretSpecs(specs []api.Secret) ([]agentproto.Secret, []secretMeta, err
 			if err != nil {
 				return nil, nil, err
 			}
-			value, source = v, api.SecretFromFile
+			value = v
+			// A pipe (`<(pass show token)`, the Python facade's way of
+			// keeping a value off the command line) carries a value.
+			if fi, err := os.Stat(s.FilePath); err == nil && fi.Mode().IsRegular() {
+				source = api.SecretFromFile
+			}
 		}
 		switch {
 		case value == "":
