@@ -36,7 +36,7 @@ type benchEnv struct {
 }
 
 func main() {
-	suites := flag.String("suites", "env,vm,workspace,faces", "comma-separated suites: env, vm, workspace, faces")
+	suites := flag.String("suites", "env,vm,workspace,faces,living", "comma-separated suites: env, vm, workspace, faces, living")
 	pyro := flag.String("pyro", "bin/pyro", "the pyro binary to measure (static build)")
 	n := flag.Int("n", 200, "round trips for latency figures")
 	build := flag.Bool("build", false, "env suite: also time from-scratch builds of every environment (slow)")
@@ -77,6 +77,8 @@ func main() {
 			err = b.workspaceSuite(ctx)
 		case "faces":
 			err = b.facesSuite(ctx)
+		case "living":
+			err = b.livingSuite(ctx)
 		default:
 			err = fmt.Errorf("unknown suite %q", s)
 		}

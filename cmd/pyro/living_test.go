@@ -66,7 +66,8 @@ func init() {
 		ts.Fatalf("shell %s never printed %q; it printed:\n%s", args[1], args[3], got.String())
 	}
 	// retry N REGEXP pyro ARGS...: run pyro until its stdout matches
-	// REGEXP, at most N times a second apart.
+	// REGEXP, at most N times a second apart; that stdout is the
+	// command's, for the checks that follow.
 	scriptCmdRegistry["retry"] = func(ts *testscript.TestScript, neg bool, args []string) {
 		if len(args) < 4 || args[2] != "pyro" {
 			ts.Fatalf("usage: retry N REGEXP pyro ARGS...")
@@ -78,6 +79,7 @@ func init() {
 		for i := 0; i < n; i++ {
 			out = runPyro(ts, args[3:]...)
 			if re.Match(out) {
+				ts.Stdout().Write(out)
 				return
 			}
 			time.Sleep(time.Second)
