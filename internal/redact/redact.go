@@ -103,26 +103,36 @@ func (r *Redactor) partial(p []byte) bool {
 	return false
 }
 
-// rewrite appends p to out with every form replaced. With hold, it stops
-// at the first position where the rest of p may be the start of a form
-// and returns how many bytes of p it consumed.
-func (r *Redactor) rewrite(out, p []byte, hold bool) ([]byte, int) {
-	i, last := 0, 0
+// rewrite appends p to out with every form replaced. Its first done bytes
+// were written out already (a released carry-over): a form that starts
+// among them and ends past them is still replaced, from where they end.
+// With hold, it stops at the first position where the rest of p may be
+// the start of a form; it returns how many bytes of p it consumed and how
+// many of the rest were written out already.
+func (r *Redactor) rewrite(out, p []byte, done int, hold bool) ([]byte, int, int) {
+	i, last := 0, done
 	for i < len(p) {
-		if n := r.match(p[i:]); n > 0 {
-			out = append(out, p[last:i]...)
+		if n := r.match(p[i:]); n > 0 && i+n > done {
+			if i > last {
+				out = append(out, p[last:i]...)
+			}
 			out = append(out, Mark...)
 			i += n
 			last = i
 			continue
 		}
 		if hold && len(p)-i < r.max && r.partial(p[i:]) {
-			out = append(out, p[last:i]...)
-			return out, i
+			if i > last {
+				out = append(out, p[last:i]...)
+			}
+			return out, i, max(0, last-i)
 		}
 		i++
 	}
-	return append(out, p[last:]...), len(p)
+	if last < len(p) {
+		out = append(out, p[last:]...)
+	}
+	return out, len(p), 0
 }
 
 // Bytes returns p with every form replaced (p itself when nothing matched
@@ -131,7 +141,7 @@ func (r *Redactor) Bytes(p []byte) []byte {
 	if r.Empty() || len(p) == 0 {
 		return p
 	}
-	out, _ := r.rewrite(make([]byte, 0, len(p)), p, false)
+	out, _, _ := r.rewrite(make([]byte, 0, len(p)), p, 0, false)
 	if bytes.Equal(out, p) {
 		return p
 	}

@@ -74,6 +74,34 @@ func TestStreamSplit(t *testing.T) {
 	}
 }
 
+// A flush after a quiet moment releases the start of a value; when the
+// rest follows, it is still hidden.
+func TestStreamFlushedStart(t *testing.T) {
+	r := New(secret)
+	for cut := 1; cut < len(secret); cut++ {
+		var out bytes.Buffer
+		s := NewStream(r, &out)
+		s.Write([]byte("x " + secret[:cut]))
+		s.Flush()
+		s.Flush()
+		s.Write([]byte(secret[cut:] + " y"))
+		s.Flush()
+		if want := "x " + secret[:cut] + Mark + " y"; out.String() != want {
+			t.Fatalf("cut %d: %q, want %q", cut, out.String(), want)
+		}
+	}
+	// Released bytes that turn out not to be a secret are not written twice.
+	var out bytes.Buffer
+	s := NewStream(r, &out)
+	s.Write([]byte("a " + secret[:3]))
+	s.Flush()
+	s.Write([]byte("zz"))
+	s.Flush()
+	if out.String() != "a "+secret[:3]+"zz" {
+		t.Fatalf("%q", out.String())
+	}
+}
+
 func TestStreamPassThrough(t *testing.T) {
 	var out bytes.Buffer
 	s := NewStream(nil, &out)
@@ -97,6 +125,28 @@ func FuzzStream(f *testing.F) {
 		s.Flush()
 		if want := r.Bytes(data); !bytes.Equal(out.Bytes(), want) {
 			t.Fatalf("stream %q != whole %q", out.Bytes(), want)
+		}
+	})
+}
+
+// FuzzStreamFlush: whatever the chunks and flushes, the value never comes
+// out whole.
+func FuzzStreamFlush(f *testing.F) {
+	f.Add([]byte("x"+secret+"y"+secret), 3, 9)
+	f.Fuzz(func(t *testing.T, data []byte, a, b int) {
+		if a < 0 || b < 0 || a > len(data) || b > len(data) || a > b {
+			a, b = len(data)/3, 2*len(data)/3
+		}
+		var out bytes.Buffer
+		s := NewStream(New(secret), &out)
+		s.Write(data[:a])
+		s.Flush()
+		s.Write(data[a:b])
+		s.Flush()
+		s.Write(data[b:])
+		s.Flush()
+		if bytes.Contains(out.Bytes(), []byte(secret)) {
+			t.Fatalf("secret in %q", out.Bytes())
 		}
 	})
 }

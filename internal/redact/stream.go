@@ -8,13 +8,17 @@ import (
 // Stream is an io.Writer that redacts what passes through it to W. The end
 // of a write that may be the start of a secret (the carry-over, shorter
 // than the longest form) is held until the next write completes or rules
-// it out; Flush writes it as it is. Writes are serialised; Stream is safe
-// for concurrent use. A Stream over an empty Redactor passes bytes through.
+// it out; Flush writes it as it is, but remembers it: if the next write
+// completes the secret after all, what was not yet written becomes
+// [REDACTED], so a flush after a quiet moment leaks at most the start of a
+// value, never the rest. Writes are serialised; Stream is safe for
+// concurrent use. A Stream over an empty Redactor passes bytes through.
 type Stream struct {
 	mu    sync.Mutex
 	r     *Redactor
 	w     io.Writer
 	carry []byte
+	done  int // bytes of carry already written out by Flush
 	buf   []byte
 }
 
@@ -34,7 +38,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 		in = append(s.carry, p...)
 	}
 	var n int
-	s.buf, n = s.r.rewrite(s.buf[:0], in, true)
+	s.buf, n, s.done = s.r.rewrite(s.buf[:0], in, s.done, true)
 	s.carry = append(s.carry[:0:0], in[n:]...)
 	if len(s.buf) > 0 {
 		if _, err := s.w.Write(s.buf); err != nil {
@@ -48,7 +52,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 func (s *Stream) Pending() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.carry) > 0
+	return len(s.carry) > s.done
 }
 
 // Flush writes the held-back bytes: the stream ended, or went quiet long
@@ -56,11 +60,11 @@ func (s *Stream) Pending() bool {
 func (s *Stream) Flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.carry) == 0 {
+	if len(s.carry) <= s.done {
 		return nil
 	}
-	c := s.carry
-	s.carry = nil
+	c := s.carry[s.done:]
+	s.done = len(s.carry)
 	_, err := s.w.Write(c)
 	return err
 }
