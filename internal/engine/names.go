@@ -70,7 +70,7 @@ func (e *Engine) resolve(st *state.Store, ref string) (string, error) {
 // lockNames serialises the choice of names: a create or an update checks
 // that a name is free and writes it under this lock.
 func (e *Engine) lockNames() (*state.Lock, error) {
-	return state.LockFile(filepath.Join(e.wss.Dir, ".names.lock"))
+	return state.LockFile(filepath.Join(e.opts.StateDir, "workspace-names.lock"))
 }
 
 // checkName refuses a malformed workspace name.
