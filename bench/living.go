@@ -49,10 +49,11 @@ func (b *benchEnv) livingSuite(ctx context.Context) error {
 			return err
 		}
 		// The marker comes twice: the terminal's echo of the input, then
-		// echo's output on a line of its own.
+		// echo's output on a line of its own (after the bracketed-paste
+		// sequences bash prints around a command: plain drops them).
 		var got strings.Builder
-		for !strings.Contains(got.String(), "\n"+marker) {
-			rd, err := e.ReadShell(ctx, id, sh.ShellID, api.ShellReadOptions{Cursor: cursor})
+		for !strings.Contains(got.String(), "\n"+marker+"\n") {
+			rd, err := e.ReadShell(ctx, id, sh.ShellID, api.ShellReadOptions{Cursor: cursor, Plain: true})
 			if err != nil {
 				return err
 			}
