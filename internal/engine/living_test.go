@@ -140,6 +140,22 @@ func TestSecretsHostCompat(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(e.wss.Path(ws.WorkspaceID), secretsFile)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("secrets file: %v %v", err, fi)
 	}
+
+	// A fork inherits them (copySecrets, for ForkWorkspace): a copy of the
+	// values file and the metadata; its next boot delivers them.
+	dst, err := e.CreateWorkspace(ctx, api.CreateWorkspaceOptions{Environment: "debian:12", Shape: hostOnly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.update(dst.WorkspaceID, func(rec *vmRecord) error { return e.copySecrets(ws.WorkspaceID, rec) }); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := e.read(e.wss, dst.WorkspaceID)
+	e.stopLocked(ctx, rec)
+	r, err = e.ExecWorkspace(ctx, dst.WorkspaceID, api.ExecOptions{Command: `echo "$T"`, SecretEnv: map[string]string{"TOKEN": "T"}})
+	if err != nil || r.Stdout != "[REDACTED]\n" {
+		t.Errorf("fork's secret: %v %+v", err, r)
+	}
 }
 
 // Shells and services through the engine over host-compat; a busy

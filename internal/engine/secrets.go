@@ -301,3 +301,25 @@ func (e *Engine) execRedacted(ctx context.Context, rec *vmRecord, o api.ExecOpti
 	}
 	return res, err
 }
+
+// copySecrets gives workspace dst the secrets of workspace srcID (a fork
+// inherits its source's): the same values file and metadata. The caller
+// writes dst's record; its next boot delivers them.
+func (e *Engine) copySecrets(srcID string, dst *vmRecord) error {
+	var src vmRecord
+	if err := e.wss.Read(srcID, &src); err != nil {
+		return err
+	}
+	if src.Workspace == nil || len(src.Workspace.Secrets) == 0 {
+		return nil
+	}
+	data, err := os.ReadFile(filepath.Join(e.wss.Path(srcID), secretsFile))
+	if err != nil {
+		return fmt.Errorf("reading secrets: %w", err)
+	}
+	if err := atomicfile.WriteFile(filepath.Join(e.wss.Path(dst.ID), secretsFile), data, 0o600); err != nil {
+		return fmt.Errorf("storing secrets: %w", err)
+	}
+	dst.Workspace.Secrets = slices.Clone(src.Workspace.Secrets)
+	return nil
+}
