@@ -508,15 +508,16 @@ func (e *Engine) reapExpired(ctx context.Context) (*api.ReapResult, error) {
 			if err := st.Read(id, &rec); err != nil || rec.ExpiresAt.IsZero() || now.Before(rec.ExpiresAt) {
 				continue
 			}
-			// Never under a running command, shell or service: reaped
-			// once idle.
-			if st == e.wss && e.busy(ctx, &rec) {
-				continue
-			}
 			// Never wait behind a busy record: its holder is working
 			// on it, and its own supervisor powers it off at expiry.
 			lock, ok, err := st.TryLock(id)
 			if err != nil || !ok {
+				continue
+			}
+			// Never under a running command, shell or service: reaped
+			// once idle.
+			if st == e.wss && e.busy(ctx, &rec) {
+				lock.Unlock()
 				continue
 			}
 			if err := e.removeLocked(st, id, lock); err == nil {

@@ -284,12 +284,6 @@ func (e *Engine) DeleteWorkspace(ctx context.Context, ref string) (*api.Workspac
 	if err != nil {
 		return nil, err
 	}
-	// A guest's shells and services die with its VM; on the host
-	// (host_compat) they are host processes in sessions of their own,
-	// which the supervisor's kill would leave behind.
-	if rec, err := e.loadWorkspace(id); err == nil && rec.ExecutionMode == api.ModeHostCompat {
-		e.stopShellsAndServices(ctx, rec)
-	}
 	if err := e.remove(ctx, e.wss, id); err != nil {
 		return nil, err
 	}
