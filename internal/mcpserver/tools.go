@@ -320,9 +320,10 @@ func (s *Server) register() {
 	}, wsText(""))
 
 	addTool(s, &mcp.Tool{
-		Name:        "workspace_logs",
-		Description: `Return a workspace's command history: every workspace_exec with its exit code, stdout and stderr, oldest first.`,
-		Annotations: withTitle(readOnly, "Show a workspace's command history"),
+		Name:         "workspace_logs",
+		Description:  `Return a workspace's history, oldest first: every workspace_exec with its exit code, stdout and stderr, and its snapshot, reset, fork, shell and service events (each entry's kind says which).`,
+		Annotations:  withTitle(readOnly, "Show a workspace's command history"),
+		OutputSchema: logsOutputSchema(),
 	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.WorkspaceLogs, error) {
 		return e.LogsWorkspace(ctx, in.WorkspaceID)
 	}, logsText)
@@ -396,6 +397,18 @@ func inputSchema[In any](defaults map[string]any) *jsonschema.Schema {
 		}
 		p.Default, _ = json.Marshal(v)
 	}
+	return sch
+}
+
+// logsOutputSchema is workspace_logs' result schema: an entry's fields
+// depend on its kind (api.LogEntry.MarshalJSON), so only kind and sequence
+// are required of every entry.
+func logsOutputSchema() *jsonschema.Schema {
+	sch, err := jsonschema.For[api.WorkspaceLogs](nil)
+	if err != nil {
+		panic(fmt.Sprintf("mcpserver: schema of api.WorkspaceLogs: %v", err))
+	}
+	sch.Properties["entries"].Items.Required = []string{"kind", "sequence"}
 	return sch
 }
 
