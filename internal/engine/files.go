@@ -324,7 +324,7 @@ func (op *fileOp) log(kind string, ev *api.FileEvent, opErr error) error {
 	if opErr != nil {
 		entry.Error = opErr.Error()
 	}
-	logErr := op.e.appendEvent(op.id, entry)
+	logErr := op.e.appendFileEvent(op.id, entry)
 	if opErr != nil {
 		if logErr != nil {
 			op.e.log.Warn("logging a workspace file operation", "workspace_id", op.id, "kind", kind, "err", logErr)

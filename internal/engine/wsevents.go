@@ -1,7 +1,7 @@
 package engine
 
 import (
-	"path/filepath"
+	"time"
 
 	"github.com/pyro-mcp/pyro/api"
 )
@@ -10,9 +10,11 @@ import (
 // keeps the count), so that its line stays bounded.
 const maxLoggedFiles = 500
 
-// appendEvent stores an entry that is not a command (a file operation),
-// bounded, under the record lock; it does not count as a command.
-func (e *Engine) appendEvent(id string, entry api.LogEntry) error {
+// appendFileEvent stores a file operation's entry (its sequence taken
+// when the operation began), bounded, through the history's one writer
+// (wslog.go); it does not count as a command, but is the workspace's
+// latest activity.
+func (e *Engine) appendFileEvent(id string, entry api.LogEntry) error {
 	if ev := entry.FileEvent; ev != nil {
 		c := *ev
 		c.Path, _ = capText(c.Path, maxLoggedText, false)
@@ -26,14 +28,12 @@ func (e *Engine) appendEvent(id string, entry api.LogEntry) error {
 		}
 		entry.FileEvent = &c
 	}
-	line, err := encodeEntry(entry)
-	if err != nil {
-		return err
-	}
-	lock, err := e.wss.Lock(id)
-	if err != nil {
-		return err
-	}
-	defer lock.Unlock()
-	return appendLine(filepath.Join(e.wss.Path(id), LogFile), line)
+	return e.update(id, func(rec *vmRecord) error {
+		if err := e.writeEntry(id, entry); err != nil {
+			return err
+		}
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		rec.Workspace.LastActivityAt = &now
+		return nil
+	})
 }

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pyro-mcp/pyro/api"
@@ -185,20 +184,6 @@ func (s *Server) registerFileTools() {
 	}, nil, "workspace_summary: comparing", func(ctx context.Context, in WorkspaceArgs) (*api.WorkspaceSummary, error) {
 		return e.SummarizeWorkspace(ctx, in.WorkspaceID)
 	}, summaryText)
-}
-
-// logsOutputSchema is workspace_logs' output schema: what the entries'
-// type says, except that an entry requires only kind and sequence (an
-// entry other than a command has none of a command's fields).
-func logsOutputSchema() *jsonschema.Schema {
-	sch, err := jsonschema.For[api.WorkspaceLogs](nil)
-	if err != nil {
-		panic(fmt.Sprintf("mcpserver: schema of the logs: %v", err))
-	}
-	if entries, ok := sch.Properties["entries"]; ok && entries.Items != nil {
-		entries.Items.Required = []string{"kind", "sequence"}
-	}
-	return sch
 }
 
 // hostOutputPath decides an output path the client names: its directory

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -67,6 +68,10 @@ type Config struct {
 	ExpiresAt   time.Time     // zero: never; past it the guest is powered off
 	Software    string        // our Hello.Software
 	Logger      *slog.Logger
+	// Recheck, when set, is asked once ExpiresAt has passed: it returns
+	// when to ask again (a TTL extended since, or a guest still busy), or
+	// the zero time to power the guest off now.
+	Recheck func(ctx context.Context) time.Time
 }
 
 // Run boots the machine, reports on ready (closed after one JSON line), and
@@ -152,6 +157,13 @@ func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) e
 			log.Info("vmm exited", "err", err)
 			return nil
 		case <-ttl:
+			if cfg.Recheck != nil {
+				if next := cfg.Recheck(ctx); !next.IsZero() {
+					log.Info("ttl reached but the guest is still needed", "next_check", next)
+					ttl = time.After(max(time.Until(next), time.Second))
+					continue
+				}
+			}
 			log.Info("ttl reached: powering the guest off")
 			r.shutdownGuest()
 			go func() {
@@ -349,11 +361,18 @@ func (rt route) admit(f *agentproto.Frame) bool {
 }
 
 // outputCap is the relay's cap for a request: the protocol's own bound
-// for its method (agentproto.OutputCap) plus one byte.
+// for its method (agentproto.OutputCap: an exec's max_output or the
+// default, a file read's max_bytes, ...) plus one byte; a shell attach
+// streams a terminal for as long as it lasts, uncapped; other methods
+// (shell reads, service logs) get the default, so that a guest cannot make
+// them carry more.
 func outputCap(payload []byte) int64 {
 	var req agentproto.Request
 	if json.Unmarshal(payload, &req) != nil {
 		return agentproto.DefaultMaxOutput + 1
+	}
+	if req.Method == agentproto.MethodShellAttach {
+		return math.MaxInt64 // a terminal's output, for as long as it is attached
 	}
 	return agentproto.OutputCap(req) + 1
 }

@@ -76,6 +76,7 @@ def run_json(
     timeout: Optional[float],
     allow_nonzero_result: bool = False,
     input: Optional[bytes] = None,
+    pass_fds: Sequence[int] = (),
 ) -> Dict[str, Any]:
     """Run ``binary --json ARGS...`` and return its decoded JSON object.
 
@@ -83,7 +84,8 @@ def run_json(
     ``allow_nonzero_result`` is for commands that run a guest command (run,
     vm exec, workspace exec): they exit with the guest's status and still
     print a result, which is returned as is. ``input``, when given, is
-    pyro's standard input (file contents, a patch).
+    pyro's standard input (file contents, a patch). ``pass_fds`` are
+    inherited by pyro (the read ends of pipes carrying secret values).
     """
     argv: List[str] = [binary, "--json", *args]
     try:
@@ -94,6 +96,7 @@ def run_json(
             stderr=subprocess.PIPE,
             env=env,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
         )
     except OSError as exc:
         raise BinaryNotFoundError(

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import _cli
 from ._files import WorkspaceFilesMixin
+from ._living import LivingMixin, secret_env_flags, secret_flags
 from .errors import InvalidArgumentError
 from .server import PyroMCPServer
 
@@ -108,7 +109,7 @@ def _shape_flags(vcpu_count: Any, mem_mib: Any, ttl_seconds: Any, network: Any, 
     return flags
 
 
-class Pyro(WorkspaceFilesMixin):
+class Pyro(WorkspaceFilesMixin, LivingMixin):
     """Run commands in real microVMs through the ``pyro`` binary.
 
     Args:
@@ -162,13 +163,16 @@ class Pyro(WorkspaceFilesMixin):
         limit: bool = True,
         exec_result: bool = False,
         stdin: Optional[bytes] = None,
+        pass_fds: Sequence[int] = (),
     ) -> Dict[str, Any]:
         environ = self._environ()
         binary = _cli.find_binary(self._pyro_bin, environ)
         timeout = None
         if limit and self.call_timeout_seconds is not None:
             timeout = float(self.call_timeout_seconds) + command_timeout
-        return _cli.run_json(binary, args, env=environ, timeout=timeout, allow_nonzero_result=exec_result, input=stdin)
+        return _cli.run_json(
+            binary, args, env=environ, timeout=timeout, allow_nonzero_result=exec_result, input=stdin, pass_fds=pass_fds
+        )
 
     # -- MCP ---------------------------------------------------------------
 
@@ -297,19 +301,38 @@ class Pyro(WorkspaceFilesMixin):
         allow_host_compat: bool = False,
         seed_path: Optional[PathLike] = None,
         disk_gib: int = DEFAULT_DISK_GIB,
+        name: Optional[str] = None,
+        labels: Optional[Mapping[str, str]] = None,
+        secrets: Optional[Sequence[Mapping[str, Any]]] = None,
     ) -> Dict[str, Any]:
         """Create and start a persistent workspace (``pyro workspace create``).
 
         ``seed_path`` (a host directory or a local ``.tar``/``.tar.gz``/``.tgz``)
         fills ``/workspace`` before the workspace is returned; ``disk_gib``
         bounds ``/workspace``'s own disk (sparse: it costs what is written).
+        ``name`` (unique) works wherever its id does; ``labels`` are
+        ``{key: value}`` to find it by; ``secrets`` is a list of
+        ``{"name", "value"}`` or ``{"name", "file_path"}``: files under
+        ``/run/pyro-secrets`` in the guest, exposed with ``secret_env``, and
+        ``[REDACTED]`` in every output.
         """
         args = ["workspace", "create", _name("environment", environment)]
         args += _shape_flags(vcpu_count, mem_mib, ttl_seconds, network, allow_host_compat)
         args.append(f"--disk-gib={_int('disk_gib', disk_gib)}")
         if seed_path is not None:
             args.append(f"--seed-path={_path('seed_path', seed_path)}")
-        return self._call(args)
+        if name is not None:
+            args.append(f"--name={_name('name', name)}")
+        if labels is not None:
+            from ._living import _label_flags
+
+            args += _label_flags("--label", labels)
+        flags, fds = secret_flags(secrets)
+        try:
+            return self._call(args + flags, pass_fds=fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def push_workspace_sync(self, workspace_id: str, source_path: PathLike, *, dest: str = DEFAULT_WORKSPACE_PATH) -> Dict[str, Any]:
         """Import a host directory or archive into a started workspace (``pyro workspace sync push``)."""
@@ -318,10 +341,22 @@ class Pyro(WorkspaceFilesMixin):
         args = ["workspace", "sync", "push", _name("workspace_id", workspace_id), _path("source_path", source_path), f"--dest={dest}"]
         return self._call(args)
 
-    def exec_workspace(self, workspace_id: str, *, command: Command, timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS) -> Dict[str, Any]:
-        """Run one command in ``/workspace``; the workspace stays alive (``pyro workspace exec``)."""
+    def exec_workspace(
+        self,
+        workspace_id: str,
+        *,
+        command: Command,
+        timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
+        secret_env: Optional[Mapping[str, str]] = None,
+    ) -> Dict[str, Any]:
+        """Run one command in ``/workspace``; the workspace stays alive (``pyro workspace exec``).
+
+        ``secret_env`` exposes secrets as environment variables: ``{"SECRET": "VAR"}``
+        (``""`` keeps the secret's name).
+        """
         timeout = _int("timeout_seconds", timeout_seconds)
-        args = ["workspace", "exec", _name("workspace_id", workspace_id), f"--timeout-seconds={timeout}", "--", *_argv(command)]
+        args = ["workspace", "exec", _name("workspace_id", workspace_id), f"--timeout-seconds={timeout}"]
+        args += secret_env_flags(secret_env) + ["--", *_argv(command)]
         return self._call(args, command_timeout=max(timeout, 0), exec_result=True)
 
     def status_workspace(self, workspace_id: str) -> Dict[str, Any]:
