@@ -128,6 +128,22 @@ func TestMCPReproFix(t *testing.T) {
 		t.Fatalf("resources/read %s: %v %+v", uri, err, rr)
 	}
 
+	// Paths outside /workspace are refused, naming them.
+	for _, p := range []string{"../etc/shadow", "/etc/shadow"} {
+		if r := callResult(t, m, "workspace_file_read", map[string]any{"workspace_id": id, "path": p}); !r.IsError || !strings.Contains(contentText(r), "outside /workspace") {
+			t.Errorf("workspace_file_read %s: %s", p, contentText(r))
+		}
+	}
+	// A note of the agent's own, written and listed.
+	wr := m.ok(t, "workspace_file_write", map[string]any{"workspace_id": id, "path": "notes/fix.md", "text": "calc.sh subtracts\n", "mode": "0600"})
+	if wr["path"] != "/workspace/notes/fix.md" || wr["bytes"] != 18.0 || wr["created"] != true || wr["mode"] != "0600" {
+		t.Fatalf("workspace_file_write: %v", wr)
+	}
+	ls := m.ok(t, "workspace_file_list", map[string]any{"workspace_id": id, "path": "notes"})
+	if es, _ := ls["entries"].([]any); ls["count"] != 1.0 || len(es) != 1 || es[0].(map[string]any)["path"] != "/workspace/notes/fix.md" || es[0].(map[string]any)["size"] != 18.0 {
+		t.Fatalf("workspace_file_list: %v", ls)
+	}
+
 	// 4. Fix it with a unified diff. A patch against lines the file does
 	// not have changes nothing and says which line differs.
 	bad := callResult(t, m, "workspace_patch_apply", map[string]any{"workspace_id": id, "patch": "--- a/calc.sh\n+++ b/calc.sh\n@@ -1 +1 @@\n-add() { echo $(($1 * $2)); }\n+add() { echo $(($1 + $2)); }\n"})
@@ -148,7 +164,7 @@ func TestMCPReproFix(t *testing.T) {
 	// 6. The change, against the seed's baseline, and out to the host.
 	d := m.ok(t, "workspace_diff", map[string]any{"workspace_id": id})
 	entries, _ := d["entries"].([]any)
-	if d["count"] != 1.0 || len(entries) != 1 {
+	if d["count"] != 2.0 || len(entries) != 2 || entries[1].(map[string]any)["path"] != "notes/fix.md" || entries[1].(map[string]any)["status"] != "added" {
 		t.Fatalf("workspace_diff: %v", d)
 	}
 	if e := entries[0].(map[string]any); e["path"] != "calc.sh" || e["status"] != "modified" || !strings.Contains(e["patch"].(string), "+add() { echo $(($1 + $2)); }") {
@@ -168,7 +184,7 @@ func TestMCPReproFix(t *testing.T) {
 		t.Errorf("export outside the roots: %s", contentText(r))
 	}
 	sum := m.ok(t, "workspace_summary", map[string]any{"workspace_id": id})
-	if ch, _ := sum["changes"].(map[string]any); sum["patches"] != 1.0 || sum["failed_commands"] != 1.0 || ch["count"] != 1.0 {
+	if ch, _ := sum["changes"].(map[string]any); sum["patches"] != 1.0 || sum["file_writes"] != 1.0 || sum["failed_commands"] != 1.0 || ch["count"] != 2.0 {
 		t.Errorf("workspace_summary: %v", sum)
 	}
 	rr, err = m.session.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: uri})
@@ -192,9 +208,9 @@ func TestMCPReproFix(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(repo, "calc.sh")); !strings.Contains(string(b), "$1 - $2") {
 		t.Errorf("the host's calc.sh changed: %s", b)
 	}
-	// ls, the failing test, the failed patch, the patch, the passing test, the export.
-	if logs := m.ok(t, "workspace_logs", map[string]any{"workspace_id": id}); logs["count"] != 6.0 {
-		t.Errorf("workspace_logs count %v, want 6", logs["count"])
+	// ls, the failing test, the write, the failed patch, the patch, the passing test, the export.
+	if logs := m.ok(t, "workspace_logs", map[string]any{"workspace_id": id}); logs["count"] != 7.0 {
+		t.Errorf("workspace_logs count %v, want 7", logs["count"])
 	}
 
 	// 7. Delete: the workspace and its resources are gone.
