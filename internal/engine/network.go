@@ -22,8 +22,9 @@ import (
 // netSockName is the network control socket in a VM's runtime directory.
 const netSockName = "net.sock"
 
-// shapePolicy checks the network part of a shape and makes Network agree
-// with the policy: Network true alone is the shorthand for egress.
+// shapePolicy checks the network part of a shape; its mode becomes
+// the canonical name. Network true alone is the
+// shorthand for egress.
 func shapePolicy(s *api.Shape) (netpolicy.Policy, error) {
 	mode := strings.TrimSpace(s.NetworkPolicy)
 	if mode == "" {
@@ -44,7 +45,7 @@ func shapePolicy(s *api.Shape) (netpolicy.Policy, error) {
 		return netpolicy.Policy{}, errdefs.New(errdefs.ErrInvalidArgument, "--network is the shorthand for --network-policy egress: give one or the other",
 			"--network contradicts --network-policy %s", p.Mode)
 	}
-	s.NetworkPolicy, s.Network = string(p.Mode), p.NIC()
+	s.NetworkPolicy = string(p.Mode)
 	return p, nil
 }
 
@@ -153,7 +154,8 @@ func (e *Engine) WorkspaceNetwork(ctx context.Context, ref string) (*api.Workspa
 
 func fillNetwork(out *api.WorkspaceNetwork, rep *supervisor.NetReply) {
 	if i := rep.Info; i != nil {
-		out.Live, out.GuestIP, out.Gateway, out.DNS = i.Policy.String(), i.GuestIP, i.Gateway, i.DNS
+		ip, _, _ := strings.Cut(i.GuestIP, "/")
+		out.Live, out.GuestIP, out.Gateway, out.DNS = i.Policy.String(), ip, i.Gateway, i.DNS
 		out.BytesOut, out.BytesIn = i.BytesOut, i.BytesIn
 		if out.Live != out.Policy && out.Note == "" {
 			out.Note = "the recorded policy takes effect at the next start"

@@ -338,6 +338,7 @@ func (s *Server) register() {
 
 	s.registerDiskTools()
 	s.registerLiving()
+	s.registerNetwork()
 }
 
 // addTool registers one tool when the server's profile serves it (see

@@ -33,7 +33,8 @@ func livingArguments() map[string]map[string]struct {
 		return m
 	}
 	return map[string]map[string]arg{
-		"workspace_update": {"workspace_id": req, "name": {}, "labels": {}, "clear_labels": {}, "ttl_seconds": {}},
+		"workspace_update": {"workspace_id": req, "name": {}, "labels": {}, "clear_labels": {}, "ttl_seconds": {},
+			"network_policy": {}, "allow": {}, "allow_publish": {}},
 		"shell_open": {"workspace_id": req, "cwd": {Default: `"/workspace"`}, "cols": {Default: "120"}, "rows": {Default: "30"},
 			"secret_env": {}},
 		"shell_write":  shell("input", req, "append_newline", arg{Default: "true"}),
@@ -42,7 +43,7 @@ func livingArguments() map[string]map[string]struct {
 		"shell_close":  shell(),
 		"shell_list":   {"workspace_id": req},
 		"service_start": svc("command", req, "cwd", arg{Default: `"/workspace"`}, "readiness", arg{}, "ready_timeout_seconds", arg{Default: "30"},
-			"ready_interval_ms", arg{Default: "500"}, "restart", arg{Default: `"no"`}, "secret_env", arg{}),
+			"ready_interval_ms", arg{Default: "500"}, "restart", arg{Default: `"no"`}, "secret_env", arg{}, "published_ports", arg{}),
 		"service_list":   {"workspace_id": req},
 		"service_status": svc(),
 		"service_logs":   svc("tail_lines", arg{Default: "200"}, "all", arg{Default: "false"}),
