@@ -231,12 +231,8 @@ func (e *Engine) updateNetwork(ctx context.Context, rec *vmRecord, p netpolicy.P
 	return note, nil
 }
 
-// checkPublish refuses publishing before a service starts: bad ports, or a
-// policy that does not allow it.
-func checkPublish(rec *vmRecord, ports []api.PublishPort) error {
-	if len(ports) == 0 {
-		return nil
-	}
+// checkPorts refuses bad published ports before anything is looked up.
+func checkPorts(ports []api.PublishPort) error {
 	seen := map[int]bool{}
 	for _, p := range ports {
 		if p.GuestPort < 1 || p.GuestPort > 65535 || p.HostPort < 0 || p.HostPort > 65535 {
@@ -247,6 +243,15 @@ func checkPublish(rec *vmRecord, ports []api.PublishPort) error {
 			return errdefs.New(errdefs.ErrInvalidArgument, "publish each guest port once", "guest port %d is published twice", p.GuestPort)
 		}
 		seen[p.GuestPort] = true
+	}
+	return nil
+}
+
+// checkPublish refuses publishing before a service starts: a backend or a
+// policy that does not allow it.
+func checkPublish(rec *vmRecord, ports []api.PublishPort) error {
+	if len(ports) == 0 {
+		return nil
 	}
 	if rec.ExecutionMode == api.ModeHostCompat || vmm.Kind(rec.BackendKind) == vmm.KindFirecracker {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "use a workspace on the QEMU backend to publish ports",

@@ -90,6 +90,9 @@ func (e *Engine) StartService(ctx context.Context, ref, name string, o api.Servi
 	if err != nil {
 		return nil, err
 	}
+	if err := checkPorts(o.PublishedPorts); err != nil {
+		return nil, err
+	}
 	rec, err := e.loadWorkspace(ref)
 	if err != nil {
 		return nil, err
