@@ -47,6 +47,12 @@ type WorkspaceUpdateOptions struct {
 	// TTLSeconds, when set, makes the workspace expire that many seconds
 	// from now.
 	TTLSeconds int `json:"ttl_seconds,omitempty"`
+	// NetworkPolicy, when set, changes the network policy: at once in a
+	// running guest when both policies give it a network device, else at
+	// its next start. Allow and AllowPublish go with an allowlist.
+	NetworkPolicy string   `json:"network_policy,omitempty"`
+	Allow         []string `json:"allow,omitempty"`
+	AllowPublish  bool     `json:"allow_publish,omitempty"`
 }
 
 // WorkspaceListOptions filter a workspace list. A nil *WorkspaceListOptions
@@ -241,15 +247,20 @@ type ServiceStartOptions struct {
 	ReadyIntervalMs     int               `json:"ready_interval_ms,omitempty"`
 	Restart             string            `json:"restart,omitempty"` // RestartNo (default) or RestartOnFailure
 	SecretEnv           map[string]string `json:"secret_env,omitempty"`
+	// PublishedPorts makes guest ports reachable on the host's 127.0.0.1
+	// while the service runs; the network policy must allow publishing.
+	PublishedPorts []PublishPort `json:"published_ports,omitempty"`
 }
 
-// PublishedPort is a guest port reachable from the host. (Ports are
-// published with the network policy; until then the list is empty.)
+// PublishedPort is a guest port reachable from the host, on HostAddress
+// (127.0.0.1; also ::1 when HostAddressV6 is set) and HostPort.
 type PublishedPort struct {
-	GuestPort   int    `json:"guest_port"`
-	HostAddress string `json:"host_address"`
-	HostPort    int    `json:"host_port"`
-	Protocol    string `json:"protocol"`
+	GuestPort     int    `json:"guest_port"`
+	HostAddress   string `json:"host_address"`
+	HostAddressV6 string `json:"host_address_v6,omitempty"`
+	HostPort      int    `json:"host_port"`
+	Protocol      string `json:"protocol"`
+	Service       string `json:"service,omitempty"` // in WorkspaceNetwork
 }
 
 // Service is one service of a workspace: `pyro workspace service status

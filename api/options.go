@@ -11,7 +11,15 @@ type Shape struct {
 	VCPUCount  int  `json:"vcpu_count,omitempty" jsonschema:"virtual CPUs for the guest (default 1)"`
 	MemMiB     int  `json:"mem_mib,omitempty" jsonschema:"guest memory in MiB (default 1024)"`
 	TTLSeconds int  `json:"ttl_seconds,omitempty" jsonschema:"seconds before the VM is stopped and reaped (default 600 for VMs, 3600 for workspaces)"`
-	Network    bool `json:"network,omitempty" jsonschema:"give the guest outbound network access, e.g. for apt-get, pip or git clone (default false; the host's loopback is never reachable)"`
+	Network    bool `json:"network,omitempty" jsonschema:"give the guest outbound network access, e.g. for apt-get, pip or git clone (default false; the host's loopback is never reachable); the shorthand for network_policy egress"`
+	// NetworkPolicy is off (the default), egress, egress+published-ports,
+	// published-ports or allowlist (with Allow); see api.NetworkOff...
+	NetworkPolicy string `json:"network_policy,omitempty" jsonschema:"off (default: no network device), egress (public internet only), egress+published-ports, published-ports (services reachable from the host, no egress) or allowlist (only allow)"`
+	// Allow lists the allowlist policy's destinations: HOST[:PORT] or
+	// CIDR[:PORT].
+	Allow []string `json:"allow,omitempty" jsonschema:"for network_policy allowlist: the only destinations, HOST[:PORT] or CIDR[:PORT]"`
+	// AllowPublish lets an allowlist guest's services publish ports.
+	AllowPublish bool `json:"allow_publish,omitempty" jsonschema:"for network_policy allowlist: services may publish ports too"`
 	// AllowHostCompat lets pyro run on the host, in a private directory
 	// and WITHOUT isolation, when no guest can boot here.
 	AllowHostCompat bool `json:"allow_host_compat,omitempty" jsonschema:"if no microVM can boot on this host, run on the host in a private directory WITHOUT isolation (default false; leave false unless the user asked for it)"`

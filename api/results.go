@@ -8,12 +8,17 @@ import (
 // Machine is what a VM and a workspace share: the environment, shape,
 // backend and lifetime of the microVM under them.
 type Machine struct {
-	Environment     string     `json:"environment"`
-	State           string     `json:"state"`
-	VCPUCount       int        `json:"vcpu_count"`
-	MemMiB          int        `json:"mem_mib"`
-	TTLSeconds      int        `json:"ttl_seconds"`
-	Network         bool       `json:"network"`
+	Environment string `json:"environment"`
+	State       string `json:"state"`
+	VCPUCount   int    `json:"vcpu_count"`
+	MemMiB      int    `json:"mem_mib"`
+	TTLSeconds  int    `json:"ttl_seconds"`
+	Network     bool   `json:"network"`
+	// NetworkPolicy is the guest's network policy (records of pyro 2.4
+	// have none: network true reads as egress, false as off).
+	NetworkPolicy   string     `json:"network_policy,omitempty"`
+	NetworkAllow    []string   `json:"network_allow,omitempty"`
+	AllowPublish    bool       `json:"network_allow_publish,omitempty"`
 	AllowHostCompat bool       `json:"allow_host_compat"`
 	ExecutionMode   string     `json:"execution_mode"`
 	Backend         string     `json:"backend"`
@@ -60,6 +65,7 @@ type RunResult struct {
 	VCPUCount     int      `json:"vcpu_count"`
 	MemMiB        int      `json:"mem_mib"`
 	Network       bool     `json:"network"`
+	NetworkPolicy string   `json:"network_policy,omitempty"`
 	Command       []string `json:"command"` // the argv that ran; a shell string is ["/bin/sh", "-c", ...]
 	ExecResult
 	BootMs  int64 `json:"boot_ms"`

@@ -53,7 +53,8 @@ func (f *createFlags) register(cmd *cobra.Command, defaultTTL int) {
 	cmd.Flags().IntVar(&f.shape.VCPUCount, "vcpu-count", pyro.DefaultVCPUCount, "virtual CPUs")
 	cmd.Flags().IntVar(&f.shape.MemMiB, "mem-mib", pyro.DefaultMemMiB, "guest memory in MiB")
 	cmd.Flags().IntVar(&f.shape.TTLSeconds, "ttl-seconds", defaultTTL, "seconds before the VM is stopped and reaped")
-	cmd.Flags().BoolVar(&f.shape.Network, "network", false, "give the guest outbound network access (never the host's loopback; services on the host's other addresses ARE reachable)")
+	cmd.Flags().BoolVar(&f.shape.Network, "network", false, "give the guest outbound network access: the shorthand for --network-policy egress")
+	registerNetworkFlags(cmd, &f.shape.NetworkPolicy, &f.shape.Allow, &f.shape.AllowPublish)
 	cmd.Flags().BoolVar(&f.shape.AllowHostCompat, "allow-host-compat", false, "if no guest can boot, run on the host in a private directory WITHOUT isolation")
 	def := os.Getenv("PYRO_BACKEND")
 	if def == "" {

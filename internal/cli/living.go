@@ -102,10 +102,11 @@ func (a *App) wsUpdateCmd() *cobra.Command {
 	var o pyro.WorkspaceUpdateOptions
 	var labels []string
 	cmd := &cobra.Command{
-		Use:   "update WORKSPACE [--name NAME] [--label KEY=VALUE]... [--clear-label KEY]... [--ttl-seconds N]",
-		Short: "Rename a workspace, set or clear its labels, or move its expiry",
+		Use:   "update WORKSPACE [--name NAME] [--label KEY=VALUE]... [--clear-label KEY]... [--ttl-seconds N] [--network-policy POLICY [--allow HOST[:PORT]]... [--allow-publish]]",
+		Short: "Rename a workspace, set or clear its labels, move its expiry, or change its network policy",
 		Example: `  pyro workspace update 0f3a --name api-fix --label ticket=123
-  pyro workspace update api-fix --ttl-seconds 7200`,
+  pyro workspace update api-fix --ttl-seconds 7200
+  pyro workspace update api-fix --network-policy egress+published-ports`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
@@ -128,6 +129,7 @@ func (a *App) wsUpdateCmd() *cobra.Command {
 	cmd.Flags().StringArrayVar(&labels, "label", nil, "set a KEY=VALUE label (repeatable)")
 	cmd.Flags().StringArrayVar(&o.ClearLabels, "clear-label", nil, "remove the label KEY (repeatable)")
 	cmd.Flags().IntVar(&o.TTLSeconds, "ttl-seconds", 0, "expire this many seconds from now")
+	registerNetworkFlags(cmd, &o.NetworkPolicy, &o.Allow, &o.AllowPublish)
 	return cmd
 }
 

@@ -36,13 +36,15 @@ func (a *App) serviceStartCmd() *cobra.Command {
 	var env secretEnvFlag
 	var file, httpURL, command string
 	var port int
+	var publish []string
 	const usageLine = "pyro workspace service start WORKSPACE NAME [flags] -- COMMAND [ARG...]"
 	cmd := &cobra.Command{
 		Use: "start WORKSPACE NAME [--cwd DIR] [--ready-file PATH | --ready-tcp PORT | --ready-http URL | --ready-command CMD] " +
-			"[--ready-timeout-seconds 30] [--ready-interval-ms 500] [--restart no|on-failure] [--secret-env SECRET[=VAR]]... -- COMMAND [ARG...]",
+			"[--ready-timeout-seconds 30] [--ready-interval-ms 500] [--restart no|on-failure] [--secret-env SECRET[=VAR]]... [--publish [HOST_PORT:]GUEST_PORT]... -- COMMAND [ARG...]",
 		Short: "Start a named service and wait until it is ready",
 		Example: `  pyro workspace service start 0f3a web --ready-http http://127.0.0.1:8000/ -- python3 -m http.server 8000
-  pyro workspace service start 0f3a worker --restart on-failure -- ./worker.sh`,
+  pyro workspace service start 0f3a worker --restart on-failure -- ./worker.sh
+  pyro workspace service start 0f3a web --publish 8080:8000 -- python3 -m http.server 8000`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			bad := func(hint, format string, v ...any) error {
@@ -78,6 +80,9 @@ func (a *App) serviceStartCmd() *cobra.Command {
 				return bad("give one of --ready-file, --ready-tcp, --ready-http, --ready-command", "%d readiness probes", n)
 			}
 			var err error
+			if o.PublishedPorts, err = parsePublish(publish); err != nil {
+				return err
+			}
 			if o.SecretEnv, err = env.parse(); err != nil {
 				return err
 			}
@@ -98,6 +103,7 @@ func (a *App) serviceStartCmd() *cobra.Command {
 	cmd.Flags().IntVar(&o.ReadyTimeoutSeconds, "ready-timeout-seconds", pyro.DefaultReadyTimeoutSeconds, "fail (and stop it) if not ready by then")
 	cmd.Flags().IntVar(&o.ReadyIntervalMs, "ready-interval-ms", pyro.DefaultReadyIntervalMs, "time between readiness probes")
 	cmd.Flags().StringVar(&o.Restart, "restart", pyro.RestartNo, "no, or on-failure: start it again (with a backoff) when it exits non-zero")
+	cmd.Flags().StringArrayVar(&publish, "publish", nil, "make GUEST_PORT reachable on the host's 127.0.0.1:HOST_PORT while it runs (HOST_PORT 0 or omitted: a free port; repeatable; needs a policy that allows publishing)")
 	env.register(cmd)
 	return cmd
 }

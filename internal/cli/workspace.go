@@ -34,7 +34,7 @@ all output.`,
 		a.wsListCmd(),
 		idCmd(a, "start WORKSPACE_ID", "Boot a stopped workspace again from its disk", (*pyro.Client).StartWorkspace, a.printResult),
 		idCmd(a, "stop WORKSPACE_ID", "Power the workspace's VM off; /workspace stays on its disk", (*pyro.Client).StopWorkspace, a.printResult),
-		a.wsSnapshotCmd(), a.wsResetCmd(), a.wsForkCmd(), a.wsDiskCmd())
+		a.wsSnapshotCmd(), a.wsResetCmd(), a.wsForkCmd(), a.wsDiskCmd(), a.wsNetworkCmd())
 	ws.AddCommand(a.wsFileCmds()...)
 	return ws
 }

@@ -77,14 +77,15 @@ var (
 		"reap_expired":        "()",
 		"run_in_vm":           "",
 		"list_workspaces":     "(labels=None)",
-		"update_workspace":    "(workspace_id, *, name=None, labels=None, clear_labels=None, ttl_seconds=None)",
+		"update_workspace":    "(workspace_id, *, name=None, labels=None, clear_labels=None, ttl_seconds=None, network_policy=None, allow=None, allow_publish=False)",
+		"network_workspace":   "(workspace_id)",
 		"open_shell":          `(workspace_id, cwd="/workspace", cols=120, rows=30, secret_env=None)`,
 		"write_shell":         "(workspace_id, shell_id, input, append_newline=True)",
 		"read_shell":          "(workspace_id, shell_id, cursor=0, max_chars=65536, plain=False, wait_for_idle_ms=None)",
 		"signal_shell":        `(workspace_id, shell_id, signal_name="INT")`,
 		"close_shell":         "(workspace_id, shell_id)",
 		"list_shells":         "(workspace_id)",
-		"start_service":       `(workspace_id, name, command, cwd="/workspace", readiness=None, ready_timeout_seconds=30, ready_interval_ms=500, restart="no", secret_env=None)`,
+		"start_service":       `(workspace_id, name, command, cwd="/workspace", readiness=None, ready_timeout_seconds=30, ready_interval_ms=500, restart="no", secret_env=None, published_ports=None)`,
 		"list_services":       "(workspace_id)",
 		"status_service":      "(workspace_id, name)",
 		"logs_service":        "(workspace_id, name, tail_lines=200, all=False)",
@@ -97,6 +98,7 @@ var (
 		"workspace_logs", "workspace_delete", "workspace_list", "workspace_update",
 		"shell_open", "shell_write", "shell_read", "shell_signal", "shell_close", "shell_list",
 		"service_start", "service_list", "service_status", "service_logs", "service_stop",
+		"workspace_network",
 	}
 	// contractToolDefaults are the defaults the contract promises.
 	contractToolDefaults = map[string]map[string]any{

@@ -190,7 +190,8 @@ func validateCreate(o *api.CreateVMOptions, defaultTTL int) error {
 	if o.TTLSeconds < 0 {
 		return errdefs.New(errdefs.ErrInvalidArgument, "use a positive `ttl_seconds`", "ttl_seconds %d is negative", o.TTLSeconds)
 	}
-	return nil
+	_, err := shapePolicy(&o.Shape)
+	return err
 }
 
 // validateExec checks a command and fills in its default timeout.

@@ -132,8 +132,12 @@ func checkLabelKey(k string) error {
 // expiry to ttl_seconds from now.
 func (e *Engine) UpdateWorkspace(ctx context.Context, ref string, o api.WorkspaceUpdateOptions) (*api.Workspace, error) {
 	defer e.enter()()
-	if o.Name == "" && len(o.Labels) == 0 && len(o.ClearLabels) == 0 && o.TTLSeconds == 0 {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "give a new `name`, `labels` to set, `clear_labels` or `ttl_seconds`", "nothing to update")
+	np, err := updatePolicy(o)
+	if err != nil {
+		return nil, err
+	}
+	if o.Name == "" && len(o.Labels) == 0 && len(o.ClearLabels) == 0 && o.TTLSeconds == 0 && np == nil {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "give a new `name`, `labels` to set, `clear_labels`, `ttl_seconds` or `network_policy`", "nothing to update")
 	}
 	if o.Name != "" {
 		if err := checkName(o.Name); err != nil {
@@ -170,9 +174,15 @@ func (e *Engine) UpdateWorkspace(ctx context.Context, ref string, o api.Workspac
 		}
 	}
 	var out *vmRecord
+	netNote := ""
 	err = e.update(id, func(rec *vmRecord) error {
 		if err := notDeleting(rec); err != nil {
 			return err
+		}
+		if np != nil {
+			if netNote, err = e.updateNetwork(ctx, rec, *np); err != nil {
+				return err
+			}
 		}
 		ws := rec.Workspace
 		if o.Name != "" {
@@ -208,6 +218,9 @@ func (e *Engine) UpdateWorkspace(ctx context.Context, ref string, o api.Workspac
 		return nil, err
 	}
 	running, note := e.liveness(out)
+	if netNote != "" {
+		note = strings.TrimPrefix(note+"; "+netNote, "; ")
+	}
 	return e.livingView(ctx, out, running, note), nil
 }
 

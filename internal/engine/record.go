@@ -65,6 +65,7 @@ type wsState struct {
 // machine is the record's public part; the VMM's pid only while it runs.
 func (r *vmRecord) machine(running bool) api.Machine {
 	m := r.Machine
+	m.NetworkPolicy = string(r.netPolicy().Mode) // 2.4 records have none
 	if !running {
 		m.VMMPid = 0
 	}

@@ -90,11 +90,17 @@ func (e *Engine) StartService(ctx context.Context, ref, name string, o api.Servi
 	if err != nil {
 		return nil, err
 	}
+	if err := checkPorts(o.PublishedPorts); err != nil {
+		return nil, err
+	}
 	rec, err := e.loadWorkspace(ref)
 	if err != nil {
 		return nil, err
 	}
 	if req.Env, err = e.secretEnv(rec, o.SecretEnv); err != nil {
+		return nil, err
+	}
+	if err := checkPublish(rec, o.PublishedPorts); err != nil {
 		return nil, err
 	}
 	rec, _, err = e.ensureRunning(ctx, rec.ID)
@@ -129,9 +135,36 @@ func (e *Engine) StartService(ctx context.Context, ref, name string, o api.Servi
 	if info.State != agentproto.ServiceReady {
 		return nil, e.scrub(rec.ID, notReady(rec.ID, info))
 	}
-	op.Done()
 	v := serviceView(rec.ID, info)
+	if len(o.PublishedPorts) > 0 {
+		e.unpublish(ctx, rec, name) // a previous run's, if it ended on its own
+		if v.PublishedPorts, err = e.publish(ctx, rec, name, o.PublishedPorts); err != nil {
+			c.ServiceStop(context.WithoutCancel(ctx), agentproto.ServiceStopRequest{Name: name, GraceMs: stopGrace.Milliseconds()})
+			return nil, err
+		}
+	}
+	op.Done()
 	return &v, nil
+}
+
+// serviceRunning says whether a service's published ports stay.
+func serviceRunning(s *api.Service) bool {
+	return s.State == agentproto.ServiceStarting || s.State == agentproto.ServiceReady
+}
+
+// withPorts fills in the published ports of a running workspace's services.
+func (e *Engine) withPorts(ctx context.Context, rec *vmRecord, svcs []api.Service) {
+	states := map[string]bool{}
+	for i := range svcs {
+		states[svcs[i].Name] = serviceRunning(&svcs[i])
+	}
+	// A service not in svcs (a status call's) keeps its ports.
+	ports := e.servicePorts(ctx, rec, func(s string) bool { r, ok := states[s]; return r || !ok })
+	for i := range svcs {
+		if p := ports[svcs[i].Name]; p != nil {
+			svcs[i].PublishedPorts = p
+		}
+	}
 }
 
 // notReady is the error of a start that did not end ready.
@@ -194,6 +227,9 @@ func (e *Engine) ListServices(ctx context.Context, ref string) (*api.ServiceList
 		}
 		return nil
 	})
+	if err == nil {
+		e.withPorts(ctx, rec, out.Services)
+	}
 	out.Count = len(out.Services)
 	return out, err
 }
@@ -239,6 +275,11 @@ func (e *Engine) StatusService(ctx context.Context, ref, name string) (*api.Serv
 	})
 	if err != nil {
 		return nil, err
+	}
+	if serviceRunning(&v) {
+		svcs := []api.Service{v}
+		e.withPorts(ctx, rec, svcs)
+		v = svcs[0]
 	}
 	return &v, nil
 }
@@ -330,6 +371,7 @@ func (e *Engine) StopService(ctx context.Context, ref, name string) (*api.Servic
 			return err
 		}
 		v = serviceView(rec.ID, info)
+		e.unpublish(ctx, rec, name)
 		if before.State == agentproto.ServiceStarting || before.State == agentproto.ServiceReady {
 			entry := api.LogEntry{Kind: api.LogServiceStop, Service: name, StartedAt: time.Now().UTC().Truncate(time.Millisecond)}
 			if info.ExitCode != nil {

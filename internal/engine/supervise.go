@@ -56,7 +56,7 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 		return nil, 0, fmt.Errorf("creating runtime directory: %w", err)
 	}
 	spec := vmm.MachineSpec{
-		ID: rec.ID[:12], Dir: run, VCPUs: rec.VCPUCount, MemMiB: rec.MemMiB, Network: rec.Network,
+		ID: rec.ID[:12], Dir: run, VCPUs: rec.VCPUCount, MemMiB: rec.MemMiB, Network: rec.Network, NetPolicy: rec.netPolicySpec(),
 		Console: filepath.Join(dir, "console.log"),
 	}
 	op := progress.From(ctx)
@@ -183,6 +183,7 @@ func RunSupervisor(ctx context.Context, dir string, log *slog.Logger) error {
 	return supervisor.Run(ctx, b, supervisor.Config{
 		Spec: cfg.Spec, ControlSock: cfg.ControlSock, BootTimeout: cfg.BootTimeout, ExpiresAt: cfg.ExpiresAt,
 		Software: "pyro " + version.Version, Logger: log, Recheck: expiryRecheck(dir, cfg.ControlSock),
+		NetSock: filepath.Join(filepath.Dir(cfg.ControlSock), netSockName),
 	}, ready)
 }
 

@@ -67,6 +67,13 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 			return nil, err
 		}
 	}
+	if err := checkBackendPolicy(mode, vkind, o.Shape); err != nil {
+		return nil, err
+	}
+	policy, err := shapePolicy(&o.Shape)
+	if err != nil {
+		return nil, err
+	}
 	// Expired VMs and workspaces hold memory and disk: creating is a good
 	// moment to collect them, so a TTL holds even if nobody runs reap.
 	if _, err := e.reapExpired(ctx); err != nil {
@@ -86,6 +93,7 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 		Network: o.Network, AllowHostCompat: o.AllowHostCompat, ExecutionMode: mode, State: api.StateCreated,
 		CreatedAt: now, ExpiresAt: now.Add(time.Duration(o.TTLSeconds) * time.Second),
 	}}
+	setPolicy(&rec.Machine, policy)
 	probe := ""
 	if inst != nil {
 		probe = inst.KernelPath
@@ -557,7 +565,7 @@ func (e *Engine) Run(ctx context.Context, o api.RunOptions) (*api.RunResult, err
 	op.Done()
 	return &api.RunResult{
 		Environment: rec.Environment, VMID: rec.ID, ExecutionMode: rec.ExecutionMode, Backend: rec.Backend,
-		VCPUCount: rec.VCPUCount, MemMiB: rec.MemMiB, Network: rec.Network, Command: argv(ex),
+		VCPUCount: rec.VCPUCount, MemMiB: rec.MemMiB, Network: rec.Network, NetworkPolicy: string(rec.netPolicy().Mode), Command: argv(ex),
 		ExecResult: *res, BootMs: rec.BootMs, TotalMs: op.Elapsed().Milliseconds(),
 	}, nil
 }

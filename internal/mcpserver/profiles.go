@@ -75,7 +75,7 @@ var toolProfiles = map[string]toolRow{
 	"vm_status":            {in: full},
 	"vm_network_info":      {in: full},
 	"vm_reap_expired":      {in: full},
-	"workspace_create":     {in: core | full, coreOmits: []string{"network", "secrets"}},
+	"workspace_create":     {in: core | full, coreOmits: []string{"network", "network_policy", "allow", "allow_publish", "secrets"}},
 	"workspace_list":       {in: core | full},
 	"workspace_status":     {in: core | full},
 	"workspace_exec":       {in: core | full, coreOmits: []string{"secret_env"}},
@@ -112,6 +112,7 @@ var toolProfiles = map[string]toolRow{
 	"service_status":        {in: full},
 	"service_logs":          {in: full},
 	"service_stop":          {in: full},
+	"workspace_network":     {in: full},
 }
 
 // ToolNames lists every tool (workspace-full's), sorted by name as

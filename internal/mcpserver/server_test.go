@@ -132,7 +132,8 @@ func TestArguments(t *testing.T) {
 	}
 	shape := func(ttl string) map[string]arg {
 		return map[string]arg{"vcpu_count": {Default: "1"}, "mem_mib": {Default: "1024"}, "ttl_seconds": {Default: ttl},
-			"network": {Default: "false"}, "allow_host_compat": {Default: "false"}, "environment": {Required: true}}
+			"network": {Default: "false"}, "allow_host_compat": {Default: "false"}, "environment": {Required: true},
+			"network_policy": {}, "allow": {}, "allow_publish": {}}
 	}
 	with := func(m map[string]arg, kv ...any) map[string]arg {
 		for i := 0; i < len(kv); i += 2 {
@@ -153,6 +154,7 @@ func TestArguments(t *testing.T) {
 		"vm_network_info":      vm,
 		"vm_reap_expired":      {},
 		"vm_list_environments": {},
+		"workspace_network":    ws,
 		"workspace_create":     with(shape("3600"), "seed_path", arg{}, "disk_gib", arg{Default: "10"}, "name", arg{}, "labels", arg{}, "secrets", arg{}),
 		"workspace_list":       {"labels": {}},
 		"workspace_sync_push":  {"workspace_id": {Required: true}, "source_path": {Required: true}, "dest": {Default: `"/workspace"`}},

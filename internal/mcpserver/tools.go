@@ -340,6 +340,7 @@ func (s *Server) register() {
 	s.registerDiskTools()
 	s.registerFileTools()
 	s.registerLiving()
+	s.registerNetwork()
 }
 
 // addTool registers one tool when the server's profile serves it (see

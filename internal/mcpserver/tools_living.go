@@ -73,6 +73,7 @@ type ServiceStartArgs struct {
 	ReadyIntervalMs     int            `json:"ready_interval_ms,omitempty" jsonschema:"time between readiness probes in ms (default 500)"`
 	Restart             string         `json:"restart,omitempty" jsonschema:"no, or on-failure: start it again, with a backoff, when it exits non-zero (default no)"`
 	SecretEnvArg
+	PublishedPorts []api.PublishPort `json:"published_ports,omitempty" jsonschema:"guest TCP ports to make reachable on the host's 127.0.0.1 while it runs: [{guest_port, host_port (0 or absent: a free port)}]; the workspace's network_policy must allow publishing"`
 }
 
 // ServiceLogsArgs are service_logs' arguments.
@@ -89,6 +90,7 @@ type WorkspaceUpdateArgs struct {
 	Labels      map[string]string `json:"labels,omitempty" jsonschema:"labels to set: {key: value}"`
 	ClearLabels []string          `json:"clear_labels,omitempty" jsonschema:"label keys to remove"`
 	TTLSeconds  int               `json:"ttl_seconds,omitempty" jsonschema:"make the workspace expire this many seconds from now (it is never reaped while a command, shell or service runs in it)"`
+	NetworkPolicyArgs
 }
 
 var (
@@ -104,11 +106,12 @@ func (s *Server) registerLiving() {
 	e := s.eng
 	addTool(s, &mcp.Tool{
 		Name: "workspace_update",
-		Description: `Rename a workspace, set or clear its labels, or move its expiry to ttl_seconds from now. ` +
+		Description: `Rename a workspace, set or clear its labels, move its expiry to ttl_seconds from now, or change its network_policy (live when the guest keeps a network device). ` +
 			`A name works wherever a workspace_id does.`,
 		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(false), IdempotentHint: true, OpenWorldHint: boolp(false)}, "Update a workspace"),
 	}, nil, "", func(ctx context.Context, in WorkspaceUpdateArgs) (*api.Workspace, error) {
-		return e.UpdateWorkspace(ctx, in.WorkspaceID, api.WorkspaceUpdateOptions{Name: in.Name, Labels: in.Labels, ClearLabels: in.ClearLabels, TTLSeconds: in.TTLSeconds})
+		return e.UpdateWorkspace(ctx, in.WorkspaceID, api.WorkspaceUpdateOptions{Name: in.Name, Labels: in.Labels, ClearLabels: in.ClearLabels, TTLSeconds: in.TTLSeconds,
+			NetworkPolicy: in.NetworkPolicy, Allow: in.Allow, AllowPublish: in.AllowPublish})
 	}, wsText("updated"))
 
 	addTool(s, &mcp.Tool{
@@ -175,7 +178,8 @@ func (s *Server) registerLiving() {
 			return nil, err
 		}
 		return e.StartService(ctx, in.WorkspaceID, in.Name, api.ServiceStartOptions{Command: in.Command, Cwd: in.Cwd, Readiness: in.Readiness,
-			ReadyTimeoutSeconds: in.ReadyTimeoutSeconds, ReadyIntervalMs: in.ReadyIntervalMs, Restart: in.Restart, SecretEnv: in.SecretEnv})
+			ReadyTimeoutSeconds: in.ReadyTimeoutSeconds, ReadyIntervalMs: in.ReadyIntervalMs, Restart: in.Restart, SecretEnv: in.SecretEnv,
+			PublishedPorts: in.PublishedPorts})
 	}, serviceText("started"))
 
 	addTool(s, &mcp.Tool{

@@ -33,7 +33,8 @@ func livingArguments() map[string]map[string]struct {
 		return m
 	}
 	return map[string]map[string]arg{
-		"workspace_update": {"workspace_id": req, "name": {}, "labels": {}, "clear_labels": {}, "ttl_seconds": {}},
+		"workspace_update": {"workspace_id": req, "name": {}, "labels": {}, "clear_labels": {}, "ttl_seconds": {},
+			"network_policy": {}, "allow": {}, "allow_publish": {}},
 		"shell_open": {"workspace_id": req, "cwd": {Default: `"/workspace"`}, "cols": {Default: "120"}, "rows": {Default: "30"},
 			"secret_env": {}},
 		"shell_write":  shell("input", req, "append_newline", arg{Default: "true"}),
@@ -42,7 +43,7 @@ func livingArguments() map[string]map[string]struct {
 		"shell_close":  shell(),
 		"shell_list":   {"workspace_id": req},
 		"service_start": svc("command", req, "cwd", arg{Default: `"/workspace"`}, "readiness", arg{}, "ready_timeout_seconds", arg{Default: "30"},
-			"ready_interval_ms", arg{Default: "500"}, "restart", arg{Default: `"no"`}, "secret_env", arg{}),
+			"ready_interval_ms", arg{Default: "500"}, "restart", arg{Default: `"no"`}, "secret_env", arg{}, "published_ports", arg{}),
 		"service_list":   {"workspace_id": req},
 		"service_status": svc(),
 		"service_logs":   svc("tail_lines", arg{Default: "200"}, "all", arg{Default: "false"}),
@@ -65,10 +66,15 @@ func TestLivingBadInput(t *testing.T) {
 		{"service_start", map[string]any{"workspace_id": "nope", "name": "web", "command": "true",
 			"readiness": map[string]any{"type": "http", "url": "ftp://x/"}}, "not an http URL"},
 		{"service_start", map[string]any{"workspace_id": "nope", "name": "a b", "command": "true"}, `invalid service name "a b"`},
+		{"service_start", map[string]any{"workspace_id": "nope", "name": "web", "command": "true", "published_ports": []any{map[string]any{"guest_port": 0}}},
+			"published port 0:0 is out of range"},
+		{"workspace_update", map[string]any{"workspace_id": "nope", "network_policy": "everything"}, `unknown network policy "everything"`},
+		{"workspace_update", map[string]any{"workspace_id": "nope", "allow": []any{"198.18.0.5"}}, "need the allowlist network policy"},
 		{"service_start", map[string]any{"workspace_id": "nope", "name": "web", "command": "true", "restart": "always"}, "hint: use a restart of no or on-failure"},
 		{"workspace_create", map[string]any{"environment": "debian:12", "secrets": []any{map[string]any{"name": "A=B", "value": "xxxxx"}}}, `invalid secret name "A=B"`},
 		{"workspace_create", map[string]any{"environment": "debian:12", "name": "0123456789abcdef"}, "invalid workspace name"},
 		{"workspace_update", map[string]any{"workspace_id": "nope"}, "nothing to update"},
+		{"workspace_create", map[string]any{"environment": "debian:12", "network_policy": "everything"}, `unknown network policy "everything"`},
 	} {
 		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: tc.tool, Arguments: tc.args})
 		if err != nil {

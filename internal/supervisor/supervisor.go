@@ -72,6 +72,9 @@ type Config struct {
 	// when to ask again (a TTL extended since, or a guest still busy), or
 	// the zero time to power the guest off now.
 	Recheck func(ctx context.Context) time.Time
+	// NetSock, when set, is where the guest network's control socket
+	// listens (netctl.go), for machines with pyro's own network stack.
+	NetSock string
 }
 
 // Run boots the machine, reports on ready (closed after one JSON line), and
@@ -127,6 +130,7 @@ func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) e
 		return err
 	}
 	defer os.Remove(cfg.ControlSock)
+	defer serveNet(cfg.NetSock, m, log)()
 
 	r := newRouter(conn, hello, log)
 	go r.readGuest()

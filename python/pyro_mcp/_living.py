@@ -140,8 +140,13 @@ class LivingMixin:
         labels: Optional[Mapping[str, str]] = None,
         clear_labels: Optional[Sequence[str]] = None,
         ttl_seconds: Optional[int] = None,
+        network_policy: Optional[str] = None,
+        allow: Optional[Sequence[str]] = None,
+        allow_publish: bool = False,
     ) -> Dict[str, Any]:
-        """Rename a workspace, set or clear labels, or make it expire ``ttl_seconds`` from now (``pyro workspace update``)."""
+        """Rename a workspace, set or clear labels, make it expire ``ttl_seconds`` from now,
+        or change its ``network_policy`` (live when the guest keeps a network device)
+        (``pyro workspace update``)."""
         args = ["workspace", "update", _str("workspace_id", workspace_id)]
         if name is not None:
             args.append(f"--name={_str('name', name)}")
@@ -151,7 +156,15 @@ class LivingMixin:
             args.append(f"--clear-label={_str('clear_labels', k)}")
         if ttl_seconds is not None:
             args.append(f"--ttl-seconds={_int('ttl_seconds', ttl_seconds)}")
+        from .sdk import _network_flags
+
+        args += _network_flags(network_policy, allow, allow_publish)
         return self._call(args)
+
+    def network_workspace(self, workspace_id: str) -> Dict[str, Any]:
+        """A workspace's network (``pyro workspace network``): ``{"policy", "published_ports",
+        "connections", ...}``, the ports its services published and its guest's recent connections."""
+        return self._call(["workspace", "network", _str("workspace_id", workspace_id)])
 
     def list_workspaces(self, labels: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
         """Every workspace, the most recently active first (``pyro workspace list``).
@@ -246,6 +259,7 @@ class LivingMixin:
         ready_interval_ms: int = DEFAULT_READY_INTERVAL_MS,
         restart: str = "no",
         secret_env: Optional[Mapping[str, str]] = None,
+        published_ports: Optional[Sequence[Mapping[str, int]]] = None,
     ) -> Dict[str, Any]:
         """Start a named service and wait until it is ready (``pyro workspace service start``).
 
@@ -253,6 +267,9 @@ class LivingMixin:
         ``{"type": "file", "path": ...}``, ``{"type": "tcp", "port": ...}``,
         ``{"type": "http", "url": ...}`` or ``{"type": "command", "command": ...}``.
         Not ready in time (or exited) raises, with the end of its log.
+        ``published_ports`` is ``[{"guest_port": 8000, "host_port": 0}]``: the
+        guest port on the host's 127.0.0.1 (``host_port`` 0 or absent: a free
+        one) while it runs; the workspace's network policy must allow it.
         """
         from .sdk import _argv  # one rule for commands
 
@@ -269,6 +286,13 @@ class LivingMixin:
             if key not in readiness or set(readiness) - {"type", key}:
                 raise InvalidArgumentError(f"readiness of type {readiness['type']} takes exactly {key!r}, got {readiness!r}")
             args.append(f"--ready-{readiness['type']}={readiness[key]}")
+        for pp in published_ports or ():
+            if not isinstance(pp, Mapping) or "guest_port" not in pp or set(pp) - {"guest_port", "host_port"}:
+                raise InvalidArgumentError(
+                    f"published_ports entries are {{guest_port, host_port?}}, got {pp!r}",
+                    hint="e.g. [{'guest_port': 8000}] or [{'guest_port': 8000, 'host_port': 8080}]",
+                )
+            args.append(f"--publish={_int('host_port', pp.get('host_port', 0))}:{_int('guest_port', pp['guest_port'])}")
         timeout = max(_int("ready_timeout_seconds", ready_timeout_seconds), 0)
         return self._call(args + secret_env_flags(secret_env) + ["--", *_argv(command)], command_timeout=timeout)
 

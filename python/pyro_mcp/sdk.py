@@ -109,6 +109,25 @@ def _shape_flags(vcpu_count: Any, mem_mib: Any, ttl_seconds: Any, network: Any, 
     return flags
 
 
+def _network_flags(network_policy: Any, allow: Any, allow_publish: Any) -> List[str]:
+    """``--network-policy``, ``--allow`` and ``--allow-publish``; pyro checks the values."""
+    flags: List[str] = []
+    if network_policy is not None:
+        if not isinstance(network_policy, str) or not network_policy:
+            raise InvalidArgumentError(
+                f"network_policy must be a string, got {network_policy!r}",
+                hint="off, egress, egress+published-ports, published-ports or allowlist",
+            )
+        flags.append(f"--network-policy={network_policy}")
+    if allow is not None:
+        if isinstance(allow, str) or not all(isinstance(a, str) for a in allow):
+            raise InvalidArgumentError(f"allow must be a list of HOST[:PORT] or CIDR[:PORT] strings, got {allow!r}")
+        flags += [f"--allow={a}" for a in allow]
+    if _bool("allow_publish", allow_publish):
+        flags.append("--allow-publish")
+    return flags
+
+
 class Pyro(WorkspaceFilesMixin, LivingMixin):
     """Run commands in real microVMs through the ``pyro`` binary.
 
@@ -231,6 +250,10 @@ class Pyro(WorkspaceFilesMixin, LivingMixin):
         ttl_seconds: int = DEFAULT_VM_TTL_SECONDS,
         network: bool = False,
         allow_host_compat: bool = False,
+        *,
+        network_policy: Optional[str] = None,
+        allow: Optional[Sequence[str]] = None,
+        allow_publish: bool = False,
     ) -> Dict[str, Any]:
         """Boot a fresh VM, run ``command`` in it, delete the VM (``pyro run``).
 
@@ -239,6 +262,7 @@ class Pyro(WorkspaceFilesMixin, LivingMixin):
         """
         args = ["run", _name("environment", environment)]
         args += _shape_flags(vcpu_count, mem_mib, ttl_seconds, network, allow_host_compat)
+        args += _network_flags(network_policy, allow, allow_publish)
         timeout = _int("timeout_seconds", timeout_seconds)
         args += [f"--timeout-seconds={timeout}", "--", *_argv(command)]
         return self._call(args, command_timeout=max(timeout, 0), exec_result=True)
@@ -253,10 +277,15 @@ class Pyro(WorkspaceFilesMixin, LivingMixin):
         ttl_seconds: int = DEFAULT_VM_TTL_SECONDS,
         network: bool = False,
         allow_host_compat: bool = False,
+        *,
+        network_policy: Optional[str] = None,
+        allow: Optional[Sequence[str]] = None,
+        allow_publish: bool = False,
     ) -> Dict[str, Any]:
         """Create a VM (pulling its environment if needed) without booting it (``pyro vm create``)."""
         args = ["vm", "create", _name("environment", environment)]
         args += _shape_flags(vcpu_count, mem_mib, ttl_seconds, network, allow_host_compat)
+        args += _network_flags(network_policy, allow, allow_publish)
         return self._call(args)
 
     def start_vm(self, vm_id: str) -> Dict[str, Any]:
@@ -304,6 +333,9 @@ class Pyro(WorkspaceFilesMixin, LivingMixin):
         name: Optional[str] = None,
         labels: Optional[Mapping[str, str]] = None,
         secrets: Optional[Sequence[Mapping[str, Any]]] = None,
+        network_policy: Optional[str] = None,
+        allow: Optional[Sequence[str]] = None,
+        allow_publish: bool = False,
     ) -> Dict[str, Any]:
         """Create and start a persistent workspace (``pyro workspace create``).
 
@@ -314,10 +346,14 @@ class Pyro(WorkspaceFilesMixin, LivingMixin):
         ``{key: value}`` to find it by; ``secrets`` is a list of
         ``{"name", "value"}`` or ``{"name", "file_path"}``: files under
         ``/run/pyro-secrets`` in the guest, exposed with ``secret_env``, and
-        ``[REDACTED]`` in every output.
+        ``[REDACTED]`` in every output. ``network_policy`` is ``off`` (the
+        default), ``egress`` (what ``network=True`` means),
+        ``egress+published-ports``, ``published-ports`` or ``allowlist`` with
+        ``allow`` (``HOST[:PORT]``/``CIDR[:PORT]``) and ``allow_publish``.
         """
         args = ["workspace", "create", _name("environment", environment)]
         args += _shape_flags(vcpu_count, mem_mib, ttl_seconds, network, allow_host_compat)
+        args += _network_flags(network_policy, allow, allow_publish)
         args.append(f"--disk-gib={_int('disk_gib', disk_gib)}")
         if seed_path is not None:
             args.append(f"--seed-path={_path('seed_path', seed_path)}")

@@ -31,8 +31,8 @@ list_environments(self)
 pull_environment(self, environment)
 inspect_environment(self, environment)
 prune_environments(self)
-create_vm(self, environment, vcpu_count=1, mem_mib=1024, ttl_seconds=600, network=False, allow_host_compat=False)
-create_workspace(self, environment, vcpu_count=1, mem_mib=1024, ttl_seconds=3600, network=False, allow_host_compat=False, seed_path=None, disk_gib=10, name=None, labels=None, secrets=None)
+create_vm(self, environment, vcpu_count=1, mem_mib=1024, ttl_seconds=600, network=False, allow_host_compat=False, *, network_policy=None, allow=None, allow_publish=False)
+create_workspace(self, environment, vcpu_count=1, mem_mib=1024, ttl_seconds=3600, network=False, allow_host_compat=False, seed_path=None, disk_gib=10, name=None, labels=None, secrets=None, network_policy=None, allow=None, allow_publish=False)
 push_workspace_sync(self, workspace_id, source_path, *, dest="/workspace")
 start_vm(self, vm_id)
 exec_vm(self, vm_id, *, command, timeout_seconds=30)
@@ -45,7 +45,7 @@ status_workspace(self, workspace_id)
 logs_workspace(self, workspace_id)
 network_info_vm(self, vm_id)
 reap_expired(self)
-run_in_vm(self, environment, command, vcpu_count=1, mem_mib=1024, timeout_seconds=30, ttl_seconds=600, network=False, allow_host_compat=False)
+run_in_vm(self, environment, command, vcpu_count=1, mem_mib=1024, timeout_seconds=30, ttl_seconds=600, network=False, allow_host_compat=False, *, network_policy=None, allow=None, allow_publish=False)
 start_workspace(self, workspace_id)
 stop_workspace(self, workspace_id)
 create_snapshot(self, workspace_id, name)
@@ -63,7 +63,8 @@ apply_workspace_patch(self, workspace_id, patch)
 export_workspace(self, workspace_id, path, output_path, *, force=False)
 diff_workspace(self, workspace_id, *, paths=None, stat=False, name_only=False)
 summarize_workspace(self, workspace_id)
-update_workspace(self, workspace_id, *, name=None, labels=None, clear_labels=None, ttl_seconds=None)
+update_workspace(self, workspace_id, *, name=None, labels=None, clear_labels=None, ttl_seconds=None, network_policy=None, allow=None, allow_publish=False)
+network_workspace(self, workspace_id)
 list_workspaces(self, labels=None)
 open_shell(self, workspace_id, cwd="/workspace", cols=120, rows=30, secret_env=None)
 read_shell(self, workspace_id, shell_id, cursor=0, max_chars=65536, plain=False, wait_for_idle_ms=None)
@@ -71,7 +72,7 @@ write_shell(self, workspace_id, shell_id, input, append_newline=True)
 signal_shell(self, workspace_id, shell_id, signal_name="INT")
 close_shell(self, workspace_id, shell_id)
 list_shells(self, workspace_id)
-start_service(self, workspace_id, name, command, cwd="/workspace", readiness=None, ready_timeout_seconds=30, ready_interval_ms=500, restart="no", secret_env=None)
+start_service(self, workspace_id, name, command, cwd="/workspace", readiness=None, ready_timeout_seconds=30, ready_interval_ms=500, restart="no", secret_env=None, published_ports=None)
 list_services(self, workspace_id)
 status_service(self, workspace_id, name)
 logs_service(self, workspace_id, name, tail_lines=200, all=False)
@@ -152,6 +153,11 @@ class ContractTest(unittest.TestCase):
             lambda: p.write_shell("abc", "sh", 7),
             lambda: p.logs_service("abc", "web", all=1),
             lambda: p.exec_workspace("abc", command="true", secret_env={"A=B": "X"}),
+            lambda: p.create_workspace("debian:12", network_policy=7),
+            lambda: p.create_workspace("debian:12", network_policy="allowlist", allow="1.2.3.4"),
+            lambda: p.run_in_vm("debian:12", "true", allow_publish="yes"),
+            lambda: p.start_service("abc", "web", "true", published_ports=[{"port": 8000}]),
+            lambda: p.start_service("abc", "web", "true", published_ports=[{"guest_port": "8000"}]),
         ):
             with self.assertRaises(InvalidArgumentError):
                 call()
