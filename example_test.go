@@ -54,7 +54,14 @@ func Example_workspace() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("exit", r.ExitCode, "after", logs.Count, "commands")
+	commands := 0
+	for _, e := range logs.Entries {
+		if e.Kind == pyro.LogExec {
+			commands++
+		}
+	}
+	// The log also holds the push (kind "sync").
+	fmt.Println("exit", r.ExitCode, "after", commands, "commands and", logs.Count-commands, "other entry")
 }
 
 // Errors wrap a class callers can branch on, and carry a hint.

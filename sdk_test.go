@@ -200,7 +200,7 @@ func TestExampleWorkspace(t *testing.T) {
 		defer func() { os.Stdout = stdout; w.Close() }()
 		Example_workspace()
 	}()
-	want := "hello from /workspace\npushed after the workspace was created\nexit 0 after 2 commands\n"
+	want := "hello from /workspace\npushed after the workspace was created\nexit 0 after 2 commands and 1 other entry\n"
 	if got := <-done; got != want {
 		t.Errorf("Example_workspace printed %q, want %q", got, want)
 	}
