@@ -22,6 +22,9 @@ type Machine struct {
 	StartedAt       *time.Time `json:"started_at,omitempty"`
 	BootMs          int64      `json:"boot_ms,omitempty"`
 	VMMPid          int        `json:"vmm_pid,omitempty"` // while it runs
+	// Start is how the guest last came up: "warm", "resume" or "cold"
+	// (StartWarm...); empty before its first start.
+	Start string `json:"start,omitempty"`
 }
 
 // VM is a VM record: `pyro vm status --json`, vm_status.
@@ -64,6 +67,9 @@ type RunResult struct {
 	ExecResult
 	BootMs  int64 `json:"boot_ms"`
 	TotalMs int64 `json:"total_ms"`
+	// Start is "warm" when the VM was restored from a template, "cold"
+	// when it booted.
+	Start string `json:"start"`
 }
 
 // VMExecResult is the outcome of exec in a VM, which deletes the VM

@@ -64,6 +64,7 @@ type Handler struct {
 	cfg   Config
 	log   *slog.Logger
 	start time.Time
+	warm  warmState // identity.go
 }
 
 var _ agentproto.Handler = (*Handler)(nil)
@@ -86,12 +87,19 @@ func NewHandler(cfg Config) *Handler {
 // Hello describes the agent in the handshake.
 func (h *Handler) Hello() agentproto.Hello {
 	return agentproto.Hello{Proto: agentproto.Version, Software: "pyro-agent " + version.Version,
-		Features: []string{"exec", "put_archive", "stdin"}}
+		Features: []string{"exec", "put_archive", "stdin", "identity"}}
 }
 
 // Handle dispatches one request.
 func (h *Handler) Handle(ctx context.Context, s *agentproto.Stream) (any, error) {
+	if err := h.warm.gate(s.Method); err != nil {
+		return nil, err
+	}
 	switch s.Method {
+	case agentproto.MethodQuiesce:
+		return h.quiesce(s)
+	case agentproto.MethodIdentity:
+		return h.identity(ctx, s)
 	case agentproto.MethodPing:
 		return h.ping(), nil
 	case agentproto.MethodExec:

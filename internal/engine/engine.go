@@ -23,6 +23,7 @@ import (
 	"github.com/pyro-mcp/pyro/internal/paths"
 	"github.com/pyro-mcp/pyro/internal/progress"
 	"github.com/pyro-mcp/pyro/internal/state"
+	"github.com/pyro-mcp/pyro/internal/template"
 	"github.com/pyro-mcp/pyro/internal/vmm"
 )
 
@@ -51,6 +52,9 @@ type Options struct {
 	// AgentBinary is the static pyro put into the guest as its agent;
 	// default $PYRO_AGENT_BIN, else Binary.
 	AgentBinary string
+	// Templates is the warm-start policy: "auto" (default), "on" or
+	// "off"; "" means $PYRO_TEMPLATES, else auto. See warm.go.
+	Templates string
 }
 
 // Engine is safe for concurrent use, and any number of engines in any number
@@ -61,8 +65,10 @@ type Engine struct {
 	catalog  *catalog.Store
 	vms      *state.Store
 	wss      *state.Store
-	layers   *layers.Pool
-	inflight sync.WaitGroup
+	layers    *layers.Pool
+	templates *template.Store
+	inflight  sync.WaitGroup
+	warmOnce
 }
 
 func (e *Engine) storeOf(kind string) *state.Store {
@@ -126,7 +132,8 @@ func New(opts Options) (*Engine, error) {
 	if err := paths.EnsureRuntimeDir(opts.RuntimeDir); err != nil {
 		return nil, err
 	}
-	return &Engine{opts: opts, log: opts.Logger, catalog: cat, vms: vms, wss: wss, layers: pool}, nil
+	return &Engine{opts: opts, log: opts.Logger, catalog: cat, vms: vms, wss: wss, layers: pool,
+		templates: template.Open(opts.CacheDir)}, nil
 }
 
 // Catalog returns the environment store.

@@ -25,6 +25,9 @@ type vmRecord struct {
 	Disk          string             `json:"disk,omitempty"`
 	// Workspace is set on workspaces only.
 	Workspace *wsState `json:"workspace,omitempty"`
+	// Warm names the template build the disks were made from, until the
+	// first boot (warm.go).
+	Warm *warmRef `json:"warm,omitempty"`
 }
 
 const (
@@ -52,6 +55,9 @@ type wsState struct {
 	ForkOf    *api.ForkOrigin   `json:"fork_of,omitempty"`
 	Name      string            `json:"name,omitempty"`
 	LastReset *api.ResetSummary `json:"last_reset,omitempty"`
+	// Suspended is the saved state of a workspace stopped by suspending
+	// it (suspend.go).
+	Suspended *suspendRec `json:"suspended,omitempty"`
 }
 
 // machine is the record's public part; the VMM's pid only while it runs.
