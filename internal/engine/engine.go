@@ -60,11 +60,11 @@ type Options struct {
 // Engine is safe for concurrent use, and any number of engines in any number
 // of processes may act on the same state directories.
 type Engine struct {
-	opts     Options
-	log      *slog.Logger
-	catalog  *catalog.Store
-	vms      *state.Store
-	wss      *state.Store
+	opts      Options
+	log       *slog.Logger
+	catalog   *catalog.Store
+	vms       *state.Store
+	wss       *state.Store
 	layers    *layers.Pool
 	templates *template.Store
 	inflight  sync.WaitGroup

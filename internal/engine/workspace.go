@@ -265,7 +265,6 @@ func (e *Engine) StartWorkspace(ctx context.Context, ref string) (*api.Workspace
 	return e.workspaceView(rec, true, ""), nil
 }
 
-
 // DeleteWorkspace stops the VM and removes its disk, logs and state.
 func (e *Engine) DeleteWorkspace(ctx context.Context, ref string) (*api.WorkspaceDeleteResult, error) {
 	defer e.enter()()
