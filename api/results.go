@@ -200,6 +200,9 @@ type WorkspaceExecResult struct {
 	// Restarted says the workspace's VM was not running and was booted again
 	// from its disk before the command ran.
 	Restarted bool `json:"restarted"`
+	// Resumed says the workspace was suspended and was resumed (its
+	// processes, shells and services kept) before the command ran.
+	Resumed bool `json:"resumed,omitempty"`
 }
 
 // WorkspaceLogs is a workspace's command history: `pyro workspace logs --json`.

@@ -1,6 +1,11 @@
 package agentproto
 
-import "context"
+import (
+	"context"
+	"fmt"
+
+	"github.com/pyro-mcp/pyro/internal/version"
+)
 
 // A guest started from saved memory (a template's clone, a suspended
 // workspace) wakes up with the clock, the kernel's random state and the
@@ -75,4 +80,11 @@ func (c *Client) Identity(ctx context.Context, req IdentityRequest) (*IdentityRe
 		return nil, err
 	}
 	return &res, nil
+}
+
+// AgentVersion is what a separate agent binary prints for --version: the
+// release and the protocol it speaks. A pyro uses an agent beside it only
+// when the line equals its own.
+func AgentVersion() string {
+	return fmt.Sprintf("pyro-agent %s proto %d", version.Version, Version)
 }

@@ -49,8 +49,9 @@ type Options struct {
 	// $PYRO_BIN, else this program. A program other than pyro (a test, a
 	// Go SDK user) must name one, or run the supervisor verb itself.
 	Binary string
-	// AgentBinary is the static pyro put into the guest as its agent;
-	// default $PYRO_AGENT_BIN, else Binary.
+	// AgentBinary is the static binary put into the guest as its agent;
+	// default $PYRO_AGENT_BIN, else pyro-agent beside Binary when it is of
+	// this release, else Binary.
 	AgentBinary string
 	// Templates is the warm-start policy: "auto" (default), "on" or
 	// "off"; "" means $PYRO_TEMPLATES, else auto. See warm.go.
@@ -110,9 +111,8 @@ func New(opts Options) (*Engine, error) {
 	if opts.AgentBinary == "" {
 		opts.AgentBinary = os.Getenv("PYRO_AGENT_BIN")
 	}
-	if opts.AgentBinary == "" {
-		opts.AgentBinary = opts.Binary
-	}
+	// Without one, the agent is pyro-agent beside Binary (or this
+	// program), else Binary itself (initramfs.FindAgent).
 	cat, err := catalog.Open(catalog.Options{Dir: opts.CacheDir, Registry: opts.Registry, Logger: opts.Logger, Progress: opts.Progress})
 	if err != nil {
 		return nil, err

@@ -97,7 +97,7 @@ func (e *Engine) coldSpec(ctx context.Context, rec *vmRecord, dir, run string) (
 
 // initramfs builds (or finds) the initramfs guests of env boot with.
 func (e *Engine) initramfs(ctx context.Context, env *catalog.Installed) (*initramfs.Image, error) {
-	agent, err := initramfs.AgentBinary(e.opts.AgentBinary)
+	agent, err := initramfs.FindAgent(e.opts.CacheDir, e.opts.AgentBinary, e.opts.Binary, agentproto.AgentVersion())
 	if err != nil {
 		return nil, err
 	}
