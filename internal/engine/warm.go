@@ -214,8 +214,9 @@ type warmChoice struct {
 	// Why says why the start is cold ("" when warm, or when cold was
 	// asked for).
 	Why string
-	// Build is set when the caller may build the missing template.
-	Build bool
+	// Build is set when the caller may build the missing template;
+	// Rebuild when one existed but cannot be used.
+	Build, Rebuild bool
 }
 
 // chooseTemplate finds the template a new machine starts from. cold is
@@ -240,9 +241,9 @@ func (e *Engine) chooseTemplate(ctx context.Context, kind string, inst *catalog.
 		return warmChoice{WM: wm, Why: "no template for this machine yet", Build: mayBuild && mode == TemplatesAuto}
 	case err != nil:
 		e.templates.MarkRebuild(id, err.Error())
-		return warmChoice{WM: wm, Why: err.Error() + "; it will be rebuilt", Build: mayBuild && mode == TemplatesAuto}
+		return warmChoice{WM: wm, Why: err.Error() + "; it will be rebuilt", Build: mayBuild && mode == TemplatesAuto, Rebuild: true}
 	case t.Rebuild != "":
-		return warmChoice{WM: wm, Why: "the template is marked for rebuild (" + t.Rebuild + ")", Build: mayBuild && mode == TemplatesAuto}
+		return warmChoice{WM: wm, Why: "the template is marked for rebuild (" + t.Rebuild + ")", Build: mayBuild && mode == TemplatesAuto, Rebuild: true}
 	}
 	return warmChoice{T: t, WM: wm}
 }

@@ -72,6 +72,11 @@ func (e *Engine) templateFor(ctx context.Context, kind string, rec *vmRecord, vk
 		return c.T
 	}
 	if c.Build {
+		if c.Rebuild {
+			e.log.Warn("rebuilding the warm-start template: "+c.Why, "environment", rec.Environment)
+		} else {
+			e.log.Info("saving a warm-start template on the way: later starts of this shape are warm", "environment", rec.Environment)
+		}
 		t, err := e.buildTemplate(ctx, c.WM, true)
 		if err == nil && t != nil {
 			return t
