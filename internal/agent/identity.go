@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -139,14 +140,13 @@ func (h *Handler) identity(_ context.Context, s *agentproto.Stream) (any, error)
 	if len(req.Entropy) < 32 {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "", "identity: %d bytes of entropy, want at least 32", len(req.Entropy))
 	}
-	if err := addEntropy(req.Entropy); err != nil {
+	if err := guestOS.addEntropy(req.Entropy); err != nil {
 		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "identity: seeding the kernel's random pool")
 	}
 	res := &agentproto.IdentityResult{}
 	if req.UnixNano > 0 {
 		before := time.Now()
-		ts := unix.NsecToTimespec(req.UnixNano)
-		if err := unix.ClockSettime(unix.CLOCK_REALTIME, &ts); err != nil {
+		if err := guestOS.setClock(req.UnixNano); err != nil {
 			return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "identity: setting the clock")
 		}
 		res.ClockStepMs = time.Unix(0, req.UnixNano).Sub(before).Milliseconds()
@@ -156,24 +156,18 @@ func (h *Handler) identity(_ context.Context, s *agentproto.Stream) (any, error)
 	res.Thawed = w.thawLocked(h)
 	w.mu.Unlock()
 	if req.Hostname != "" {
-		if err := unix.Sethostname([]byte(req.Hostname)); err != nil {
+		if err := guestOS.setHostname(req.Hostname); err != nil {
 			return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "identity: setting the hostname")
 		}
 	}
 	if req.MachineID != "" {
-		if err := writeMachineID(req.MachineID); err != nil {
+		if err := guestOS.writeMachineID(req.MachineID); err != nil {
 			return nil, err
 		}
 	}
 	if req.Disks != "" {
-		p := ParseDiskParams(req.Disks)
-		for _, serial := range []string{p.Workspace, p.Baseline} {
-			if err := flushDisk(serial); err != nil {
-				return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "identity: dropping the cached blocks of disk %s", serial)
-			}
-		}
-		if err := mountDisks(h.log, p); err != nil {
-			return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "identity")
+		if err := guestOS.mountDisks(h.log, ParseDiskParams(req.Disks)); err != nil {
+			return nil, err
 		}
 	}
 	w.mu.Lock()
@@ -181,6 +175,39 @@ func (h *Handler) identity(_ context.Context, s *agentproto.Stream) (any, error)
 	w.mu.Unlock()
 	res.TookMs = time.Since(start).Milliseconds()
 	return res, nil
+}
+
+// guestOS is what identity changes in the guest; tests replace it (on a
+// host, it would set the host's clock).
+var guestOS = struct {
+	addEntropy     func([]byte) error
+	setClock       func(unixNano int64) error
+	setHostname    func(string) error
+	writeMachineID func(string) error
+	mountDisks     func(*slog.Logger, DiskParams) error
+}{
+	addEntropy: addEntropy,
+	setClock: func(n int64) error {
+		ts := unix.NsecToTimespec(n)
+		return unix.ClockSettime(unix.CLOCK_REALTIME, &ts)
+	},
+	setHostname:    func(h string) error { return unix.Sethostname([]byte(h)) },
+	writeMachineID: writeMachineID,
+	mountDisks:     flushAndMount,
+}
+
+// flushAndMount drops the guest's cached blocks of a clone's data disk
+// and baseline (the template saw placeholders there) and mounts them.
+func flushAndMount(log *slog.Logger, p DiskParams) error {
+	for _, serial := range []string{p.Workspace, p.Baseline} {
+		if err := flushDisk(serial); err != nil {
+			return errdefs.Wrap(errdefs.ErrInternal, err, "", "identity: dropping the cached blocks of disk %s", serial)
+		}
+	}
+	if err := mountDisks(log, p); err != nil {
+		return errdefs.Wrap(errdefs.ErrInternal, err, "", "identity")
+	}
+	return nil
 }
 
 // addEntropy credits b to the kernel's input pool and reseeds the CRNG
