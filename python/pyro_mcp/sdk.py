@@ -203,8 +203,27 @@ class Pyro:
         return self._call(["env", "inspect", _name("environment", environment)])
 
     def prune_environments(self) -> Dict[str, Any]:
-        """Remove stale environments and unreferenced blobs (``pyro env prune``)."""
+        """Remove stale environments, stale warm-start templates and unreferenced blobs (``pyro env prune``)."""
         return self._call(["env", "prune"])
+
+    def prepare(
+        self,
+        *environments: str,
+        vcpu_count: int = DEFAULT_VCPU_COUNT,
+        mem_mib: int = DEFAULT_MEM_MIB,
+        network: bool = False,
+        disk_gib: int = DEFAULT_DISK_GIB,
+    ) -> Dict[str, Any]:
+        """Build the warm-start templates of each environment (default: the default one) for
+        ``run_in_vm`` and ``create_workspace`` of this shape (``pyro prepare``), pulling it first
+        if needed. Returns ``{"templates": [...], "total_ms"}``. Optional: the first run saves
+        the template it is missing on its way."""
+        args = ["prepare", *[_name("environment", e) for e in environments]]
+        args += [f"--vcpu-count={_int('vcpu_count', vcpu_count)}", f"--mem-mib={_int('mem_mib', mem_mib)}",
+                 f"--disk-gib={_int('disk_gib', disk_gib)}"]
+        if _bool("network", network):
+            args.append("--network")
+        return self._call(args, limit=False)
 
     # -- one-shot ----------------------------------------------------------
 
@@ -218,14 +237,20 @@ class Pyro:
         ttl_seconds: int = DEFAULT_VM_TTL_SECONDS,
         network: bool = False,
         allow_host_compat: bool = False,
+        *,
+        cold: bool = False,
     ) -> Dict[str, Any]:
         """Boot a fresh VM, run ``command`` in it, delete the VM (``pyro run``).
 
         ``command`` is a shell string (run with ``/bin/sh -c``) or an argv list.
         A non-zero exit is not an error: read ``exit_code`` and ``timed_out``.
+        The VM is restored from a warm-start template when one fits (the
+        result's ``start`` is ``"warm"``); ``cold=True`` boots it instead.
         """
         args = ["run", _name("environment", environment)]
         args += _shape_flags(vcpu_count, mem_mib, ttl_seconds, network, allow_host_compat)
+        if _bool("cold", cold):
+            args.append("--cold")
         timeout = _int("timeout_seconds", timeout_seconds)
         args += [f"--timeout-seconds={timeout}", "--", *_argv(command)]
         return self._call(args, command_timeout=max(timeout, 0), exec_result=True)
@@ -288,6 +313,8 @@ class Pyro:
         allow_host_compat: bool = False,
         seed_path: Optional[PathLike] = None,
         disk_gib: int = DEFAULT_DISK_GIB,
+        *,
+        cold: bool = False,
     ) -> Dict[str, Any]:
         """Create and start a persistent workspace (``pyro workspace create``).
 
@@ -300,6 +327,8 @@ class Pyro:
         args.append(f"--disk-gib={_int('disk_gib', disk_gib)}")
         if seed_path is not None:
             args.append(f"--seed-path={_path('seed_path', seed_path)}")
+        if _bool("cold", cold):
+            args.append("--cold")
         return self._call(args)
 
     def push_workspace_sync(self, workspace_id: str, source_path: PathLike, *, dest: str = DEFAULT_WORKSPACE_PATH) -> Dict[str, Any]:
@@ -331,9 +360,15 @@ class Pyro:
         """Boot a stopped workspace from its disk (``pyro workspace start``)."""
         return self._call(["workspace", "start", _name("workspace_id", workspace_id)])
 
-    def stop_workspace(self, workspace_id: str) -> Dict[str, Any]:
-        """Power a workspace's VM off; its files stay on its disk (``pyro workspace stop``)."""
-        return self._call(["workspace", "stop", _name("workspace_id", workspace_id)])
+    def stop_workspace(self, workspace_id: str, *, cold: bool = False) -> Dict[str, Any]:
+        """Suspend a workspace (``pyro workspace stop``): its memory is saved next to its disk and
+        ``start_workspace`` (or the next exec) resumes it with its processes; ``state`` is
+        ``"suspended"``. ``cold=True`` powers it off instead (``state`` ``"stopped"``). Its files
+        stay on its disk either way."""
+        args = ["workspace", "stop", _name("workspace_id", workspace_id)]
+        if _bool("cold", cold):
+            args.append("--cold")
+        return self._call(args)
 
     # -- snapshots, reset, fork -------------------------------------------
 
