@@ -40,6 +40,14 @@ type CreateWorkspaceOptions struct {
 	DiskGiB int `json:"disk_gib,omitempty"`
 	// Cold boots the workspace instead of restoring it from a template.
 	Cold bool `json:"-"`
+	// Name, when set, is unique among workspaces and works wherever its
+	// id does.
+	Name string `json:"name,omitempty"`
+	// Labels are free key=value tags to find workspaces by.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Secrets are delivered into the guest under /run/pyro-secrets (a
+	// tmpfs) and redacted from every output pyro returns.
+	Secrets []Secret `json:"secrets,omitempty"`
 }
 
 // StopOptions tune a workspace stop. A nil *StopOptions suspends.
@@ -71,6 +79,9 @@ type ExecOptions struct {
 	// Stdout and Stderr, when set, receive the output as it arrives; the
 	// result holds it too (capped).
 	Stdout, Stderr io.Writer
+	// SecretEnv exposes a workspace's secrets as environment variables:
+	// secret name to variable name ("" means the secret's own name).
+	SecretEnv map[string]string
 }
 
 // RunOptions are a one-shot run: the VM's environment and shape, and the

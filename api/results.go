@@ -118,8 +118,12 @@ type Workspace struct {
 	WorkspaceSeed WorkspaceSeed   `json:"workspace_seed"`
 	Restarts      int             `json:"restarts"`
 	Note          string          `json:"note,omitempty"`
-	// Name is the workspace's name, when it was given one (fork --name).
-	Name string `json:"name,omitempty"`
+	// Name is the workspace's name, when it was given one (at create,
+	// update or fork).
+	Name   string            `json:"name,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// Secrets names its secrets (never their values).
+	Secrets []SecretInfo `json:"secrets,omitempty"`
 	// SnapshotCount counts its snapshots, the baseline included.
 	SnapshotCount int `json:"snapshot_count"`
 	// ForkOf is where a forked workspace came from.
@@ -128,6 +132,13 @@ type Workspace struct {
 	LastReset *ResetSummary `json:"last_reset,omitempty"`
 	// Disk describes its disks and what they occupy (guests only).
 	Disk *WorkspaceDisk `json:"disk,omitempty"`
+	// LastActivityAt is its last command, shell or service call, update or
+	// start (created_at before any).
+	LastActivityAt time.Time `json:"last_activity_at"`
+	// ShellCount counts its shells whose process runs, ServiceCount its
+	// services starting or ready (0 while it is not running).
+	ShellCount   int `json:"shell_count"`
+	ServiceCount int `json:"service_count"`
 }
 
 // WorkspaceList is `pyro workspace list --json`.
@@ -212,7 +223,8 @@ type WorkspaceLogs struct {
 	Count       int        `json:"count"`
 }
 
-// Kinds of workspace log entries (LogEntry.Kind).
+// Kinds of workspace log entries (LogEntry.Kind); shells and services
+// add theirs (LogShellOpen, ...).
 const (
 	LogExec     = "exec"     // a command (the only kind pyro 2.4 wrote)
 	LogSnapshot = "snapshot" // snapshot create
@@ -222,7 +234,8 @@ const (
 
 // LogEntry is one event of a workspace's history. An exec entry has the
 // command's fields; the other kinds have only Kind, Sequence, StartedAt,
-// DurationMs, Error and their own fields (their JSON omits the exec ones).
+// DurationMs, Error and their own fields (their JSON omits the exec ones,
+// but for a shell or service event's command, cwd and exit code).
 type LogEntry struct {
 	Kind     string   `json:"kind"`
 	Sequence int      `json:"sequence"`
@@ -253,6 +266,9 @@ type LogEntry struct {
 	// ResetBy marks history a reset rolled back: the sequence of the first
 	// reset entry whose snapshot predates this entry.
 	ResetBy int `json:"reset_by,omitempty"`
+	// ShellID and Service name the shell or service of an event.
+	ShellID string `json:"shell_id,omitempty"`
+	Service string `json:"service,omitempty"`
 }
 
 // logEvent is the JSON of a non-exec entry.
@@ -267,6 +283,11 @@ type logEvent struct {
 	ForkOf          *ForkOrigin `json:"fork_of,omitempty"`
 	SnapshotSeq     int         `json:"snapshot_sequence,omitempty"`
 	ResetBy         int         `json:"reset_by,omitempty"`
+	ShellID         string      `json:"shell_id,omitempty"`
+	Service         string      `json:"service,omitempty"`
+	Command         []string    `json:"command,omitempty"`
+	Cwd             string      `json:"cwd,omitempty"`
+	ExitCode        *int        `json:"exit_code,omitempty"`
 }
 
 // MarshalJSON writes an exec entry as pyro 2.4 did (plus kind and, when
@@ -278,8 +299,17 @@ func (e LogEntry) MarshalJSON() ([]byte, error) {
 		p.Kind = LogExec
 		return json.Marshal(p)
 	}
-	return json.Marshal(logEvent{Kind: e.Kind, Sequence: e.Sequence, StartedAt: e.StartedAt, DurationMs: e.DurationMs, Error: e.Error,
-		Snapshot: e.Snapshot, ForkWorkspaceID: e.ForkWorkspaceID, ForkOf: e.ForkOf, SnapshotSeq: e.SnapshotSequence, ResetBy: e.ResetBy})
+	ev := logEvent{Kind: e.Kind, Sequence: e.Sequence, StartedAt: e.StartedAt, DurationMs: e.DurationMs, Error: e.Error,
+		Snapshot: e.Snapshot, ForkWorkspaceID: e.ForkWorkspaceID, ForkOf: e.ForkOf, SnapshotSeq: e.SnapshotSequence, ResetBy: e.ResetBy,
+		ShellID: e.ShellID, Service: e.Service, Command: e.Command, Cwd: e.Cwd}
+	// A shell's close and a service's stop say how it ended; a service's
+	// start, when it ended before it was ready.
+	switch {
+	case e.Kind == LogShellClose, e.Kind == LogServiceStop, e.Kind == LogServiceStart && e.ExitCode != 0:
+		code := e.ExitCode
+		ev.ExitCode = &code
+	}
+	return json.Marshal(ev)
 }
 
 // WorkspaceDeleteResult is the outcome of deleting a workspace:

@@ -36,7 +36,7 @@ type benchEnv struct {
 }
 
 func main() {
-	suites := flag.String("suites", "env,vm,workspace,snapshot,faces", "comma-separated suites: env, vm, workspace, snapshot, faces")
+	suites := flag.String("suites", "env,vm,workspace,snapshot,faces,living", "comma-separated suites: env, vm, workspace, snapshot, faces, living")
 	pyro := flag.String("pyro", "bin/pyro", "the pyro binary to measure (static build)")
 	n := flag.Int("n", 200, "round trips for latency figures")
 	build := flag.Bool("build", false, "env suite: also time from-scratch builds of every environment (slow)")
@@ -79,6 +79,8 @@ func main() {
 			err = b.snapshotSuite(ctx)
 		case "faces":
 			err = b.facesSuite(ctx)
+		case "living":
+			err = b.livingSuite(ctx)
 		default:
 			err = fmt.Errorf("unknown suite %q", s)
 		}

@@ -34,7 +34,12 @@ func checkPaths(t *testing.T, m *mcpEnv, allowed []string, cases []pathCase) {
 			if c.tool == "workspace_sync_push" {
 				args = map[string]any{"workspace_id": id, "dest": "/workspace/" + strings.ReplaceAll(c.name, " ", "-")}
 			}
-			args[c.arg] = c.path
+			if c.arg == "file_path" {
+				// A secret's file follows the same rules as seed_path.
+				args["secrets"] = []map[string]any{{"name": "TOKEN", "file_path": c.path}}
+			} else {
+				args[c.arg] = c.path
+			}
 			before := m.wsCount(t)
 			res, out := m.call(t, t.Context(), c.tool, args, nil)
 			text := contentText(res)
@@ -95,6 +100,7 @@ func secretAndRoot(t *testing.T) (root, secret string) {
 	root = t.TempDir()
 	os.MkdirAll(filepath.Join(root, "src"), 0o755)
 	os.WriteFile(filepath.Join(root, "src", "main.go"), []byte("package main\n"), 0o644)
+	os.WriteFile(filepath.Join(root, "token"), []byte("tok-inside-1234\n"), 0o600)
 	os.Symlink(secret, filepath.Join(root, "link-dir"))
 	os.Symlink(filepath.Join(secret, "id_ed25519"), filepath.Join(root, "link-file"))
 	return root, secret
@@ -113,6 +119,9 @@ func outsideCases(root, secret string) []pathCase {
 		{"push inside", "workspace_sync_push", "source_path", filepath.Join(root, "src"), true},
 		{"push outside", "workspace_sync_push", "source_path", secret, false},
 		{"push symlink outside", "workspace_sync_push", "source_path", filepath.Join(root, "link-dir"), false},
+		{"secret file inside", "workspace_create", "file_path", filepath.Join(root, "token"), true},
+		{"secret file outside", "workspace_create", "file_path", filepath.Join(secret, "id_ed25519"), false},
+		{"secret symlink to a file outside", "workspace_create", "file_path", filepath.Join(root, "link-file"), false},
 	}
 }
 

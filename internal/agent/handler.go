@@ -48,6 +48,10 @@ type Config struct {
 	// flush the guest's writes to its disk before answering, so their
 	// effects survive the VMM being killed right after (a workspace's promise).
 	Durable bool
+	// SecretsDir is where secrets are written as files (GuestSecretsDir
+	// in a guest, a tmpfs); "" keeps them in memory only (host-compat,
+	// which has no private tmpfs).
+	SecretsDir string
 }
 
 // DefaultEnv is what a guest command sees before its own variables.
@@ -65,6 +69,7 @@ type Handler struct {
 	log   *slog.Logger
 	start time.Time
 	warm  warmState // identity.go
+	live  *living   // secrets, shells and services (living.go)
 }
 
 var _ agentproto.Handler = (*Handler)(nil)
@@ -81,13 +86,13 @@ func NewHandler(cfg Config) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, log: log, start: time.Now()}
+	return &Handler{cfg: cfg, log: log, start: time.Now(), live: newLiving()}
 }
 
 // Hello describes the agent in the handshake.
 func (h *Handler) Hello() agentproto.Hello {
 	return agentproto.Hello{Proto: agentproto.Version, Software: "pyro-agent " + version.Version,
-		Features: []string{"exec", "put_archive", "stdin", "identity"}}
+		Features: []string{"exec", "put_archive", "stdin", "identity", "shell", "service", "secrets"}}
 }
 
 // Handle dispatches one request.
@@ -107,6 +112,8 @@ func (h *Handler) Handle(ctx context.Context, s *agentproto.Stream) (any, error)
 		if err := decode(s.Params, &req); err != nil {
 			return nil, err
 		}
+		h.live.execs.Add(1)
+		defer h.live.execs.Add(-1)
 		if !req.Sync {
 			return h.exec(ctx, s, req)
 		}
@@ -124,11 +131,15 @@ func (h *Handler) Handle(ctx context.Context, s *agentproto.Stream) (any, error)
 	case agentproto.MethodFreeze:
 		return h.freeze(ctx, s)
 	case agentproto.MethodShutdown:
+		h.stopAll(agentproto.StopAllRequest{GraceMs: 2000}) // services get their TERM
 		unix.Sync()
 		if h.cfg.PowerOff != nil {
 			s.AfterResponse(h.cfg.PowerOff)
 		}
 		return struct{}{}, nil
+	}
+	if res, ok, err := h.handleLiving(ctx, s); ok {
+		return res, err
 	}
 	return nil, errdefs.New(errdefs.ErrInvalidArgument, "upgrade the guest agent (rebuild the initramfs)", "unknown method %q", s.Method)
 }

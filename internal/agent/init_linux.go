@@ -90,7 +90,7 @@ func RunInit() {
 		}
 	}
 	reaper := NewReaper()
-	h := NewHandler(Config{FSRoot: "/", Reap: reaper, PowerOff: powerOff, Logger: log, Durable: true})
+	h := NewHandler(Config{FSRoot: "/", Reap: reaper, PowerOff: powerOff, Logger: log, Durable: true, SecretsDir: GuestSecretsDir})
 	log.Info("ready", "channel", p.Channel, "setup", time.Since(start).Round(time.Millisecond),
 		"modules", tModules.Round(time.Millisecond), "root", tRoot.Round(time.Millisecond))
 	go loadOpened(log, late)

@@ -15,6 +15,7 @@ func (a *App) newPrepareCmd() *cobra.Command {
 	var diskGiB int
 	cmd := &cobra.Command{
 		Use:   "prepare [ENVIRONMENT...] [--network] [--json]",
+		Args:  cobra.ArbitraryArgs,
 		Short: "Build the warm-start templates that make new VMs and workspaces start in a fraction of a boot",
 		Long: `prepare pulls each ENVIRONMENT (default: ` + pyro.DefaultEnvironment + `) if needed and builds its warm-start
 templates: a guest booted to "agent ready", quiesced and saved, that 'pyro run' and

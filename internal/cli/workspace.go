@@ -22,14 +22,16 @@ func (a *App) newWorkspaceCmd() *cobra.Command {
 lives on the workspace's own disk until 'pyro workspace delete', survives the VM
 process dying (the next exec boots it again), and is seeded from a host directory or
 a local .tar/.tar.gz/.tgz with --seed-path. Snapshots are checkpoints of its whole disk;
-reset goes back to one, fork starts a new workspace from one. Any unique prefix of a
-workspace_id works.`,
+reset goes back to one, fork starts a new workspace from one. A workspace is named by
+its id, its --name, or any unique prefix of its id. Shells and services live in it
+between commands; secrets given at create reach it on a tmpfs and are redacted from
+all output.`,
 	}
-	ws.AddCommand(a.wsCreateCmd(), a.wsSyncCmd(), a.wsExecCmd(),
+	ws.AddCommand(a.wsCreateCmd(), a.wsSyncCmd(), a.wsExecCmd(), a.wsUpdateCmd(), a.newShellCmd(), a.newServiceCmd(),
 		idCmd(a, "status WORKSPACE_ID", "Show a workspace: state, resources, seed, commands, whether its VM runs", (*pyro.Client).StatusWorkspace, a.printResult),
 		idCmd(a, "logs WORKSPACE_ID", "Show the workspace's persisted command history", (*pyro.Client).LogsWorkspace, a.printLogs),
 		idCmd(a, "delete WORKSPACE_ID", "Stop the workspace's VM and remove its disk, logs and state", (*pyro.Client).DeleteWorkspace, a.printDeleted),
-		listCmd(a, workspaceTable),
+		a.wsListCmd(),
 		idCmd(a, "start WORKSPACE_ID", "Resume a suspended workspace, or boot a stopped one again from its disk", (*pyro.Client).StartWorkspace, a.printResult),
 		a.wsStopCmd(),
 		a.wsSnapshotCmd(), a.wsResetCmd(), a.wsForkCmd(), a.wsDiskCmd())
@@ -38,10 +40,11 @@ workspace_id works.`,
 
 func (a *App) wsCreateCmd() *cobra.Command {
 	var f createFlags
+	var lf livingFlags
 	var seed string
 	var diskGiB int
 	cmd := &cobra.Command{
-		Use:   "create ENVIRONMENT [--seed-path PATH] [--disk-gib N]",
+		Use:   "create ENVIRONMENT [--seed-path PATH] [--disk-gib N] [--name NAME] [--label KEY=VALUE]... [--secret NAME=VALUE]... [--secret-file NAME=PATH]...",
 		Short: "Create and start a workspace, seeding /workspace from --seed-path",
 		Example: `  pyro workspace create debian:12 --seed-path ./my-project
   pyro workspace create debian:12-build --seed-path src.tar.gz --ttl-seconds 7200`,
@@ -54,8 +57,12 @@ func (a *App) wsCreateCmd() *cobra.Command {
 			if diskGiB <= 0 {
 				return errdefs.New(errdefs.ErrInvalidArgument, "give a positive number of GiB", "--disk-gib %d is out of range", diskGiB)
 			}
+			o := pyro.CreateWorkspaceOptions{Environment: args[0], Shape: shape, SeedPath: seed, DiskGiB: diskGiB, Cold: f.cold}
+			if err := lf.apply(&o); err != nil {
+				return err
+			}
 			w, err := call(a, clientOptions{backend: f.backend}, func(c *pyro.Client) (*pyro.Workspace, error) {
-				return c.CreateWorkspace(cmd.Context(), pyro.CreateWorkspaceOptions{Environment: args[0], Shape: shape, SeedPath: seed, DiskGiB: diskGiB, Cold: f.cold})
+				return c.CreateWorkspace(cmd.Context(), o)
 			})
 			if err != nil {
 				return err
@@ -66,6 +73,7 @@ func (a *App) wsCreateCmd() *cobra.Command {
 	f.register(cmd, pyro.DefaultWorkspaceTTL)
 	cmd.Flags().StringVar(&seed, "seed-path", "", "host directory or .tar/.tar.gz/.tgz to fill /workspace from")
 	cmd.Flags().IntVar(&diskGiB, "disk-gib", pyro.DefaultDiskGiB, "size of /workspace's own disk in GiB (sparse: it costs what is written)")
+	lf.register(cmd)
 	return cmd
 }
 
@@ -116,8 +124,13 @@ func (a *App) wsSyncCmd() *cobra.Command {
 }
 
 func (a *App) wsExecCmd() *cobra.Command {
-	return a.idExecCmd("WORKSPACE_ID", "Run one command in /workspace; the workspace stays alive", "workspace exec",
+	var env secretEnvFlag
+	cmd := a.idExecCmd("WORKSPACE_ID", "Run one command in /workspace; the workspace stays alive", "workspace exec",
 		func(ctx context.Context, c *pyro.Client, id string, ex pyro.ExecOptions) (any, *pyro.ExecResult, string, error) {
+			var err error
+			if ex.SecretEnv, err = env.parse(); err != nil {
+				return nil, nil, "", err
+			}
 			r, err := c.ExecWorkspace(ctx, id, ex)
 			if err != nil {
 				return nil, nil, "", err
@@ -130,6 +143,8 @@ func (a *App) wsExecCmd() *cobra.Command {
 			}
 			return r, &r.ExecResult, fmt.Sprintf("workspace_id=%s sequence=%d ", r.WorkspaceID, r.Sequence), nil
 		})
+	env.register(cmd)
+	return cmd
 }
 
 func (a *App) printLogs(v any) error {
@@ -138,7 +153,7 @@ func (a *App) printLogs(v any) error {
 	}
 	l := v.(*pyro.WorkspaceLogs)
 	for _, le := range l.Entries {
-		if le.Kind != "" && le.Kind != pyro.LogExec {
+		if le.Kind != "" && le.Kind != pyro.LogExec && eventText(le) == "" {
 			fmt.Fprintf(a.Stdout, "#%d %s %s\n", le.Sequence, le.StartedAt.Local().Format(time.RFC3339), eventLine(le))
 			continue
 		}
@@ -152,8 +167,12 @@ func (a *App) printLogs(v any) error {
 		if le.ResetBy > 0 {
 			status += fmt.Sprintf(" [rolled back by the reset #%d]", le.ResetBy)
 		}
+		what := strings.Join(le.Command, " ")
+		if ev := eventText(le); ev != "" {
+			what = ev
+		}
 		fmt.Fprintf(a.Stdout, "#%d %s %s (cwd %s, %d ms) %s\n", le.Sequence, le.StartedAt.Local().Format(time.RFC3339),
-			strings.Join(le.Command, " "), le.Cwd, le.DurationMs, status)
+			what, le.Cwd, le.DurationMs, status)
 		for _, out := range []struct{ name, s string }{{"stdout", le.Stdout}, {"stderr", le.Stderr}} {
 			if out.s != "" {
 				fmt.Fprintf(a.Stdout, "  %s:\n    %s\n", out.name, strings.ReplaceAll(strings.TrimRight(out.s, "\n"), "\n", "\n    "))

@@ -49,7 +49,11 @@ func TestNoHostCompatOnPullFailure(t *testing.T) {
 func daemonize(t *testing.T, run func(cmd string) error, alive bool) int {
 	t.Helper()
 	pidfile := filepath.Join(t.TempDir(), "daemon.pid")
-	cmd := `setsid sh -c '(sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > ` + pidfile + `) &' </dev/null >/dev/null 2>&1`
+	// The command returns only once the daemon's pid is written: the end
+	// of a run kills the tree at once, and a busy host may not yet have
+	// run the echo.
+	cmd := `setsid sh -c '(sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > ` + pidfile + `.tmp && mv ` + pidfile + `.tmp ` + pidfile + `) &' </dev/null >/dev/null 2>&1; ` +
+		`while [ ! -s ` + pidfile + ` ]; do sleep 0.01; done`
 	if err := run(cmd); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"time"
+
 	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
@@ -53,8 +55,14 @@ type wsState struct {
 	Disk      *wsDisk           `json:"disk,omitempty"`
 	Snapshots []snapshotRec     `json:"snapshots,omitempty"`
 	ForkOf    *api.ForkOrigin   `json:"fork_of,omitempty"`
-	Name      string            `json:"name,omitempty"`
 	LastReset *api.ResetSummary `json:"last_reset,omitempty"`
+
+	// Names, labels, secrets and activity (names.go, secrets.go): absent
+	// in 2.4 records.
+	Name           string            `json:"name,omitempty"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	Secrets        []secretMeta      `json:"secrets,omitempty"`
+	LastActivityAt *time.Time        `json:"last_activity_at,omitempty"`
 	// Suspended is the saved state of a workspace stopped by suspending
 	// it (suspend.go).
 	Suspended *suspendRec `json:"suspended,omitempty"`
@@ -80,12 +88,13 @@ func (r *vmRecord) workspaceView(running bool, note string) *api.Workspace {
 	}
 	return &api.Workspace{WorkspaceID: r.ID, Machine: r.machine(running), Running: running,
 		CommandCount: ws.CommandCount, LastCommand: ws.LastCommand, WorkspaceSeed: ws.Seed, Restarts: ws.Restarts, Note: note,
-		Name: ws.Name, SnapshotCount: len(ws.Snapshots), ForkOf: ws.ForkOf, LastReset: ws.LastReset}
+		Name: ws.Name, SnapshotCount: len(ws.Snapshots), ForkOf: ws.ForkOf, LastReset: ws.LastReset,
+		Labels: ws.Labels, Secrets: secretInfos(ws.Secrets), LastActivityAt: r.lastActivity()}
 }
 
 // read resolves ref in st and reads its record, without a lock.
 func (e *Engine) read(st *state.Store, ref string) (*vmRecord, error) {
-	id, err := st.Resolve(ref)
+	id, err := e.resolve(st, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +108,7 @@ func (e *Engine) read(st *state.Store, ref string) (*vmRecord, error) {
 // locked resolves ref in st, takes its lock and reads its record. The
 // caller must call unlock.
 func (e *Engine) locked(st *state.Store, ref string) (rec *vmRecord, unlock func(), err error) {
-	id, err := st.Resolve(ref)
+	id, err := e.resolve(st, ref)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/pyro-mcp/pyro/api"
@@ -52,6 +53,11 @@ func (e *Engine) ResetWorkspace(ctx context.Context, ref, snapshot string) (*api
 		return nil, err
 	}
 	failpoint.Hit("reset-staged")
+	// Shells and services end with the guest they ran in (issue 14): the
+	// same hook as a cold stop, before the power is cut.
+	if err := e.stopShellsAndServices(ctx, rec); err != nil {
+		e.log.Warn("stopping shells and services", "workspace_id", rec.ID, "err", err)
+	}
 	e.killProcesses(rec)
 	os.RemoveAll(e.runDir(rec.ID))
 	failpoint.Hit("reset-stopped")
@@ -88,8 +94,19 @@ func (e *Engine) ForkWorkspace(ctx context.Context, ref string, o api.ForkOption
 			return nil, err
 		}
 	}
+	releaseNames := func() {}
 	if o.Name != "" {
-		if err := e.checkNewName(o.Name); err != nil {
+		// The name is claimed under lockNames, taken before the source's
+		// record lock (the order update takes them in) and held until the
+		// fork's record has it, so that no create or update takes it
+		// meanwhile.
+		names, err := e.lockNames()
+		if err != nil {
+			return nil, err
+		}
+		releaseNames = sync.OnceFunc(func() { names.Unlock() })
+		defer releaseNames()
+		if err := e.checkNewName(o.Name, ""); err != nil {
 			return nil, err
 		}
 	}
@@ -163,10 +180,14 @@ func (e *Engine) ForkWorkspace(ctx context.Context, ref string, o api.ForkOption
 		return nil, err
 	}
 	failpoint.Hit("fork-staged")
+	if err := e.copySecrets(src.ID, fork); err != nil {
+		return nil, err
+	}
 	if err := e.writeRefs(fork); err != nil {
 		return nil, err
 	}
 	made = true
+	releaseNames()
 	failpoint.Hit("fork-recorded")
 	ws.Disk.Pending, ws.Disk.PendingForks = nil, nil
 	seq := ws.NextSequence
@@ -206,23 +227,4 @@ func (e *Engine) stageForkTops(ctx context.Context, src, fork *vmRecord, base sn
 		return err
 	}
 	return e.newTops(ctx, fork, base, fd.Root, fd.Data)
-}
-
-// checkNewName refuses a workspace name in use or malformed.
-func (e *Engine) checkNewName(name string) error {
-	if !snapshotName.MatchString(name) {
-		return errdefs.New(errdefs.ErrInvalidArgument, "name it with 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
-			"invalid workspace name %q", name)
-	}
-	ids, err := e.wss.IDs()
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		var rec vmRecord
-		if e.wss.Read(id, &rec) == nil && rec.Workspace != nil && rec.Workspace.Name == name {
-			return errdefs.New(errdefs.ErrAlreadyExists, "pick another name", "workspace %s is already named %q", id, name)
-		}
-	}
-	return nil
 }

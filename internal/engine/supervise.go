@@ -219,6 +219,7 @@ func RunSupervisor(ctx context.Context, dir string, log *slog.Logger) error {
 	return supervisor.Run(ctx, b, supervisor.Config{
 		Spec: cfg.Spec, ControlSock: cfg.ControlSock, BootTimeout: cfg.BootTimeout, ExpiresAt: cfg.ExpiresAt,
 		Software: "pyro " + version.Version, Logger: log, Identity: cfg.Identity,
+		Recheck: expiryRecheck(dir, cfg.ControlSock),
 	}, ready)
 }
 

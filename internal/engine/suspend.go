@@ -79,35 +79,52 @@ func canSuspend(rec *vmRecord) bool {
 // way.
 func (e *Engine) StopWorkspace(ctx context.Context, ref string, o *api.StopOptions) (*api.Workspace, error) {
 	defer e.enter()()
-	cold := o != nil && o.Cold
-	if cold {
-		rec, err := e.stop(ctx, e.wss, ref)
-		if err != nil {
-			return nil, err
-		}
-		return e.workspaceView(rec, false, ""), nil
-	}
 	rec, unlock, err := e.locked(e.wss, ref)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if rec.Workspace != nil && rec.Workspace.Suspended != nil && !e.alive(rec) {
+	cold := (o != nil && o.Cold) || e.templatesMode() == TemplatesOff
+	if !cold && rec.Workspace != nil && rec.Workspace.Suspended != nil && !e.alive(rec) {
 		return e.workspaceView(rec, false, ""), nil // suspended already
 	}
-	if e.alive(rec) && canSuspend(rec) && e.templatesMode() != TemplatesOff {
+	if !cold && e.alive(rec) && canSuspend(rec) {
 		if err := e.suspendLocked(ctx, rec); err == nil {
 			return e.workspaceView(rec, false, ""), nil
 		} else {
 			e.log.Warn("suspending failed: powering the workspace off instead (its processes end; its files are safe)", "workspace_id", rec.ID, "err", err)
 		}
 	}
+	// Powering off ends shells and services here, services with their
+	// TERM (their last states kept for `service list`), and forgets a
+	// saved state: a cold stop of a suspended workspace boots it next.
+	if err := e.stopShellsAndServices(ctx, rec); err != nil {
+		e.log.Warn("stopping shells and services", "workspace_id", rec.ID, "err", err)
+	}
 	e.stopLocked(ctx, rec)
+	if rec.Workspace != nil && rec.Workspace.Suspended != nil {
+		e.dropSuspended(rec)
+	}
 	rec.State = api.StateStopped
 	if err := e.wss.Write(rec.ID, rec); err != nil {
 		return nil, err
 	}
 	return e.workspaceView(rec, false, ""), nil
+}
+
+// loadLiving resolves ref to a workspace for a call on its shells or
+// services, resuming it first when it is suspended: they live in its
+// saved memory and run on once it is resumed.
+func (e *Engine) loadLiving(ctx context.Context, ref string) (*vmRecord, error) {
+	rec, err := e.loadWorkspace(ref)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Workspace == nil || rec.Workspace.Suspended == nil || e.alive(rec) {
+		return rec, nil
+	}
+	rec, _, err = e.ensureRunning(ctx, rec.ID)
+	return rec, err
 }
 
 // suspendLocked saves rec's running machine and ends it. On failure the

@@ -218,6 +218,10 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 	rec.BootMs = ready.BootMs
 	rec.SupervisorPID = pid
 	rec.VMMPid = ready.VMMPid
+	if err := e.afterBoot(ctx, rec); err != nil {
+		e.killProcesses(rec)
+		return err
+	}
 	backendsel.RecordBoot(ready.Kind, ready.Accel, rec.Env, ready.BootMs)
 	if ws := rec.Workspace; ws != nil && ws.Disk != nil {
 		ws.Disk.Chown = "" // done by the agent at this boot
@@ -251,6 +255,9 @@ func (e *Engine) ExecVM(ctx context.Context, ref string, o api.ExecOptions) (*ap
 	ctx, op := e.start(ctx, "vm exec", phaseBoot, phaseExec)
 	if err := validateExec(&o); err != nil {
 		return nil, err
+	}
+	if len(o.SecretEnv) > 0 {
+		return nil, errNoSecretEnv
 	}
 	rec, err := e.read(e.vms, ref)
 	if err != nil {
@@ -510,6 +517,12 @@ func (e *Engine) reapExpired(ctx context.Context) (*api.ReapResult, error) {
 			// on it, and its own supervisor powers it off at expiry.
 			lock, ok, err := st.TryLock(id)
 			if err != nil || !ok {
+				continue
+			}
+			// Never under a running command, shell or service: reaped
+			// once idle.
+			if st == e.wss && e.busy(ctx, &rec) {
+				lock.Unlock()
 				continue
 			}
 			if err := e.removeLocked(st, id, lock); err == nil {

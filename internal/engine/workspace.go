@@ -51,6 +51,20 @@ func (e *Engine) CreateWorkspace(ctx context.Context, o api.CreateWorkspaceOptio
 	if err := validateCreate(&vo, api.DefaultWorkspaceTTLSeconds); err != nil {
 		return nil, err
 	}
+	// Names, labels and secrets are checked (and secret files read)
+	// before anything is created.
+	secrets, secretMetas, err := readSecretSpecs(o.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkLabels(o.Labels); err != nil {
+		return nil, err
+	}
+	if o.Name != "" {
+		if err := e.checkNewName(o.Name, ""); err != nil {
+			return nil, err
+		}
+	}
 	// Check the whole seed before anything is created: staging it does
 	// (into a private directory), else a dry run of the push.
 	seed := api.WorkspaceSeed{Mode: api.SeedEmpty}
@@ -88,7 +102,10 @@ func (e *Engine) CreateWorkspace(ctx context.Context, o api.CreateWorkspaceOptio
 		return nil, err
 	}
 	defer lock.Unlock()
-	rec.Workspace = &wsState{Seed: seed, NextSequence: 1}
+	rec.Workspace = &wsState{Seed: seed, NextSequence: 1, Labels: o.Labels}
+	if err := e.setupLiving(rec, o.Name, secrets, secretMetas); err != nil {
+		return nil, err
+	}
 	layered := rec.ExecutionMode == api.ModeGuest && rec.Disk == ""
 	if layered {
 		if o.SeedPath != "" && staged == nil {
@@ -234,12 +251,12 @@ func (e *Engine) StatusWorkspace(ctx context.Context, ref string) (*api.Workspac
 		return nil, err
 	}
 	running, note := e.liveness(rec)
-	return e.workspaceView(rec, running, note), nil
+	return e.livingView(ctx, rec, running, note), nil
 }
 
-// ListWorkspaces lists every workspace.
+// ListWorkspaces lists every workspace, the most recently active first.
 func (e *Engine) ListWorkspaces(ctx context.Context) ([]*api.Workspace, error) {
-	return list(e, e.wss, e.workspaceView)
+	return e.ListWorkspacesWith(ctx, nil)
 }
 
 // workspaceView is rec's public view with its disk usage.
@@ -268,7 +285,7 @@ func (e *Engine) StartWorkspace(ctx context.Context, ref string) (*api.Workspace
 // DeleteWorkspace stops the VM and removes its disk, logs and state.
 func (e *Engine) DeleteWorkspace(ctx context.Context, ref string) (*api.WorkspaceDeleteResult, error) {
 	defer e.enter()()
-	id, err := e.wss.Resolve(ref)
+	id, err := e.resolve(e.wss, ref)
 	if err != nil {
 		return nil, err
 	}

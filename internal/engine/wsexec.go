@@ -24,6 +24,11 @@ func (e *Engine) ExecWorkspace(ctx context.Context, ref string, o api.ExecOption
 		return nil, err
 	}
 	id := rec.ID
+	env, err := e.secretEnv(rec, o.SecretEnv)
+	if err != nil {
+		return nil, err
+	}
+	o.Env = withEnv(o.Env, env)
 	rec, restarted, err := e.ensureRunning(ctx, id)
 	if err != nil {
 		return nil, err
@@ -33,16 +38,18 @@ func (e *Engine) ExecWorkspace(ctx context.Context, ref string, o api.ExecOption
 		return nil, err
 	}
 	op.Phase(phaseExec)
-	cmd := argv(o)
+	red := e.redactor(id)
+	cmd := red.Strings(append([]string(nil), argv(o)...))
 	started := time.Now().UTC().Truncate(time.Millisecond)
-	res, execErr := e.exec(ctx, rec, o)
+	res, execErr := e.execRedacted(ctx, rec, o, red)
 	if supervisorGone(execErr) {
 		// Its VMM died just now: the command never ran; boot and run it once more.
 		if again, err := e.restartGone(ctx, id); err == nil {
 			rec, restarted = again, true
-			res, execErr = e.exec(ctx, rec, o)
+			res, execErr = e.execRedacted(ctx, rec, o, red)
 		}
 	}
+	execErr = e.scrub(id, execErr)
 	entry := api.LogEntry{Kind: api.LogExec, Sequence: seq, Command: cmd, Cwd: o.Cwd, StartedAt: started}
 	if execErr != nil {
 		entry.Error = execErr.Error()

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
@@ -73,18 +74,27 @@ func encodeEntry(le api.LogEntry) ([]byte, error) {
 	return append(data, '\n'), nil
 }
 
-// appendLog stores entry, bounded, and counts it in the record.
-func (e *Engine) appendLog(id string, entry api.LogEntry) error {
-	boundEntry(&entry)
+// writeEntry appends entry, bounded, to workspace id's history: the one
+// writer of every log line (commands, snapshot/reset/fork events, shell
+// and service events). The caller holds the record lock.
+func (e *Engine) writeEntry(id string, entry api.LogEntry) error {
 	line, err := encodeEntry(entry)
 	if err != nil {
 		return err
 	}
+	return appendLine(filepath.Join(e.wss.Path(id), LogFile), line)
+}
+
+// appendLog stores entry, bounded, and counts it in the record.
+func (e *Engine) appendLog(id string, entry api.LogEntry) error {
+	boundEntry(&entry)
 	return e.update(id, func(rec *vmRecord) error {
-		if err := appendLine(filepath.Join(e.wss.Path(id), LogFile), line); err != nil {
+		if err := e.writeEntry(id, entry); err != nil {
 			return err
 		}
 		rec.Workspace.CommandCount++
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		rec.Workspace.LastActivityAt = &now
 		if last := rec.Workspace.LastCommand; last == nil || entry.Sequence > last.Sequence {
 			rec.Workspace.LastCommand = &api.CommandSummary{Sequence: entry.Sequence, Command: entry.Command, ExitCode: entry.ExitCode,
 				TimedOut: entry.TimedOut, StartedAt: entry.StartedAt, DurationMs: entry.DurationMs}
@@ -96,11 +106,7 @@ func (e *Engine) appendLog(id string, entry api.LogEntry) error {
 // logEvent records a snapshot, reset or fork in the log, under the
 // caller's lock; the operation itself is done, so a failure only warns.
 func (e *Engine) logEvent(id string, entry api.LogEntry) {
-	line, err := encodeEntry(entry)
-	if err == nil {
-		err = appendLine(filepath.Join(e.wss.Path(id), LogFile), line)
-	}
-	if err != nil {
+	if err := e.writeEntry(id, entry); err != nil {
 		e.log.Warn("logging workspace event", "workspace_id", id, "kind", entry.Kind, "err", err)
 	}
 }
@@ -166,7 +172,7 @@ func tornTail(f *os.File, end int64) (int64, error) {
 // A damaged entry is an error naming the file and the line: the history is
 // never returned with holes in it.
 func (e *Engine) LogsWorkspace(ctx context.Context, ref string) (*api.WorkspaceLogs, error) {
-	id, err := e.wss.Resolve(ref)
+	id, err := e.resolve(e.wss, ref)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/jsonschema-go/jsonschema"
@@ -60,9 +61,23 @@ type WorkspaceCreateArgs struct {
 	SeedPath string `json:"seed_path,omitempty" jsonschema:"optional host directory or local .tar/.tar.gz/.tgz archive copied into /workspace before the workspace is returned"`
 	DiskGiB  int    `json:"disk_gib,omitempty" jsonschema:"size of /workspace's own disk in GiB (sparse: it costs only what is written)"`
 	api.Shape
+	Name    string            `json:"name,omitempty" jsonschema:"optional unique name, which then works wherever the workspace_id does"`
+	Labels  map[string]string `json:"labels,omitempty" jsonschema:"optional labels to find it by with workspace_list: {key: value}"`
+	Secrets []api.Secret      `json:"secrets,omitempty" jsonschema:"secrets for the guest: [{name, value} or {name, file_path}]; files under /run/pyro-secrets, exposed with secret_env, and shown as [REDACTED] in every output"`
 }
 
-func (a WorkspaceCreateArgs) hostPathArgs() []string { return []string{a.SeedPath} }
+// WorkspaceListArgs are workspace_list's arguments.
+type WorkspaceListArgs struct {
+	Labels map[string]string `json:"labels,omitempty" jsonschema:"only the workspaces with all of these labels: {key: value}"`
+}
+
+func (a WorkspaceCreateArgs) hostPathArgs() []string {
+	paths := []string{a.SeedPath}
+	for _, sec := range a.Secrets {
+		paths = append(paths, sec.FilePath)
+	}
+	return paths
+}
 
 // WorkspaceArgs name one workspace.
 type WorkspaceArgs struct {
@@ -73,6 +88,7 @@ type WorkspaceArgs struct {
 type WorkspaceExecArgs struct {
 	WorkspaceArgs
 	CommandArgs
+	SecretEnvArg
 }
 
 // SyncPushArgs are workspace_sync_push's arguments.
@@ -245,15 +261,23 @@ func (s *Server) register() {
 		if err != nil {
 			return nil, err
 		}
-		return s.createWorkspace(ctx, api.CreateWorkspaceOptions{Environment: in.Environment, Shape: in.Shape, SeedPath: seed, DiskGiB: in.DiskGiB})
+		// A secret's file follows the same host-path rules as seed_path.
+		secrets := slices.Clone(in.Secrets)
+		for i := range secrets {
+			if secrets[i].FilePath, err = s.hostPath(ctx, "file_path", secrets[i].FilePath); err != nil {
+				return nil, err
+			}
+		}
+		return s.createWorkspace(ctx, api.CreateWorkspaceOptions{Environment: in.Environment, Shape: in.Shape, SeedPath: seed, DiskGiB: in.DiskGiB,
+			Name: in.Name, Labels: in.Labels, Secrets: secrets})
 	}, wsText("created"))
 
 	addTool(s, &mcp.Tool{
 		Name:        "workspace_list",
-		Description: `List every workspace that exists (also those made by earlier sessions or the pyro CLI) with its state, environment, seed and command count, so that one can be reused instead of creating another.`,
+		Description: `List every workspace that exists (also those made by earlier sessions or the pyro CLI), the most recently active first, with its name, labels, state, environment, seed, command, shell and service counts and expiry, so that one can be reused instead of creating another. labels keeps those with all of the given labels.`,
 		Annotations: withTitle(readOnly, "List workspaces"),
-	}, nil, "", func(ctx context.Context, _ NoArgs) (*api.WorkspaceList, error) {
-		wss, err := e.ListWorkspaces(ctx)
+	}, nil, "", func(ctx context.Context, in WorkspaceListArgs) (*api.WorkspaceList, error) {
+		wss, err := e.ListWorkspacesWith(ctx, &api.WorkspaceListOptions{Labels: in.Labels})
 		if err != nil {
 			return nil, err
 		}
@@ -284,7 +308,7 @@ func (s *Server) register() {
 		if err := needCommand(in.Command); err != nil {
 			return nil, err
 		}
-		return e.ExecWorkspace(ctx, in.WorkspaceID, api.ExecOptions{Command: in.Command, TimeoutSeconds: in.TimeoutSeconds})
+		return e.ExecWorkspace(ctx, in.WorkspaceID, api.ExecOptions{Command: in.Command, TimeoutSeconds: in.TimeoutSeconds, SecretEnv: in.SecretEnv})
 	}, execText)
 
 	addTool(s, &mcp.Tool{
@@ -296,9 +320,10 @@ func (s *Server) register() {
 	}, wsText(""))
 
 	addTool(s, &mcp.Tool{
-		Name:        "workspace_logs",
-		Description: `Return a workspace's command history: every workspace_exec with its exit code, stdout and stderr, oldest first.`,
-		Annotations: withTitle(readOnly, "Show a workspace's command history"),
+		Name:         "workspace_logs",
+		Description:  `Return a workspace's history, oldest first: every workspace_exec with its exit code, stdout and stderr, and its snapshot, reset, fork, shell and service events (each entry's kind says which).`,
+		Annotations:  withTitle(readOnly, "Show a workspace's command history"),
+		OutputSchema: logsOutputSchema(),
 	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.WorkspaceLogs, error) {
 		return e.LogsWorkspace(ctx, in.WorkspaceID)
 	}, logsText)
@@ -312,6 +337,7 @@ func (s *Server) register() {
 	}, func(r *api.WorkspaceDeleteResult) string { return "deleted workspace " + r.WorkspaceID })
 
 	s.registerDiskTools()
+	s.registerLiving()
 }
 
 // addTool registers one tool when the server's profile serves it (see
@@ -371,6 +397,18 @@ func inputSchema[In any](defaults map[string]any) *jsonschema.Schema {
 		}
 		p.Default, _ = json.Marshal(v)
 	}
+	return sch
+}
+
+// logsOutputSchema is workspace_logs' result schema: an entry's fields
+// depend on its kind (api.LogEntry.MarshalJSON), so only kind and sequence
+// are required of every entry.
+func logsOutputSchema() *jsonschema.Schema {
+	sch, err := jsonschema.For[api.WorkspaceLogs](nil)
+	if err != nil {
+		panic(fmt.Sprintf("mcpserver: schema of api.WorkspaceLogs: %v", err))
+	}
+	sch.Properties["entries"].Items.Required = []string{"kind", "sequence"}
 	return sch
 }
 

@@ -62,6 +62,7 @@ var (
 	listDefaults  = map[string]any{"path": api.WorkspaceRoot, "recursive": false}
 	readDefaults  = map[string]any{"max_bytes": api.DefaultDiskReadBytes}
 	exportDefault = map[string]any{"force": false}
+	stopDefaults  = map[string]any{"cold": false}
 )
 
 // registerDiskTools adds the tools of the disk layer: start and stop,
@@ -70,7 +71,7 @@ func (s *Server) registerDiskTools() {
 	e := s.eng
 	addTool(s, &mcp.Tool{
 		Name:        "workspace_start",
-		Description: `Boot a stopped workspace from its disk. workspace_exec does this by itself when needed.`,
+		Description: `Resume a suspended workspace (its processes, shells and services still there), or boot a stopped one from its disk. workspace_exec does this by itself when needed.`,
 		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(false), IdempotentHint: true, OpenWorldHint: boolp(false)}, "Start a workspace"),
 	}, nil, "workspace_start: booting", func(ctx context.Context, in WorkspaceArgs) (*api.Workspace, error) {
 		return e.StartWorkspace(ctx, in.WorkspaceID)
@@ -82,7 +83,7 @@ func (s *Server) registerDiskTools() {
 			`with its processes, shells and services still there), or with cold: true powered off (they end). Its files stay on its disk either way. ` +
 			`Needed before the workspace_disk_* tools.`,
 		Annotations: withTitle(removes, "Stop a workspace"),
-	}, nil, "workspace_stop: stopping", func(ctx context.Context, in StopArgs) (*api.Workspace, error) {
+	}, stopDefaults, "workspace_stop: stopping", func(ctx context.Context, in StopArgs) (*api.Workspace, error) {
 		return e.StopWorkspace(ctx, in.WorkspaceID, &api.StopOptions{Cold: in.Cold})
 	}, wsText("stopped"))
 

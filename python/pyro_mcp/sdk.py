@@ -10,6 +10,7 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import _cli
+from ._living import LivingMixin, secret_env_flags, secret_flags
 from .errors import InvalidArgumentError
 from .server import PyroMCPServer
 
@@ -107,7 +108,7 @@ def _shape_flags(vcpu_count: Any, mem_mib: Any, ttl_seconds: Any, network: Any, 
     return flags
 
 
-class Pyro:
+class Pyro(LivingMixin):
     """Run commands in real microVMs through the ``pyro`` binary.
 
     Args:
@@ -153,13 +154,15 @@ class Pyro:
         """The absolute path of the pyro binary this instance runs."""
         return _cli.find_binary(self._pyro_bin, self._environ())
 
-    def _call(self, args: List[str], *, command_timeout: int = 0, limit: bool = True, exec_result: bool = False) -> Dict[str, Any]:
+    def _call(
+        self, args: List[str], *, command_timeout: int = 0, limit: bool = True, exec_result: bool = False, pass_fds: Sequence[int] = ()
+    ) -> Dict[str, Any]:
         environ = self._environ()
         binary = _cli.find_binary(self._pyro_bin, environ)
         timeout = None
         if limit and self.call_timeout_seconds is not None:
             timeout = float(self.call_timeout_seconds) + command_timeout
-        return _cli.run_json(binary, args, env=environ, timeout=timeout, allow_nonzero_result=exec_result)
+        return _cli.run_json(binary, args, env=environ, timeout=timeout, allow_nonzero_result=exec_result, pass_fds=pass_fds)
 
     # -- MCP ---------------------------------------------------------------
 
@@ -313,6 +316,9 @@ class Pyro:
         allow_host_compat: bool = False,
         seed_path: Optional[PathLike] = None,
         disk_gib: int = DEFAULT_DISK_GIB,
+        name: Optional[str] = None,
+        labels: Optional[Mapping[str, str]] = None,
+        secrets: Optional[Sequence[Mapping[str, Any]]] = None,
         *,
         cold: bool = False,
     ) -> Dict[str, Any]:
@@ -321,15 +327,31 @@ class Pyro:
         ``seed_path`` (a host directory or a local ``.tar``/``.tar.gz``/``.tgz``)
         fills ``/workspace`` before the workspace is returned; ``disk_gib``
         bounds ``/workspace``'s own disk (sparse: it costs what is written).
+        ``name`` (unique) works wherever its id does; ``labels`` are
+        ``{key: value}`` to find it by; ``secrets`` is a list of
+        ``{"name", "value"}`` or ``{"name", "file_path"}``: files under
+        ``/run/pyro-secrets`` in the guest, exposed with ``secret_env``, and
+        ``[REDACTED]`` in every output.
         """
         args = ["workspace", "create", _name("environment", environment)]
         args += _shape_flags(vcpu_count, mem_mib, ttl_seconds, network, allow_host_compat)
         args.append(f"--disk-gib={_int('disk_gib', disk_gib)}")
         if seed_path is not None:
             args.append(f"--seed-path={_path('seed_path', seed_path)}")
+        if name is not None:
+            args.append(f"--name={_name('name', name)}")
+        if labels is not None:
+            from ._living import _label_flags
+
+            args += _label_flags("--label", labels)
         if _bool("cold", cold):
             args.append("--cold")
-        return self._call(args)
+        flags, fds = secret_flags(secrets)
+        try:
+            return self._call(args + flags, pass_fds=fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def push_workspace_sync(self, workspace_id: str, source_path: PathLike, *, dest: str = DEFAULT_WORKSPACE_PATH) -> Dict[str, Any]:
         """Import a host directory or archive into a started workspace (``pyro workspace sync push``)."""
@@ -338,10 +360,22 @@ class Pyro:
         args = ["workspace", "sync", "push", _name("workspace_id", workspace_id), _path("source_path", source_path), f"--dest={dest}"]
         return self._call(args)
 
-    def exec_workspace(self, workspace_id: str, *, command: Command, timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS) -> Dict[str, Any]:
-        """Run one command in ``/workspace``; the workspace stays alive (``pyro workspace exec``)."""
+    def exec_workspace(
+        self,
+        workspace_id: str,
+        *,
+        command: Command,
+        timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
+        secret_env: Optional[Mapping[str, str]] = None,
+    ) -> Dict[str, Any]:
+        """Run one command in ``/workspace``; the workspace stays alive (``pyro workspace exec``).
+
+        ``secret_env`` exposes secrets as environment variables: ``{"SECRET": "VAR"}``
+        (``""`` keeps the secret's name).
+        """
         timeout = _int("timeout_seconds", timeout_seconds)
-        args = ["workspace", "exec", _name("workspace_id", workspace_id), f"--timeout-seconds={timeout}", "--", *_argv(command)]
+        args = ["workspace", "exec", _name("workspace_id", workspace_id), f"--timeout-seconds={timeout}"]
+        args += secret_env_flags(secret_env) + ["--", *_argv(command)]
         return self._call(args, command_timeout=max(timeout, 0), exec_result=True)
 
     def status_workspace(self, workspace_id: str) -> Dict[str, Any]:

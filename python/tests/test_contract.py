@@ -33,11 +33,11 @@ inspect_environment(self, environment)
 prune_environments(self)
 prepare(self, *environments, vcpu_count=1, mem_mib=1024, network=False, disk_gib=10)
 create_vm(self, environment, vcpu_count=1, mem_mib=1024, ttl_seconds=600, network=False, allow_host_compat=False)
-create_workspace(self, environment, vcpu_count=1, mem_mib=1024, ttl_seconds=3600, network=False, allow_host_compat=False, seed_path=None, disk_gib=10, *, cold=False)
+create_workspace(self, environment, vcpu_count=1, mem_mib=1024, ttl_seconds=3600, network=False, allow_host_compat=False, seed_path=None, disk_gib=10, name=None, labels=None, secrets=None, *, cold=False)
 push_workspace_sync(self, workspace_id, source_path, *, dest="/workspace")
 start_vm(self, vm_id)
 exec_vm(self, vm_id, *, command, timeout_seconds=30)
-exec_workspace(self, workspace_id, *, command, timeout_seconds=30)
+exec_workspace(self, workspace_id, *, command, timeout_seconds=30, secret_env=None)
 stop_vm(self, vm_id)
 delete_vm(self, vm_id)
 delete_workspace(self, workspace_id)
@@ -57,6 +57,19 @@ fork_workspace(self, workspace_id, *, snapshot=None, name=None)
 list_workspace_disk(self, workspace_id, path="/workspace", recursive=False)
 read_workspace_disk(self, workspace_id, path, max_bytes=65536)
 export_workspace_disk(self, workspace_id, output_path, *, disk=None, force=False)
+update_workspace(self, workspace_id, *, name=None, labels=None, clear_labels=None, ttl_seconds=None)
+list_workspaces(self, labels=None)
+open_shell(self, workspace_id, cwd="/workspace", cols=120, rows=30, secret_env=None)
+read_shell(self, workspace_id, shell_id, cursor=0, max_chars=65536, plain=False, wait_for_idle_ms=None)
+write_shell(self, workspace_id, shell_id, input, append_newline=True)
+signal_shell(self, workspace_id, shell_id, signal_name="INT")
+close_shell(self, workspace_id, shell_id)
+list_shells(self, workspace_id)
+start_service(self, workspace_id, name, command, cwd="/workspace", readiness=None, ready_timeout_seconds=30, ready_interval_ms=500, restart="no", secret_env=None)
+list_services(self, workspace_id)
+status_service(self, workspace_id, name)
+logs_service(self, workspace_id, name, tail_lines=200, all=False)
+stop_service(self, workspace_id, name)
 """
 
 
@@ -116,6 +129,16 @@ class ContractTest(unittest.TestCase):
             lambda: p.exec_vm("--help", command="true"),
             lambda: p.status_workspace(None),
             lambda: p.push_workspace_sync("abc", "/tmp", dest=""),
+            lambda: p.create_workspace("debian:12", secrets=[{"name": "A=B", "value": "xxxxx"}]),
+            lambda: p.create_workspace("debian:12", secrets=[{"name": "A", "value": "xxxxx", "file_path": "/x"}]),
+            lambda: p.create_workspace("debian:12", secrets="A=B"),
+            lambda: p.create_workspace("debian:12", labels={"a": 1}),
+            lambda: p.start_service("abc", "web", "true", readiness={"type": "udp", "port": 1}),
+            lambda: p.start_service("abc", "web", "true", readiness={"type": "http", "path": "x"}),
+            lambda: p.read_shell("abc", "sh", plain="yes"),
+            lambda: p.write_shell("abc", "sh", 7),
+            lambda: p.logs_service("abc", "web", all=1),
+            lambda: p.exec_workspace("abc", command="true", secret_env={"A=B": "X"}),
         ):
             with self.assertRaises(InvalidArgumentError):
                 call()
