@@ -235,7 +235,22 @@ func (c *Client) InspectEnvironment(ctx context.Context, name string) (*Environm
 // PruneEnvironments removes stale installs and unreferenced blobs; blobs
 // in use by VMs are kept.
 func (c *Client) PruneEnvironments(ctx context.Context) (*PruneResult, error) {
-	return c.eng.Catalog().Prune(ctx)
+	return c.eng.PruneEnvironments(ctx)
+}
+
+// Prepare builds the warm-start templates new VMs and workspaces of each
+// environment start from (pulling it first if needed), so that they are
+// restored in a fraction of a boot instead of booted. Templates that are
+// already usable are kept; a run or a workspace create also saves the one
+// it is missing on its way, so calling Prepare is optional.
+func (c *Client) Prepare(ctx context.Context, o PrepareOptions) (*PrepareResult, error) {
+	return c.eng.Prepare(ctx, o)
+}
+
+// EnvironmentTemplates says whether new VMs and workspaces of env start
+// warm, and lists its templates (pyro doctor --environment).
+func (c *Client) EnvironmentTemplates(ctx context.Context, env string) (*EnvironmentTemplates, error) {
+	return c.eng.EnvironmentTemplates(ctx, env)
 }
 
 // VMs.
@@ -344,9 +359,19 @@ func (c *Client) StartWorkspace(ctx context.Context, workspaceID string) (*Works
 	return c.eng.StartWorkspace(ctx, workspaceID)
 }
 
-// StopWorkspace powers a workspace off; its files stay.
+// StopWorkspace suspends a workspace: its memory and device state are
+// saved next to its disk, and StartWorkspace (or the next exec) resumes it
+// with its processes, shells and services; StopWorkspaceWith with
+// &StopOptions{Cold: true} powers the VM off instead, as pyro 2.4's
+// StopWorkspace did. Its files stay either way.
 func (c *Client) StopWorkspace(ctx context.Context, workspaceID string) (*Workspace, error) {
-	return c.eng.StopWorkspace(ctx, workspaceID)
+	return c.eng.StopWorkspace(ctx, workspaceID, nil)
+}
+
+// StopWorkspaceWith is StopWorkspace with options; a nil *StopOptions
+// suspends.
+func (c *Client) StopWorkspaceWith(ctx context.Context, workspaceID string, opts *StopOptions) (*Workspace, error) {
+	return c.eng.StopWorkspace(ctx, workspaceID, opts)
 }
 
 // Snapshots, reset and fork.

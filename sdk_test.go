@@ -32,6 +32,8 @@ func TestMain(m *testing.M) {
 	}
 	os.Setenv("PYRO_BIN", bin)
 	os.Setenv("PYRO_AGENT_BIN", bin)
+	// Cold boots, as before warm starts: sdk_warm_test.go turns them on.
+	os.Setenv("PYRO_TEMPLATES", "off")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

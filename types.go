@@ -108,6 +108,17 @@ type (
 
 	// Progress is one report of a long operation (a pull, a boot, a seed).
 	Progress = api.Progress
+
+	// StopOptions tune StopWorkspace (Cold powers off instead of suspending).
+	StopOptions = api.StopOptions
+	// PrepareOptions name the templates Prepare builds.
+	PrepareOptions = api.PrepareOptions
+	// PrepareResult is the outcome of Prepare: `pyro prepare --json`.
+	PrepareResult = api.PrepareResult
+	// Template is a warm-start template.
+	Template = api.Template
+	// EnvironmentTemplates says whether an environment starts warm.
+	EnvironmentTemplates = api.EnvironmentTemplates
 )
 
 // CatalogVersion names this revision of the environment catalog.
@@ -132,6 +143,12 @@ const (
 	LogFork        = api.LogFork
 	ModeGuest      = api.ModeGuest      // execution_mode of a real guest
 	ModeHostCompat = api.ModeHostCompat // execution_mode on the host, NOT isolated
+	// How a guest came up (Machine.Start, RunResult.Start).
+	StartCold   = api.StartCold
+	StartWarm   = api.StartWarm
+	StartResume = api.StartResume
+	// StateSuspended is a workspace stopped by suspending it.
+	StateSuspended = api.StateSuspended
 )
 
 // Error classes. Every error the Client returns wraps one of them, so

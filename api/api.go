@@ -26,6 +26,16 @@ const (
 	StateStopped  = "stopped"
 	StateExited   = "exited" // the VMM process died without being stopped
 	StateDeleting = "deleting"
+	// StateSuspended is a workspace stopped by saving its memory and
+	// device state next to its disk: start resumes it, processes and all.
+	StateSuspended = "suspended"
+)
+
+// How a guest came up (Machine.Start, RunResult.Start).
+const (
+	StartCold   = "cold"   // booted
+	StartWarm   = "warm"   // restored from a template of its environment and shape
+	StartResume = "resume" // a suspended workspace restored from its own saved state
 )
 
 // The contract's defaults. A zero field in an options struct means these.

@@ -70,6 +70,8 @@ type EnvironmentInfo struct {
 	Paths       *InstalledEnvironment `json:"paths,omitempty"`
 	// Usage is what the VMs and workspaces built on it occupy.
 	Usage *EnvironmentUsage `json:"usage,omitempty"`
+	// Templates are its warm-start templates.
+	Templates []Template `json:"templates,omitempty"`
 }
 
 // EnvironmentUsage is what the VMs and workspaces of one environment
@@ -145,6 +147,7 @@ type PruneResult struct {
 	FreedBytes          int64    `json:"freed_bytes"`          // disk blocks freed
 	LeasedBlobs         []string `json:"leased_blobs"`         // unreferenced blobs kept because a lease holds them
 	RemovedTemp         int      `json:"removed_temp"`         // leftovers of interrupted pulls
+	RemovedTemplates    []string `json:"removed_templates"`    // stale warm-start templates, by id
 }
 
 // PushResult is what a push published: `pyro env push --json`.

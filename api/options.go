@@ -29,6 +29,8 @@ type Shape struct {
 type CreateVMOptions struct {
 	Environment string `json:"environment"`
 	Shape
+	// Cold boots the VM instead of restoring it from a template.
+	Cold bool `json:"-"`
 }
 
 // CreateWorkspaceOptions describe a workspace to create and start.
@@ -44,6 +46,8 @@ type CreateWorkspaceOptions struct {
 	SeedOrigin *SeedOrigin `json:"-"`
 	// DiskGiB bounds /workspace's own disk; 0 means DefaultDiskGiB.
 	DiskGiB int `json:"disk_gib,omitempty"`
+	// Cold boots the workspace instead of restoring it from a template.
+	Cold bool `json:"-"`
 	// Name, when set, is unique among workspaces and works wherever its
 	// id does.
 	Name string `json:"name,omitempty"`
@@ -52,6 +56,23 @@ type CreateWorkspaceOptions struct {
 	// Secrets are delivered into the guest under /run/pyro-secrets (a
 	// tmpfs) and redacted from every output pyro returns.
 	Secrets []Secret `json:"secrets,omitempty"`
+}
+
+// StopOptions tune a workspace stop. A nil *StopOptions suspends.
+type StopOptions struct {
+	// Cold powers the guest off instead of suspending it: its shells,
+	// services and processes end; /workspace stays on its disk.
+	Cold bool `json:"cold,omitempty"`
+}
+
+// PrepareOptions name the templates Prepare builds: for each environment
+// (default: the default environment), one for `pyro run` and one for
+// workspaces, of this shape.
+type PrepareOptions struct {
+	Environments []string
+	Shape
+	// DiskGiB is the workspace template's data disk; 0 means DefaultDiskGiB.
+	DiskGiB int
 }
 
 // ExecOptions describe one command: Command is a shell string run with
@@ -76,6 +97,8 @@ type ExecOptions struct {
 type RunOptions struct {
 	Environment string
 	Shape
+	// Cold boots the VM instead of restoring it from a template.
+	Cold bool
 
 	Command        string
 	Argv           []string
@@ -93,7 +116,7 @@ func (o RunOptions) Exec() ExecOptions {
 
 // VM returns the VM part of a run.
 func (o RunOptions) VM() CreateVMOptions {
-	return CreateVMOptions{Environment: o.Environment, Shape: o.Shape}
+	return CreateVMOptions{Environment: o.Environment, Shape: o.Shape, Cold: o.Cold}
 }
 
 // PushOptions tune a sync push. A nil *PushOptions is valid.

@@ -27,6 +27,9 @@ type Machine struct {
 	StartedAt       *time.Time `json:"started_at,omitempty"`
 	BootMs          int64      `json:"boot_ms,omitempty"`
 	VMMPid          int        `json:"vmm_pid,omitempty"` // while it runs
+	// Start is how the guest last came up: "warm", "resume" or "cold"
+	// (StartWarm...); empty before its first start.
+	Start string `json:"start,omitempty"`
 }
 
 // VM is a VM record: `pyro vm status --json`, vm_status.
@@ -70,6 +73,9 @@ type RunResult struct {
 	ExecResult
 	BootMs  int64 `json:"boot_ms"`
 	TotalMs int64 `json:"total_ms"`
+	// Start is "warm" when the VM was restored from a template, "cold"
+	// when it booted.
+	Start string `json:"start"`
 }
 
 // VMExecResult is the outcome of exec in a VM, which deletes the VM
@@ -211,6 +217,9 @@ type WorkspaceExecResult struct {
 	// Restarted says the workspace's VM was not running and was booted again
 	// from its disk before the command ran.
 	Restarted bool `json:"restarted"`
+	// Resumed says the workspace was suspended and was resumed (its
+	// processes, shells and services kept) before the command ran.
+	Resumed bool `json:"resumed,omitempty"`
 }
 
 // WorkspaceLogs is a workspace's command history: `pyro workspace logs --json`.

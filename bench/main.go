@@ -36,7 +36,7 @@ type benchEnv struct {
 }
 
 func main() {
-	suites := flag.String("suites", "env,vm,workspace,snapshot,faces,living,files", "comma-separated suites: env, vm, workspace, snapshot, faces, living, files")
+	suites := flag.String("suites", "env,vm,workspace,snapshot,faces,living,files,warm", "comma-separated suites: env, vm, workspace, snapshot, faces, living, files, warm")
 	pyro := flag.String("pyro", "bin/pyro", "the pyro binary to measure (static build)")
 	n := flag.Int("n", 200, "round trips for latency figures")
 	build := flag.Bool("build", false, "env suite: also time from-scratch builds of every environment (slow)")
@@ -83,6 +83,8 @@ func main() {
 			err = b.filesSuite(ctx)
 		case "living":
 			err = b.livingSuite(ctx)
+		case "warm":
+			err = b.warmSuite(ctx)
 		default:
 			err = fmt.Errorf("unknown suite %q", s)
 		}

@@ -38,21 +38,21 @@ func (b *benchEnv) vmSuite(ctx context.Context) error {
 		return err
 	}
 	runs, err := timeIt(5, func() error {
-		_, err := b.pyroCmd(ctx, nil, "run", env, "--", "true")
+		_, err := b.pyroCmd(ctx, nil, "run", env, "--cold", "--", "true")
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	r.line("- (a) floor: raw QEMU, same kernel and initramfs, to a marker printed by /init and power-off (median of 5): %s\n", ms(pct(floor, .5)))
-	r.line("- (b) `pyro run %s -- true` end to end (median of 5): %s; **(b)/(a) = %.2f** (target ≤ 1.15)\n",
+	r.line("- (b) `pyro run %s --cold -- true` end to end (median of 5): %s; **(b)/(a) = %.2f** (target ≤ 1.15)\n",
 		env, ms(pct(runs, .5)), float64(pct(runs, .5))/float64(pct(floor, .5)))
 
 	e, err := engine.New(engine.Options{})
 	if err != nil {
 		return err
 	}
-	vm, err := e.CreateVM(ctx, api.CreateVMOptions{Environment: env})
+	vm, err := e.CreateVM(ctx, api.CreateVMOptions{Environment: env, Cold: true})
 	if err != nil {
 		return err
 	}

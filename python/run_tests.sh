@@ -30,6 +30,8 @@ if [[ -z "${PYRO_BIN:-}" || "${PYRO_PY_REBUILD:-1}" == "1" ]]; then
   export PYRO_BIN="$tmp/pyro"
 fi
 echo "== PYRO_BIN=$PYRO_BIN ($("$PYRO_BIN" --version))"
+# Cold boots: the warm path is tested by the warm*.txtar scripts of cmd/pyro.
+export PYRO_TEMPLATES="${PYRO_TEMPLATES:-off}"
 
 echo "== python unittest (python/tests)"
 "$PYTHON" -m unittest discover -s python/tests -t python/tests -v

@@ -30,7 +30,18 @@ func TestMain(m *testing.M) {
 	if err := cmd.Run(); err != nil {
 		panic("building pyro: " + err.Error())
 	}
+	// The guest agent beside pyro, as a release ships it: a few MB of
+	// initramfs instead of pyro's ~27.
+	cmd = exec.Command("go", "build", "-o", filepath.Join(dir, "pyro-agent"), "../pyro-agent")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		panic("building pyro-agent: " + err.Error())
+	}
 	pyroBinDir = dir
+	// Every test boots cold but the warm-start ones (warm*.txtar,
+	// warm_test.go), which set PYRO_TEMPLATES themselves.
+	os.Setenv("PYRO_TEMPLATES", "off")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -51,6 +62,7 @@ func TestScripts(t *testing.T) {
 			stateDir := filepath.Join(env.WorkDir, ".state")
 			env.Setenv("PYRO_RUNTIME_DIR", runDir)
 			env.Setenv("PYRO_STATE_DIR", stateDir)
+			env.Setenv("PYRO_TEMPLATES", "off")
 			// A failing script must not leave guests running.
 			env.Defer(func() {
 				killProcessesMentioning(runDir, stateDir)

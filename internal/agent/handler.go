@@ -71,7 +71,8 @@ type Handler struct {
 	cfg   Config
 	log   *slog.Logger
 	start time.Time
-	live  *living // secrets, shells and services (living.go)
+	warm  warmState // identity.go
+	live  *living   // secrets, shells and services (living.go)
 }
 
 var _ agentproto.Handler = (*Handler)(nil)
@@ -94,12 +95,19 @@ func NewHandler(cfg Config) *Handler {
 // Hello describes the agent in the handshake.
 func (h *Handler) Hello() agentproto.Hello {
 	return agentproto.Hello{Proto: agentproto.Version, Software: "pyro-agent " + version.Version,
-		Features: append([]string{"exec", "put_archive", "stdin", "shell", "service", "secrets"}, fileFeatures...)}
+		Features: append([]string{"exec", "put_archive", "stdin", "identity", "shell", "service", "secrets"}, fileFeatures...)}
 }
 
 // Handle dispatches one request.
 func (h *Handler) Handle(ctx context.Context, s *agentproto.Stream) (any, error) {
+	if err := h.warm.gate(s.Method); err != nil {
+		return nil, err
+	}
 	switch s.Method {
+	case agentproto.MethodQuiesce:
+		return h.quiesce(s)
+	case agentproto.MethodIdentity:
+		return h.identity(ctx, s)
 	case agentproto.MethodPing:
 		return h.ping(), nil
 	case agentproto.MethodExec:

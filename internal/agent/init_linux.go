@@ -80,6 +80,7 @@ func RunInit() {
 		fatal(err)
 	}
 	unix.Sethostname([]byte(p.Hostname))
+	ensureMachineID()
 	if err := linkUp("lo"); err != nil {
 		log.Warn("lo", "err", err)
 	}

@@ -200,6 +200,24 @@ func Serve(ctx context.Context, rwc io.ReadWriteCloser, h Handler) error {
 				st.cancel()
 				st.q.close() // wakes a handler blocked reading input
 			}
+		case TypeHello:
+			// A hello in the middle of a connection is a new host on the
+			// same guest stream: a guest restored from saved memory keeps
+			// the port it had open, while the host that knew its streams
+			// is gone. Its work is cancelled and the newcomer answered.
+			if f.Stream != 0 {
+				continue
+			}
+			mu.Lock()
+			for id, st := range streams {
+				st.cancel()
+				st.q.close()
+				delete(streams, id)
+			}
+			mu.Unlock()
+			if err := s.answerHello(f); err != nil {
+				return err
+			}
 		default:
 			// Unknown or misdirected frames: ignore, so that a newer host can
 			// add frame types without breaking an older guest's streams.
@@ -233,6 +251,12 @@ func (s *server) handshake() error {
 	if f.Type != TypeHello || f.Stream != 0 {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "", "host sent frame type %d before its hello", f.Type)
 	}
+	return s.answerHello(f)
+}
+
+// answerHello answers the host's hello with ours, and fails on a
+// protocol version mismatch.
+func (s *server) answerHello(f Frame) error {
 	var host Hello
 	if err := json.Unmarshal(f.Payload, &host); err != nil {
 		return errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "", "decoding host hello")

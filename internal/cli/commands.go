@@ -12,6 +12,7 @@ func (a *App) commands() []*cobra.Command {
 	cmds := []*cobra.Command{
 		a.newRunCmd(),
 		a.newEnvCmd(),
+		a.newPrepareCmd(),
 		a.newWorkspaceCmd(),
 		a.newVMCmd(),
 		a.newDoctorCmd(),

@@ -47,6 +47,7 @@ func call[T any](a *App, o clientOptions, f func(*pyro.Client) (T, error)) (T, e
 type createFlags struct {
 	shape   pyro.Shape
 	backend string
+	cold    bool
 }
 
 func (f *createFlags) register(cmd *cobra.Command, defaultTTL int) {
@@ -61,6 +62,7 @@ func (f *createFlags) register(cmd *cobra.Command, defaultTTL int) {
 		def = "auto"
 	}
 	cmd.Flags().StringVar(&f.backend, "backend", def, "VMM to boot with: auto, firecracker, qemu or host_compat (default from $PYRO_BACKEND); later starts keep it")
+	cmd.Flags().BoolVar(&f.cold, "cold", false, "boot the guest instead of restoring it from a warm-start template")
 }
 
 // checked returns the shape, refusing what the engine would take as "the

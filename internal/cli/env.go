@@ -132,6 +132,25 @@ building it locally with mmdebstrap.`,
 				fmt.Fprintf(w, "in use by:    %d VM(s), %d workspace(s)\n", u.VMs, u.Workspaces)
 				fmt.Fprintf(w, "their disks:  %s written, %s in %d snapshot and seed layer(s)\n", api.HumanBytes(u.DiskBytes), api.HumanBytes(u.SnapshotBytes), u.Layers)
 			}
+			if len(info.Templates) == 0 {
+				fmt.Fprintf(w, "templates:    none (pyro prepare %s builds them; the first run does too)\n", info.Name)
+			}
+			for _, t := range info.Templates {
+				line := fmt.Sprintf("%s %s, %d vCPU, %d MiB", t.Kind, t.Status, t.VCPUCount, t.MemMiB)
+				if t.Network {
+					line += ", network"
+				}
+				if t.DiskGiB > 0 {
+					line += fmt.Sprintf(", %d GiB disk", t.DiskGiB)
+				}
+				fmt.Fprintf(w, "template:     %s %s; memory %s, state %s, root %s; built %s in %.1f s by pyro %s",
+					t.ID[:12], line, api.HumanBytes(t.MemoryBytes), api.HumanBytes(t.StateBytes), api.HumanBytes(t.RootBytes),
+					t.CreatedAt.Format("2006-01-02T15:04:05Z07:00"), float64(t.BuildMs)/1000, t.Pyro)
+				if t.Reason != "" {
+					fmt.Fprintf(w, " (%s)", t.Reason)
+				}
+				fmt.Fprintln(w)
+			}
 			return nil
 		},
 	}
@@ -139,7 +158,7 @@ building it locally with mmdebstrap.`,
 	var all bool
 	prune := &cobra.Command{
 		Use:   "prune",
-		Short: "Remove stale environments and unreferenced blobs (blobs in use by VMs are kept)",
+		Short: "Remove stale environments, stale warm-start templates and unreferenced blobs (blobs in use by VMs are kept)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res, err := call(a, quiet(), func(c *pyro.Client) (*pyro.PruneResult, error) {
@@ -171,8 +190,8 @@ building it locally with mmdebstrap.`,
 			if a.JSON {
 				return a.printJSON(res)
 			}
-			fmt.Fprintf(a.Stdout, "removed %d environment(s), %d blob(s), %d temp dir(s); freed %s; kept %d leased blob(s)\n",
-				len(res.RemovedEnvironments), len(res.RemovedBlobs), res.RemovedTemp, api.HumanBytes(res.FreedBytes), len(res.LeasedBlobs))
+			fmt.Fprintf(a.Stdout, "removed %d environment(s), %d blob(s), %d stale template(s), %d temp dir(s); freed %s; kept %d leased blob(s)\n",
+				len(res.RemovedEnvironments), len(res.RemovedBlobs), len(res.RemovedTemplates), res.RemovedTemp, api.HumanBytes(res.FreedBytes), len(res.LeasedBlobs))
 			for _, e := range res.RemovedEnvironments {
 				fmt.Fprintf(a.Stdout, "removed environment %s\n", e)
 			}

@@ -32,14 +32,14 @@ pyro itself failed). A single COMMAND argument containing shell syntax runs with
 				return err
 			}
 			res, err := call(a, clientOptions{backend: f.backend, streams: &ex}, func(c *pyro.Client) (*pyro.RunResult, error) {
-				return c.RunInVM(cmd.Context(), pyro.RunOptions{Environment: before[0], Shape: shape,
+				return c.RunInVM(cmd.Context(), pyro.RunOptions{Environment: before[0], Shape: shape, Cold: f.cold,
 					Command: ex.Command, Argv: ex.Argv, TimeoutSeconds: ex.TimeoutSeconds, Stdout: ex.Stdout, Stderr: ex.Stderr})
 			})
 			if err != nil {
 				return err
 			}
-			return a.finishExec("run", res, &res.ExecResult, fmt.Sprintf("environment=%s execution_mode=%s backend=%s boot_ms=%d ",
-				res.Environment, res.ExecutionMode, res.Backend, res.BootMs))
+			return a.finishExec("run", res, &res.ExecResult, fmt.Sprintf("environment=%s execution_mode=%s backend=%s start=%s boot_ms=%d ",
+				res.Environment, res.ExecutionMode, res.Backend, res.Start, res.BootMs))
 		},
 	}
 	f.register(cmd, pyro.DefaultVMTTLSeconds)

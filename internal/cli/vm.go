@@ -55,7 +55,7 @@ func (a *App) vmCreateCmd() *cobra.Command {
 				return err
 			}
 			vm, err := call(a, clientOptions{backend: f.backend}, func(c *pyro.Client) (*pyro.VM, error) {
-				return c.CreateVM(cmd.Context(), pyro.CreateVMOptions{Environment: args[0], Shape: shape})
+				return c.CreateVM(cmd.Context(), pyro.CreateVMOptions{Environment: args[0], Shape: shape, Cold: f.cold})
 			})
 			if err != nil {
 				return err

@@ -32,8 +32,8 @@ all output.`,
 		idCmd(a, "logs WORKSPACE_ID", "Show the workspace's persisted command history", (*pyro.Client).LogsWorkspace, a.printLogs),
 		idCmd(a, "delete WORKSPACE_ID", "Stop the workspace's VM and remove its disk, logs and state", (*pyro.Client).DeleteWorkspace, a.printDeleted),
 		a.wsListCmd(),
-		idCmd(a, "start WORKSPACE_ID", "Boot a stopped workspace again from its disk", (*pyro.Client).StartWorkspace, a.printResult),
-		idCmd(a, "stop WORKSPACE_ID", "Power the workspace's VM off; /workspace stays on its disk", (*pyro.Client).StopWorkspace, a.printResult),
+		idCmd(a, "start WORKSPACE_ID", "Resume a suspended workspace, or boot a stopped one again from its disk", (*pyro.Client).StartWorkspace, a.printResult),
+		a.wsStopCmd(),
 		a.wsSnapshotCmd(), a.wsResetCmd(), a.wsForkCmd(), a.wsDiskCmd(), a.wsNetworkCmd())
 	ws.AddCommand(a.wsFileCmds()...)
 	return ws
@@ -58,7 +58,7 @@ func (a *App) wsCreateCmd() *cobra.Command {
 			if diskGiB <= 0 {
 				return errdefs.New(errdefs.ErrInvalidArgument, "give a positive number of GiB", "--disk-gib %d is out of range", diskGiB)
 			}
-			o := pyro.CreateWorkspaceOptions{Environment: args[0], Shape: shape, SeedPath: seed, DiskGiB: diskGiB}
+			o := pyro.CreateWorkspaceOptions{Environment: args[0], Shape: shape, SeedPath: seed, DiskGiB: diskGiB, Cold: f.cold}
 			if err := lf.apply(&o); err != nil {
 				return err
 			}
@@ -75,6 +75,30 @@ func (a *App) wsCreateCmd() *cobra.Command {
 	cmd.Flags().StringVar(&seed, "seed-path", "", "host directory or .tar/.tar.gz/.tgz to fill /workspace from")
 	cmd.Flags().IntVar(&diskGiB, "disk-gib", pyro.DefaultDiskGiB, "size of /workspace's own disk in GiB (sparse: it costs what is written)")
 	lf.register(cmd)
+	return cmd
+}
+
+func (a *App) wsStopCmd() *cobra.Command {
+	var cold bool
+	cmd := &cobra.Command{
+		Use:   "stop WORKSPACE_ID [--cold]",
+		Short: "Suspend the workspace (memory saved next to its disk; start resumes it), or power it off with --cold",
+		Long: `Suspend the workspace: its guest's filesystems are flushed and frozen, and its memory and
+device state saved next to its disk; 'pyro workspace start' (or the next exec) resumes it
+with its processes, shells and services still there. --cold powers the VM off instead (they
+end). /workspace stays on its disk either way, and the offline disk tools work on both.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			w, err := call(a, clientOptions{}, func(c *pyro.Client) (*pyro.Workspace, error) {
+				return c.StopWorkspaceWith(cmd.Context(), args[0], &pyro.StopOptions{Cold: cold})
+			})
+			if err != nil {
+				return err
+			}
+			return a.printResult(w)
+		},
+	}
+	cmd.Flags().BoolVar(&cold, "cold", false, "power the VM off instead of suspending it (its processes end)")
 	return cmd
 }
 
@@ -114,6 +138,9 @@ func (a *App) wsExecCmd() *cobra.Command {
 			}
 			if r.Restarted && ex.Stderr != nil {
 				fmt.Fprintf(ex.Stderr, "[workspace] the VM was not running: booted it again from its disk (/workspace kept)\n")
+			}
+			if r.Resumed && ex.Stderr != nil {
+				fmt.Fprintf(ex.Stderr, "[workspace] resumed the suspended workspace (its processes kept)\n")
 			}
 			return r, &r.ExecResult, fmt.Sprintf("workspace_id=%s sequence=%d ", r.WorkspaceID, r.Sequence), nil
 		})

@@ -565,8 +565,8 @@ def sig(f, drop_self):
         if drop_self and i == 0: continue
         if p.kind == p.KEYWORD_ONLY and not star:
             parts.append("*"); star = True
-        if p.kind == p.VAR_POSITIONAL: star = True
         s = p.name
+        if p.kind == p.VAR_POSITIONAL: star = True; s = "*" + s
         if p.default is not p.empty: s += "=" + (json.dumps(p.default) if isinstance(p.default, str) else repr(p.default))
         parts.append(s)
     return "(" + ", ".join(parts) + ")"

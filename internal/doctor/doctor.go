@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/backendsel"
 	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/hostbin"
@@ -50,6 +51,9 @@ type Report struct {
 	Cache        Cache         `json:"cache"`
 	Environments *Environments `json:"environments"`
 	BootTest     BootTest      `json:"boot_test"`
+	// Templates says, for --environment ENV, whether new VMs and
+	// workspaces of ENV start warm (the engine's own verdict).
+	Templates *api.EnvironmentTemplates `json:"templates,omitempty"`
 }
 
 // Platform describes the host.
@@ -120,6 +124,9 @@ type Options struct {
 	// the selected backend. nil reports "not_available".
 	BootTest    func(ctx context.Context) error
 	RunBootTest bool
+	// Templates, when set, reports an environment's warm-start templates
+	// (--environment); its error is reported in the text, never fatal.
+	Templates func(ctx context.Context) (*api.EnvironmentTemplates, error)
 	// Probes default to the real host.
 	Probes *Probes
 }
@@ -250,6 +257,13 @@ func Run(ctx context.Context, opts Options) *Report {
 	}
 	if opts.RunBootTest {
 		r.BootTest = runBootTest(ctx, r, opts.BootTest)
+	}
+	if opts.Templates != nil {
+		t, err := opts.Templates(ctx)
+		if err != nil {
+			t = &api.EnvironmentTemplates{Status: api.TemplateCold, Workspace: api.TemplateCold, Hint: err.Error()}
+		}
+		r.Templates = t
 	}
 	return r
 }

@@ -92,6 +92,23 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 	}
 
+	if t := r.Templates; t != nil {
+		fmt.Fprintf(w, "warm start:   %s: pyro run %s, workspaces %s (PYRO_TEMPLATES=%s)\n", t.Environment, t.Status, t.Workspace, t.Policy)
+		for _, v := range t.Templates {
+			line := fmt.Sprintf("%s %s, %d vCPU, %d MiB", v.Kind, v.Status, v.VCPUCount, v.MemMiB)
+			if v.Network {
+				line += ", network"
+			}
+			if v.Reason != "" {
+				line += " (" + v.Reason + ")"
+			}
+			fmt.Fprintf(w, "  template %s  %s\n", v.ID[:12], line)
+		}
+		if t.Hint != "" {
+			fmt.Fprintf(w, "  hint: %s\n", t.Hint)
+		}
+	}
+
 	bt := r.BootTest
 	switch bt.Status {
 	case "not_requested":

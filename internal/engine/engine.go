@@ -23,6 +23,7 @@ import (
 	"github.com/pyro-mcp/pyro/internal/paths"
 	"github.com/pyro-mcp/pyro/internal/progress"
 	"github.com/pyro-mcp/pyro/internal/state"
+	"github.com/pyro-mcp/pyro/internal/template"
 	"github.com/pyro-mcp/pyro/internal/vmm"
 )
 
@@ -48,21 +49,27 @@ type Options struct {
 	// $PYRO_BIN, else this program. A program other than pyro (a test, a
 	// Go SDK user) must name one, or run the supervisor verb itself.
 	Binary string
-	// AgentBinary is the static pyro put into the guest as its agent;
-	// default $PYRO_AGENT_BIN, else Binary.
+	// AgentBinary is the static binary put into the guest as its agent;
+	// default $PYRO_AGENT_BIN, else pyro-agent beside Binary when it is of
+	// this release, else Binary.
 	AgentBinary string
+	// Templates is the warm-start policy: "auto" (default), "on" or
+	// "off"; "" means $PYRO_TEMPLATES, else auto. See warm.go.
+	Templates string
 }
 
 // Engine is safe for concurrent use, and any number of engines in any number
 // of processes may act on the same state directories.
 type Engine struct {
-	opts     Options
-	log      *slog.Logger
-	catalog  *catalog.Store
-	vms      *state.Store
-	wss      *state.Store
-	layers   *layers.Pool
-	inflight sync.WaitGroup
+	opts      Options
+	log       *slog.Logger
+	catalog   *catalog.Store
+	vms       *state.Store
+	wss       *state.Store
+	layers    *layers.Pool
+	templates *template.Store
+	inflight  sync.WaitGroup
+	warmOnce
 }
 
 func (e *Engine) storeOf(kind string) *state.Store {
@@ -104,9 +111,8 @@ func New(opts Options) (*Engine, error) {
 	if opts.AgentBinary == "" {
 		opts.AgentBinary = os.Getenv("PYRO_AGENT_BIN")
 	}
-	if opts.AgentBinary == "" {
-		opts.AgentBinary = opts.Binary
-	}
+	// Without one, the agent is pyro-agent beside Binary (or this
+	// program), else Binary itself (initramfs.FindAgent).
 	cat, err := catalog.Open(catalog.Options{Dir: opts.CacheDir, Registry: opts.Registry, Logger: opts.Logger, Progress: opts.Progress})
 	if err != nil {
 		return nil, err
@@ -126,7 +132,8 @@ func New(opts Options) (*Engine, error) {
 	if err := paths.EnsureRuntimeDir(opts.RuntimeDir); err != nil {
 		return nil, err
 	}
-	return &Engine{opts: opts, log: opts.Logger, catalog: cat, vms: vms, wss: wss, layers: pool}, nil
+	return &Engine{opts: opts, log: opts.Logger, catalog: cat, vms: vms, wss: wss, layers: pool,
+		templates: template.Open(opts.CacheDir)}, nil
 }
 
 // Catalog returns the environment store.

@@ -406,5 +406,8 @@ func (e *Engine) InspectEnvironment(ctx context.Context, name string) (*api.Envi
 	}
 	u.Layers, u.SnapshotBytes = e.layers.Usage(under)
 	info.Usage = u
+	if info.Templates, err = e.Templates(ctx, info.Name); err != nil {
+		return nil, err
+	}
 	return info, nil
 }

@@ -35,10 +35,10 @@ type savedServices struct {
 	Services []agentproto.ServiceInfo `json:"services"`
 }
 
-// liveWorkspace resolves ref to a workspace whose guest runs: shells and
-// services live there and nowhere else.
-func (e *Engine) liveWorkspace(ref string) (*vmRecord, error) {
-	rec, err := e.loadWorkspace(ref)
+// liveWorkspace resolves ref to a workspace whose guest runs (resumed
+// first when suspended): shells and services live there and nowhere else.
+func (e *Engine) liveWorkspace(ctx context.Context, ref string) (*vmRecord, error) {
+	rec, err := e.loadLiving(ctx, ref)
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,9 @@ type vmRecord struct {
 	Disk          string             `json:"disk,omitempty"`
 	// Workspace is set on workspaces only.
 	Workspace *wsState `json:"workspace,omitempty"`
+	// Warm names the template build the disks were made from, until the
+	// first boot (warm.go).
+	Warm *warmRef `json:"warm,omitempty"`
 }
 
 const (
@@ -60,6 +63,9 @@ type wsState struct {
 	Labels         map[string]string `json:"labels,omitempty"`
 	Secrets        []secretMeta      `json:"secrets,omitempty"`
 	LastActivityAt *time.Time        `json:"last_activity_at,omitempty"`
+	// Suspended is the saved state of a workspace stopped by suspending
+	// it (suspend.go).
+	Suspended *suspendRec `json:"suspended,omitempty"`
 }
 
 // machine is the record's public part; the VMM's pid only while it runs.

@@ -93,7 +93,7 @@ func (e *Engine) StartService(ctx context.Context, ref, name string, o api.Servi
 	if err := checkPorts(o.PublishedPorts); err != nil {
 		return nil, err
 	}
-	rec, err := e.loadWorkspace(ref)
+	rec, err := e.loadLiving(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +202,7 @@ func stoppedNote(s *savedServices) string {
 // they were when it stopped.
 func (e *Engine) ListServices(ctx context.Context, ref string) (*api.ServiceList, error) {
 	defer e.enter()()
-	rec, err := e.loadWorkspace(ref)
+	rec, err := e.loadLiving(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +253,7 @@ func (e *Engine) StatusService(ctx context.Context, ref, name string) (*api.Serv
 	if err := agentproto.CheckServiceName(name); err != nil {
 		return nil, err
 	}
-	rec, err := e.loadWorkspace(ref)
+	rec, err := e.loadLiving(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +300,7 @@ func (e *Engine) LogsService(ctx context.Context, ref, name string, o api.Servic
 	if o.TailLines == 0 {
 		o.TailLines = api.DefaultServiceTailLines
 	}
-	rec, err := e.loadWorkspace(ref)
+	rec, err := e.loadLiving(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +348,7 @@ func (e *Engine) StopService(ctx context.Context, ref, name string) (*api.Servic
 	if err := agentproto.CheckServiceName(name); err != nil {
 		return nil, err
 	}
-	rec, err := e.loadWorkspace(ref)
+	rec, err := e.loadLiving(ctx, ref)
 	if err != nil {
 		return nil, err
 	}

@@ -65,7 +65,7 @@ func (e *Engine) OpenShell(ctx context.Context, ref string, o api.ShellOpenOptio
 
 // shellCall dials a running workspace for one call on its shells.
 func (e *Engine) shellCall(ctx context.Context, ref string, f func(*vmRecord, *agentproto.Client) error) error {
-	rec, err := e.liveWorkspace(ref)
+	rec, err := e.liveWorkspace(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -225,7 +225,7 @@ func (e *Engine) AttachShell(ctx context.Context, ref, shellID string, o api.She
 	if o.Stdout == nil || o.Stdin == nil {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "", "attach needs Stdin and Stdout")
 	}
-	rec, err := e.liveWorkspace(ref)
+	rec, err := e.liveWorkspace(ctx, ref)
 	if err != nil {
 		return nil, err
 	}

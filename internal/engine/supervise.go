@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/api"
+	"github.com/pyro-mcp/pyro/internal/agentproto"
+	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/initramfs"
 	"github.com/pyro-mcp/pyro/internal/proctree"
@@ -37,6 +39,8 @@ type superviseConfig struct {
 	ControlSock string          `json:"control_sock"`
 	BootTimeout time.Duration   `json:"boot_timeout"`
 	ExpiresAt   time.Time       `json:"expires_at"`
+	// Identity is given to a restored guest before it is ready (warm.go).
+	Identity *agentproto.IdentityRequest `json:"identity,omitempty"`
 }
 
 // supervisorBinary is the pyro binary to run supervisors with:
@@ -48,13 +52,28 @@ func (e *Engine) supervisorBinary() (string, error) {
 	return os.Executable()
 }
 
+// spawnSupervisor boots rec's machine through a new supervisor: from its
+// saved state when it has one (a template clone's first boot, a suspended
+// workspace: warm.go), else cold.
 func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*supervisor.Ready, int, error) {
 	dir := e.storeOf(rec.Kind).Path(rec.ID)
 	run := e.runDir(rec.ID)
-	os.RemoveAll(run)
-	if err := os.MkdirAll(run, 0o700); err != nil {
-		return nil, 0, fmt.Errorf("creating runtime directory: %w", err)
+	spec, err := e.coldSpec(ctx, rec, dir, run)
+	if err != nil {
+		return nil, 0, err
 	}
+	cfg := superviseConfig{
+		Mode: rec.ExecutionMode, Backend: e.opts.Backend, Kind: vmm.Kind(rec.BackendKind), Spec: *spec, ControlSock: filepath.Join(run, "ctl.sock"),
+		BootTimeout: e.opts.BootTimeout, ExpiresAt: rec.ExpiresAt,
+	}
+	if err := e.restoreSpec(ctx, rec, &cfg); err != nil {
+		return nil, 0, err
+	}
+	return e.launch(ctx, dir, cfg)
+}
+
+// coldSpec is the machine that boots rec from its disks.
+func (e *Engine) coldSpec(ctx context.Context, rec *vmRecord, dir, run string) (*vmm.MachineSpec, error) {
 	spec := vmm.MachineSpec{
 		ID: rec.ID[:12], Dir: run, VCPUs: rec.VCPUCount, MemMiB: rec.MemMiB, Network: rec.Network, NetPolicy: rec.netPolicySpec(),
 		Console: filepath.Join(dir, "console.log"),
@@ -64,23 +83,36 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 		spec.WorkDir = filepath.Join(dir, "hostroot")
 	} else {
 		op.PhaseStep(phaseBoot, "initramfs")
-		agent, err := initramfs.AgentBinary(e.opts.AgentBinary)
+		img, err := e.initramfs(ctx, rec.Env)
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
-		initrd, err := initramfs.Build(ctx, e.opts.CacheDir, agent, rec.Env.ModulesPath)
-		if err != nil {
-			return nil, 0, err
-		}
-		spec.Kernel, spec.Initrd = rec.Env.KernelPath, initrd
+		spec.Kernel, spec.Initrd = rec.Env.KernelPath, img.Path
 		if err := e.guestSpec(rec, &spec); err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 	}
-	cfg := superviseConfig{
-		Mode: rec.ExecutionMode, Backend: e.opts.Backend, Kind: vmm.Kind(rec.BackendKind), Spec: spec, ControlSock: filepath.Join(run, "ctl.sock"),
-		BootTimeout: e.opts.BootTimeout, ExpiresAt: rec.ExpiresAt,
+	return &spec, nil
+}
+
+// initramfs builds (or finds) the initramfs guests of env boot with.
+func (e *Engine) initramfs(ctx context.Context, env *catalog.Installed) (*initramfs.Image, error) {
+	agent, err := initramfs.FindAgent(e.opts.CacheDir, e.opts.AgentBinary, e.opts.Binary, agentproto.AgentVersion())
+	if err != nil {
+		return nil, err
 	}
+	return initramfs.Resolve(ctx, e.opts.CacheDir, agent, env.ModulesPath)
+}
+
+// launch starts a supervisor for cfg in the state directory dir and waits
+// for its report: the guest ready, or why not.
+func (e *Engine) launch(ctx context.Context, dir string, cfg superviseConfig) (*supervisor.Ready, int, error) {
+	run := cfg.Spec.Dir
+	os.RemoveAll(run)
+	if err := os.MkdirAll(run, 0o700); err != nil {
+		return nil, 0, fmt.Errorf("creating runtime directory: %w", err)
+	}
+	op := progress.From(ctx)
 	data, _ := json.MarshalIndent(cfg, "", "  ")
 	cfgPath := filepath.Join(dir, "supervisor.json")
 	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
@@ -123,7 +155,7 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 		}
 		got <- &r
 	}()
-	readyWait := stretch(e.opts.BootTimeout + readyMargin)
+	readyWait := stretch(cfg.BootTimeout + readyMargin)
 	readyDeadline := time.NewTimer(readyWait)
 	defer readyDeadline.Stop()
 	select {
@@ -144,7 +176,11 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 			if console != "" {
 				msg += "\n--- guest console (last lines) ---\n" + console
 			}
-			return nil, 0, errdefs.New(class, hint, "booting the guest: %s", msg)
+			err := errdefs.New(class, hint, "booting the guest: %s", msg)
+			if r.Restored {
+				err = &restoreError{err: err}
+			}
+			return nil, 0, err
 		}
 		return r, pid, nil
 	case <-ctx.Done():
@@ -182,7 +218,8 @@ func RunSupervisor(ctx context.Context, dir string, log *slog.Logger) error {
 	}
 	return supervisor.Run(ctx, b, supervisor.Config{
 		Spec: cfg.Spec, ControlSock: cfg.ControlSock, BootTimeout: cfg.BootTimeout, ExpiresAt: cfg.ExpiresAt,
-		Software: "pyro " + version.Version, Logger: log, Recheck: expiryRecheck(dir, cfg.ControlSock),
+		Software: "pyro " + version.Version, Logger: log, Identity: cfg.Identity,
+		Recheck: expiryRecheck(dir, cfg.ControlSock),
 		NetSock: filepath.Join(filepath.Dir(cfg.ControlSock), netSockName),
 	}, ready)
 }

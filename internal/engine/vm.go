@@ -41,7 +41,7 @@ func (e *Engine) CreateVM(ctx context.Context, o api.CreateVMOptions) (*api.VM, 
 	if err := validateCreate(&o, api.DefaultVMTTLSeconds); err != nil {
 		return nil, err
 	}
-	rec, err := e.createRecord(ctx, kindVM, o)
+	rec, err := e.createRecord(ctx, kindVM, o, false)
 	if err != nil {
 		return nil, err
 	}
@@ -52,8 +52,10 @@ func (e *Engine) CreateVM(ctx context.Context, o api.CreateVMOptions) (*api.VM, 
 // createRecord makes a VM or workspace of validated options: it chooses
 // where it runs, pulls its environment, and creates its directory, disk
 // and record. It reports the environment and disk phases of the
-// operation in ctx.
-func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOptions) (*vmRecord, error) {
+// operation in ctx. A VM's disk is made from a template when one fits
+// (warm.go); mayBuild lets it save the missing template first, for an
+// operation that boots at once (a run).
+func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOptions, mayBuild bool) (*vmRecord, error) {
 	op := progress.From(ctx)
 	op.Describe(o.Environment, "")
 	op.Phase(phaseEnvironment)
@@ -108,7 +110,7 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 		// A QEMU workspace's disks are layers of the pool (CreateWorkspace).
 		if kind != kindWorkspace || vkind == vmm.KindFirecracker {
 			rec.Disk = filepath.Join(dir, diskName(vkind))
-			if err := createDisk(ctx, vkind, inst, rec.Disk); err != nil {
+			if err := e.createVMDisk(ctx, rec, vkind, o, mayBuild); err != nil {
 				e.catalog.Release(id)
 				st.Remove(id)
 				return nil, err
@@ -210,13 +212,16 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 	if err != nil {
 		return err
 	}
-	ready, pid, err := e.spawnSupervisor(ctx, rec)
+	ready, pid, err := e.bootWarmOrCold(ctx, rec)
 	release()
 	if err != nil {
 		return err
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	rec.State = api.StateRunning
+	rec.Start = ready.Start
+	rec.Warm = nil // its disks are its own from now on
+	e.resumed(rec)
 	rec.StartedAt = &now
 	rec.BootMs = ready.BootMs
 	rec.SupervisorPID = pid
@@ -549,7 +554,7 @@ func (e *Engine) Run(ctx context.Context, o api.RunOptions) (*api.RunResult, err
 	if err := validateExec(&ex); err != nil {
 		return nil, err
 	}
-	rec, err := e.createRecord(ctx, kindVM, vo)
+	rec, err := e.createRecord(ctx, kindVM, vo, true)
 	if err != nil {
 		return nil, err
 	}
@@ -566,6 +571,6 @@ func (e *Engine) Run(ctx context.Context, o api.RunOptions) (*api.RunResult, err
 	return &api.RunResult{
 		Environment: rec.Environment, VMID: rec.ID, ExecutionMode: rec.ExecutionMode, Backend: rec.Backend,
 		VCPUCount: rec.VCPUCount, MemMiB: rec.MemMiB, Network: rec.Network, NetworkPolicy: string(rec.netPolicy().Mode), Command: argv(ex),
-		ExecResult: *res, BootMs: rec.BootMs, TotalMs: op.Elapsed().Milliseconds(),
+		ExecResult: *res, BootMs: rec.BootMs, TotalMs: op.Elapsed().Milliseconds(), Start: rec.Start,
 	}, nil
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/layers"
 	"github.com/pyro-mcp/pyro/internal/progress"
+	"github.com/pyro-mcp/pyro/internal/template"
+	"github.com/pyro-mcp/pyro/internal/vmm"
 )
 
 // phaseSeed fills /workspace from the seed of a new workspace.
@@ -85,7 +87,7 @@ func (e *Engine) CreateWorkspace(ctx context.Context, o api.CreateWorkspaceOptio
 		}
 		seed = withOrigin(api.WorkspaceSeed{Mode: st.Mode, SourcePath: abs, Entries: st.Entries, Bytes: st.Bytes, Digest: st.Digest}, o.SeedOrigin)
 	}
-	rec, err := e.createRecord(ctx, kindWorkspace, vo)
+	rec, err := e.createRecord(ctx, kindWorkspace, vo, false)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +114,7 @@ func (e *Engine) CreateWorkspace(ctx context.Context, o api.CreateWorkspaceOptio
 				return nil, err
 			}
 		}
-		if err := e.createDisks(ctx, rec, o.DiskGiB, staged); err != nil {
+		if err := e.createDisks(ctx, rec, o, staged); err != nil {
 			return nil, err
 		}
 	}
@@ -144,14 +146,27 @@ func (e *Engine) layeredLikely() bool {
 // createDisks builds a new workspace's layout-2 disks: the seed layer
 // (sealed at once: it is the baseline's data layer) from the staged seed
 // (nil: an empty /workspace) and a writable top over it and over the
-// environment's root image.
-func (e *Engine) createDisks(ctx context.Context, rec *vmRecord, sizeGiB int, staged *stagedSeed) error {
+// environment's root image, or over a template's root layer when the
+// workspace starts from one (warmdisk.go).
+func (e *Engine) createDisks(ctx context.Context, rec *vmRecord, o api.CreateWorkspaceOptions, staged *stagedSeed) error {
+	sizeGiB := o.DiskGiB
 	seedLayer := layers.NewName(layers.ExtRaw)
 	root, data := layers.NewName(layers.ExtQCOW2), layers.NewName(layers.ExtQCOW2)
 	ws := rec.Workspace
 	ws.Disk = &wsDisk{Layout: api.LayoutData, SizeGiB: sizeGiB, Pending: []string{seedLayer, root, data}}
+	t := e.templateFor(ctx, template.KindWorkspace, rec, vmm.Kind(rec.BackendKind), o.Shape, sizeGiB, o.Cold, true)
+	tmplRoot := ""
+	if t != nil {
+		tmplRoot = layers.NewName(layers.ExtQCOW2)
+		ws.Disk.Pending = append(ws.Disk.Pending, tmplRoot)
+	}
 	if err := e.writeRefs(rec); err != nil {
 		return err
+	}
+	if t != nil {
+		if err := e.warmRootLayer(t, tmplRoot); err != nil {
+			return err
+		}
 	}
 	if err := e.buildSeedLayer(ctx, seedLayer, sizeGiB, staged); err != nil {
 		if staged != nil {
@@ -165,7 +180,12 @@ func (e *Engine) createDisks(ctx context.Context, rec *vmRecord, sizeGiB int, st
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	base := snapshotRec{Name: api.BaselineSnapshot, CreatedAt: now, Root: "", Data: seedLayer,
 		SizeBytes: layers.Allocated(e.layers.Path(seedLayer))}
-	if err := e.newTops(ctx, rec, base, root, data); err != nil {
+	under := base
+	if t != nil {
+		under.Root = tmplRoot
+		rec.Warm = &warmRef{Template: t.ID, Build: t.Build, Kind: template.KindWorkspace}
+	}
+	if err := e.newTops(ctx, rec, under, root, data); err != nil {
 		return err
 	}
 	ws.Disk.Root, ws.Disk.Data, ws.Disk.Pending = root, data, nil
@@ -214,7 +234,9 @@ func (e *Engine) ensureRunning(ctx context.Context, id string) (*vmRecord, bool,
 	if err := e.startLocked(ctx, &rec); err != nil {
 		return nil, false, err
 	}
-	rec.Workspace.Restarts++
+	if rec.Start != startResume {
+		rec.Workspace.Restarts++
+	}
 	if err := e.wss.Write(id, &rec); err != nil {
 		return nil, false, err
 	}
@@ -258,23 +280,6 @@ func (e *Engine) StartWorkspace(ctx context.Context, ref string) (*api.Workspace
 	}
 	op.Done()
 	return e.workspaceView(rec, true, ""), nil
-}
-
-// StopWorkspace powers the workspace's VM off; /workspace stays on its disk.
-func (e *Engine) StopWorkspace(ctx context.Context, ref string) (*api.Workspace, error) {
-	defer e.enter()()
-	// Stop is cold: shells and services end here, services with their
-	// TERM (a warm stop, suspending the guest, would skip this).
-	if rec, err := e.loadWorkspace(ref); err == nil {
-		if err := e.stopShellsAndServices(ctx, rec); err != nil {
-			e.log.Warn("stopping shells and services", "workspace_id", rec.ID, "err", err)
-		}
-	}
-	rec, err := e.stop(ctx, e.wss, ref)
-	if err != nil {
-		return nil, err
-	}
-	return e.workspaceView(rec, false, ""), nil
 }
 
 // DeleteWorkspace stops the VM and removes its disk, logs and state.

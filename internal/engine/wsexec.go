@@ -74,7 +74,8 @@ func (e *Engine) ExecWorkspace(ctx context.Context, ref string, o api.ExecOption
 	}
 	op.Done()
 	return &api.WorkspaceExecResult{WorkspaceID: id, Sequence: seq, ExecutionMode: rec.ExecutionMode, Backend: rec.Backend,
-		Command: cmd, Cwd: o.Cwd, ExecResult: *res, Restarted: restarted}, nil
+		Command: cmd, Cwd: o.Cwd, ExecResult: *res, Restarted: restarted && rec.Start != startResume,
+		Resumed: restarted && rec.Start == startResume}, nil
 }
 
 // update applies f to the workspace record id under its lock.

@@ -57,56 +57,88 @@ func CheckStatic(p string) error {
 // inputs and is written atomically, so concurrent builders are safe and a
 // cache hit costs two hashes.
 func Build(ctx context.Context, cacheDir, agentBin, modulesCpio string) (string, error) {
-	if err := CheckStatic(agentBin); err != nil {
+	img, err := Resolve(ctx, cacheDir, agentBin, modulesCpio)
+	if err != nil {
 		return "", err
 	}
+	return img.Path, nil
+}
+
+// Image is a built initramfs and what it was built from.
+type Image struct {
+	Path string
+	// Digest names the image (the first 32 hex digits of a SHA-256 over
+	// its inputs' digests); Agent is the SHA-256 of the agent binary.
+	Digest string
+	Agent  string
+}
+
+// Resolve is Build, also returning the digests a warm-start template is
+// keyed by.
+func Resolve(ctx context.Context, cacheDir, agentBin, modulesCpio string) (*Image, error) {
+	if err := CheckStatic(agentBin); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(cacheDir, "initramfs")
 	h := sha256.New()
 	fmt.Fprintf(h, "pyro-initramfs-v1\n")
-	for _, p := range []string{agentBin, modulesCpio} {
+	img := &Image{}
+	for i, p := range []string{agentBin, modulesCpio} {
 		if p == "" {
 			fmt.Fprintf(h, "none\n")
 			continue
 		}
-		sum, err := fileSum(p)
+		sum, err := cachedSum(dir, p)
 		if err != nil {
-			return "", errdefs.Wrap(errdefs.ErrNotFound, err, "reinstall the environment with `pyro env pull`", "hashing %s", p)
+			return nil, errdefs.Wrap(errdefs.ErrNotFound, err, "reinstall the environment with `pyro env pull`", "hashing %s", p)
+		}
+		if i == 0 {
+			img.Agent = sum
 		}
 		fmt.Fprintf(h, "%s\n", sum)
 	}
 	if err := ctx.Err(); err != nil {
-		return "", err
+		return nil, err
 	}
-	dir := filepath.Join(cacheDir, "initramfs")
-	out := filepath.Join(dir, hex.EncodeToString(h.Sum(nil))[:32]+".cpio")
-	if _, err := os.Stat(out); err == nil {
-		return out, nil
+	img.Digest = hex.EncodeToString(h.Sum(nil))[:32]
+	img.Path = filepath.Join(dir, img.Digest+".cpio")
+	if _, err := os.Stat(img.Path); err == nil {
+		return img, nil
 	}
+	if err := write1(dir, img.Path, agentBin, modulesCpio); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+// write1 writes the image at out atomically.
+func write1(dir, out, agentBin, modulesCpio string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "check PYRO_CACHE_DIR is writable", "creating %s", dir)
+		return errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "check PYRO_CACHE_DIR is writable", "creating %s", dir)
 	}
 	tmp, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
-		return "", errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "check PYRO_CACHE_DIR is writable", "creating initramfs")
+		return errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "check PYRO_CACHE_DIR is writable", "creating initramfs")
 	}
 	defer os.Remove(tmp.Name())
 	if err := write(tmp, agentBin, modulesCpio); err != nil {
 		tmp.Close()
-		return "", errdefs.Wrap(errdefs.ErrInternal, err, "", "writing initramfs")
+		return errdefs.Wrap(errdefs.ErrInternal, err, "", "writing initramfs")
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return "", errdefs.Wrap(errdefs.ErrInternal, err, "", "writing initramfs")
+		return errdefs.Wrap(errdefs.ErrInternal, err, "", "writing initramfs")
 	}
 	if err := tmp.Close(); err != nil {
-		return "", errdefs.Wrap(errdefs.ErrInternal, err, "", "writing initramfs")
+		return errdefs.Wrap(errdefs.ErrInternal, err, "", "writing initramfs")
 	}
 	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return "", err
+		return err
 	}
 	if err := os.Rename(tmp.Name(), out); err != nil {
-		return "", errdefs.Wrap(errdefs.ErrInternal, err, "", "installing initramfs")
+		return errdefs.Wrap(errdefs.ErrInternal, err, "", "installing initramfs")
 	}
-	return out, nil
+	return nil
 }
 
 // write puts our archive then the modules archive into w. The kernel's

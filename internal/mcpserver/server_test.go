@@ -163,7 +163,7 @@ func TestArguments(t *testing.T) {
 		"workspace_logs":       ws,
 		"workspace_delete":     ws,
 		"workspace_start":      ws,
-		"workspace_stop":       ws,
+		"workspace_stop":       {"workspace_id": {Required: true}, "cold": {Default: "false"}},
 		"snapshot_create":      {"workspace_id": {Required: true}, "name": {Required: true}},
 		"snapshot_delete":      {"workspace_id": {Required: true}, "name": {Required: true}},
 		"snapshot_list":        ws,

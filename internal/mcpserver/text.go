@@ -32,8 +32,8 @@ func execText[T *api.RunResult | *api.VMExecResult | *api.WorkspaceExecResult](r
 	switch v := any(r).(type) {
 	case *api.RunResult:
 		res, mode = &v.ExecResult, v.ExecutionMode
-		fmt.Fprintf(&b, "exit_code=%d duration_ms=%d environment=%s backend=%s boot_ms=%d (vm %s deleted)\n",
-			v.ExitCode, v.DurationMs, v.Environment, v.Backend, v.BootMs, v.VMID)
+		fmt.Fprintf(&b, "exit_code=%d duration_ms=%d environment=%s backend=%s boot_ms=%d start=%s (vm %s deleted)\n",
+			v.ExitCode, v.DurationMs, v.Environment, v.Backend, v.BootMs, v.Start, v.VMID)
 	case *api.VMExecResult:
 		res, mode = &v.ExecResult, v.ExecutionMode
 		fmt.Fprintf(&b, "exit_code=%d duration_ms=%d environment=%s backend=%s (vm %s deleted)\n",
@@ -43,6 +43,9 @@ func execText[T *api.RunResult | *api.VMExecResult | *api.WorkspaceExecResult](r
 		fmt.Fprintf(&b, "exit_code=%d duration_ms=%d workspace=%s sequence=%d cwd=%s", v.ExitCode, v.DurationMs, v.WorkspaceID, v.Sequence, v.Cwd)
 		if v.Restarted {
 			b.WriteString(" (the workspace was restarted from its disk first)")
+		}
+		if v.Resumed {
+			b.WriteString(" (the suspended workspace was resumed first)")
 		}
 		b.WriteString("\n")
 	}

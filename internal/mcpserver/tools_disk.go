@@ -16,6 +16,12 @@ type SnapshotArgs struct {
 	Name string `json:"name" jsonschema:"the snapshot's name: 1 to 64 letters, digits, '.', '_' or '-'; 'baseline' is the one taken at create"`
 }
 
+// StopArgs are workspace_stop's arguments.
+type StopArgs struct {
+	WorkspaceArgs
+	Cold bool `json:"cold,omitempty" jsonschema:"power the VM off instead of suspending it: its processes, shells and services end (default false: suspend)"`
+}
+
 // ResetArgs are workspace_reset's arguments.
 type ResetArgs struct {
 	WorkspaceArgs
@@ -58,6 +64,7 @@ var (
 	listDefaults  = map[string]any{"path": api.WorkspaceRoot, "recursive": false}
 	readDefaults  = map[string]any{"max_bytes": api.DefaultDiskReadBytes}
 	exportDefault = map[string]any{"force": false}
+	stopDefaults  = map[string]any{"cold": false}
 )
 
 // registerDiskTools adds the tools of the disk layer: start and stop,
@@ -66,18 +73,20 @@ func (s *Server) registerDiskTools() {
 	e := s.eng
 	addTool(s, &mcp.Tool{
 		Name:        "workspace_start",
-		Description: `Boot a stopped workspace from its disk. workspace_exec does this by itself when needed.`,
+		Description: `Resume a suspended workspace (its processes, shells and services still there), or boot a stopped one from its disk. workspace_exec does this by itself when needed.`,
 		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(false), IdempotentHint: true, OpenWorldHint: boolp(false)}, "Start a workspace"),
 	}, nil, "workspace_start: booting", func(ctx context.Context, in WorkspaceArgs) (*api.Workspace, error) {
 		return e.StartWorkspace(ctx, in.WorkspaceID)
 	}, wsText("started"))
 
 	addTool(s, &mcp.Tool{
-		Name:        "workspace_stop",
-		Description: `Power a workspace's VM off; its files stay on its disk. Needed before the workspace_disk_* tools.`,
+		Name: "workspace_stop",
+		Description: `Stop a workspace: it is suspended (memory saved next to its disk; workspace_start or the next workspace_exec resumes it ` +
+			`with its processes, shells and services still there), or with cold: true powered off (they end). Its files stay on its disk either way. ` +
+			`Needed before the workspace_disk_* tools.`,
 		Annotations: withTitle(removes, "Stop a workspace"),
-	}, nil, "workspace_stop: stopping", func(ctx context.Context, in WorkspaceArgs) (*api.Workspace, error) {
-		return e.StopWorkspace(ctx, in.WorkspaceID)
+	}, stopDefaults, "workspace_stop: stopping", func(ctx context.Context, in StopArgs) (*api.Workspace, error) {
+		return e.StopWorkspace(ctx, in.WorkspaceID, &api.StopOptions{Cold: in.Cold})
 	}, wsText("stopped"))
 
 	addTool(s, &mcp.Tool{

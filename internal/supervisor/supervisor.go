@@ -45,6 +45,13 @@ type Ready struct {
 	Kind      vmm.Kind         `json:"kind,omitempty"`  // the backend that booted the guest
 	Accel     string           `json:"accel,omitempty"` // "kvm", "tcg" or ""
 	Guest     agentproto.Hello `json:"guest"`
+	// Start is how the guest came up: "cold" (booted), "warm" (a
+	// template's clone) or "resume" (a suspended machine's own state).
+	Start string `json:"start,omitempty"`
+	// Restored is set when a restore failed: the caller may boot cold.
+	Restored bool `json:"restore_failed,omitempty"`
+	// Identity is what the restored guest reported once given its own.
+	Identity *agentproto.IdentityResult `json:"identity,omitempty"`
 }
 
 // Failed is the report of a boot that failed with err.
@@ -68,6 +75,10 @@ type Config struct {
 	ExpiresAt   time.Time     // zero: never; past it the guest is powered off
 	Software    string        // our Hello.Software
 	Logger      *slog.Logger
+	// Identity is given to a restored guest (Spec.Restore set) before
+	// anything else, and before Run reports ready; its entropy and clock
+	// are filled in then.
+	Identity *agentproto.IdentityRequest
 	// Recheck, when set, is asked once ExpiresAt has passed: it returns
 	// when to ask again (a TTL extended since, or a guest still busy), or
 	// the zero time to power the guest off now.
@@ -77,6 +88,17 @@ type Config struct {
 	NetSock string
 }
 
+// startKind names how a machine of spec comes up.
+func startKind(spec vmm.MachineSpec) string {
+	switch {
+	case spec.Restore == nil:
+		return "cold"
+	case spec.Restore.IgnoreShared:
+		return "warm"
+	}
+	return "resume"
+}
+
 // Run boots the machine, reports on ready (closed after one JSON line), and
 // serves until the VMM exits. It returns nil when the guest powered off.
 func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) error {
@@ -84,10 +106,13 @@ func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) e
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	restoring := cfg.Spec.Restore != nil
 	report := func(r Ready) {
 		if ready == nil {
 			return
 		}
+		r.Start = startKind(cfg.Spec)
+		r.Restored = !r.OK && restoring
 		data, _ := json.Marshal(r)
 		ready.Write(append(data, '\n'))
 		ready.Close()
@@ -120,6 +145,19 @@ func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) e
 		report(Failed(err))
 		return err
 	}
+	var identity *agentproto.IdentityResult
+	if restoring {
+		req := agentproto.IdentityRequest{}
+		if cfg.Identity != nil {
+			req = *cfg.Identity
+		}
+		if identity, err = giveIdentity(bootCtx, conn, req); err != nil {
+			m.Kill()
+			err = errdefs.Wrap(errdefs.ErrUnavailable, err, "", "giving the restored guest its identity")
+			report(Failed(err))
+			return err
+		}
+	}
 	bootMs := time.Since(start).Milliseconds()
 
 	os.Remove(cfg.ControlSock)
@@ -133,6 +171,9 @@ func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) e
 	defer serveNet(cfg.NetSock, m, log)()
 
 	r := newRouter(conn, hello, log)
+	if restoring {
+		r.next = identityStream
+	}
 	go r.readGuest()
 	go func() {
 		for {
@@ -144,8 +185,8 @@ func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) e
 		}
 	}()
 	caps := b.Capabilities()
-	report(Ready{OK: true, BootMs: bootMs, VMMPid: m.Pid(), Kind: caps.Kind, Accel: caps.Accel, Guest: hello})
-	log.Info("guest ready", "boot_ms", bootMs, "vmm_pid", m.Pid())
+	report(Ready{OK: true, BootMs: bootMs, VMMPid: m.Pid(), Kind: caps.Kind, Accel: caps.Accel, Guest: hello, Identity: identity})
+	log.Info("guest ready", "boot_ms", bootMs, "vmm_pid", m.Pid(), "start", startKind(cfg.Spec))
 
 	var ttl <-chan time.Time
 	if !cfg.ExpiresAt.IsZero() {

@@ -63,6 +63,15 @@ type MachineSpec struct {
 	// callers used before policies (true: egress); NetPolicy, when set,
 	// wins. Backends ask NetworkPolicy, never either field.
 	NetPolicy netpolicy.Policy `json:",omitzero"`
+
+	// Memory, when set, backs guest RAM with a file instead of anonymous
+	// memory: shared while a template is built (the guest writes the
+	// file, which becomes the template's memory), private copy-on-write
+	// for a clone of it. See snapshot.go.
+	Memory *MemoryFile `json:",omitempty"`
+	// Restore, when set, starts the machine from a saved state (a
+	// template clone, or a suspended workspace) instead of booting it.
+	Restore *Restore `json:",omitempty"`
 }
 
 // NetworkPolicy is the policy the machine's network follows: NetPolicy

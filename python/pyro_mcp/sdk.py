@@ -235,8 +235,27 @@ class Pyro(WorkspaceFilesMixin, LivingMixin):
         return self._call(["env", "inspect", _name("environment", environment)])
 
     def prune_environments(self) -> Dict[str, Any]:
-        """Remove stale environments and unreferenced blobs (``pyro env prune``)."""
+        """Remove stale environments, stale warm-start templates and unreferenced blobs (``pyro env prune``)."""
         return self._call(["env", "prune"])
+
+    def prepare(
+        self,
+        *environments: str,
+        vcpu_count: int = DEFAULT_VCPU_COUNT,
+        mem_mib: int = DEFAULT_MEM_MIB,
+        network: bool = False,
+        disk_gib: int = DEFAULT_DISK_GIB,
+    ) -> Dict[str, Any]:
+        """Build the warm-start templates of each environment (default: the default one) for
+        ``run_in_vm`` and ``create_workspace`` of this shape (``pyro prepare``), pulling it first
+        if needed. Returns ``{"templates": [...], "total_ms"}``. Optional: the first run saves
+        the template it is missing on its way."""
+        args = ["prepare", *[_name("environment", e) for e in environments]]
+        args += [f"--vcpu-count={_int('vcpu_count', vcpu_count)}", f"--mem-mib={_int('mem_mib', mem_mib)}",
+                 f"--disk-gib={_int('disk_gib', disk_gib)}"]
+        if _bool("network", network):
+            args.append("--network")
+        return self._call(args, limit=False)
 
     # -- one-shot ----------------------------------------------------------
 
@@ -254,15 +273,20 @@ class Pyro(WorkspaceFilesMixin, LivingMixin):
         network_policy: Optional[str] = None,
         allow: Optional[Sequence[str]] = None,
         allow_publish: bool = False,
+        cold: bool = False,
     ) -> Dict[str, Any]:
         """Boot a fresh VM, run ``command`` in it, delete the VM (``pyro run``).
 
         ``command`` is a shell string (run with ``/bin/sh -c``) or an argv list.
         A non-zero exit is not an error: read ``exit_code`` and ``timed_out``.
+        The VM is restored from a warm-start template when one fits (the
+        result's ``start`` is ``"warm"``); ``cold=True`` boots it instead.
         """
         args = ["run", _name("environment", environment)]
         args += _shape_flags(vcpu_count, mem_mib, ttl_seconds, network, allow_host_compat)
         args += _network_flags(network_policy, allow, allow_publish)
+        if _bool("cold", cold):
+            args.append("--cold")
         timeout = _int("timeout_seconds", timeout_seconds)
         args += [f"--timeout-seconds={timeout}", "--", *_argv(command)]
         return self._call(args, command_timeout=max(timeout, 0), exec_result=True)
@@ -336,6 +360,8 @@ class Pyro(WorkspaceFilesMixin, LivingMixin):
         network_policy: Optional[str] = None,
         allow: Optional[Sequence[str]] = None,
         allow_publish: bool = False,
+        *,
+        cold: bool = False,
     ) -> Dict[str, Any]:
         """Create and start a persistent workspace (``pyro workspace create``).
 
@@ -363,6 +389,8 @@ class Pyro(WorkspaceFilesMixin, LivingMixin):
             from ._living import _label_flags
 
             args += _label_flags("--label", labels)
+        if _bool("cold", cold):
+            args.append("--cold")
         flags, fds = secret_flags(secrets)
         try:
             return self._call(args + flags, pass_fds=fds)
@@ -411,9 +439,15 @@ class Pyro(WorkspaceFilesMixin, LivingMixin):
         """Boot a stopped workspace from its disk (``pyro workspace start``)."""
         return self._call(["workspace", "start", _name("workspace_id", workspace_id)])
 
-    def stop_workspace(self, workspace_id: str) -> Dict[str, Any]:
-        """Power a workspace's VM off; its files stay on its disk (``pyro workspace stop``)."""
-        return self._call(["workspace", "stop", _name("workspace_id", workspace_id)])
+    def stop_workspace(self, workspace_id: str, *, cold: bool = False) -> Dict[str, Any]:
+        """Suspend a workspace (``pyro workspace stop``): its memory is saved next to its disk and
+        ``start_workspace`` (or the next exec) resumes it with its processes; ``state`` is
+        ``"suspended"``. ``cold=True`` powers it off instead (``state`` ``"stopped"``). Its files
+        stay on its disk either way."""
+        args = ["workspace", "stop", _name("workspace_id", workspace_id)]
+        if _bool("cold", cold):
+            args.append("--cold")
+        return self._call(args)
 
     # -- snapshots, reset, fork -------------------------------------------
 

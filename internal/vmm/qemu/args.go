@@ -21,12 +21,24 @@ const (
 const maxSocketPath = 107
 
 // Descriptors QEMU inherits (exec.Cmd.ExtraFiles, in this order): the write
-// end of the console pipe the supervisor keeps capped (vmm.Console), and
-// QEMU's end of the socket pair passt serves the network on.
+// end of the console pipe the supervisor keeps capped (vmm.Console),
+// QEMU's end of the socket pair passt serves the network on, the file
+// that holds guest RAM (spec.Memory) and the saved state a restore reads
+// (spec.Restore). Files are handed over open, never named to QEMU by a
+// path it would resolve later: a template replaced meanwhile can never
+// mix one build's memory with another's state.
 const (
 	consoleFD = 3
 	netFD     = 4
+	memFD     = 5
+	stateFD   = 6
+	lastFD    = stateFD
 )
+
+// ramID is the id of the memory backend every machine's RAM is: a
+// migration stream names RAM blocks by it, so a machine booted with
+// anonymous RAM can be restored onto a file and back.
+const ramID = "mem"
 
 // AgentPortName is the virtio-serial port name the guest agent looks for in
 // /sys/class/virtio-ports/*/name.
@@ -88,8 +100,9 @@ func buildArgs(spec vmm.MachineSpec, cfg config) ([]string, error) {
 		a = append(a, "-accel", tcg, "-cpu", cpu)
 	}
 	a = append(a,
-		"-M", "microvm,x-option-roms=off,rtc=on",
+		"-M", "microvm,x-option-roms=off,rtc=on,memory-backend="+ramID,
 		"-m", strconv.Itoa(mem),
+		"-object", memoryBackend(spec, mem),
 		"-smp", strconv.Itoa(vcpus),
 		"-kernel", spec.Kernel,
 	)
@@ -144,7 +157,25 @@ func buildArgs(spec vmm.MachineSpec, cfg config) ([]string, error) {
 	if cfg.Sandbox != "" {
 		a = append(a, "-sandbox", cfg.Sandbox)
 	}
+	if spec.Restore != nil {
+		// The state arrives through QMP (migrate-incoming), once the
+		// supervisor holds the agent's socket: see restore in snapshot.go.
+		a = append(a, "-incoming", "defer")
+	}
 	return a, nil
+}
+
+// memoryBackend is the -object that holds guest RAM: anonymous memory,
+// or spec.Memory's file (inherited as memFD), shared or private.
+func memoryBackend(spec vmm.MachineSpec, mem int) string {
+	if spec.Memory == nil {
+		return fmt.Sprintf("memory-backend-ram,id=%s,size=%dM", ramID, mem)
+	}
+	share := "off"
+	if spec.Memory.Shared {
+		share = "on"
+	}
+	return fmt.Sprintf("memory-backend-file,id=%s,size=%dM,mem-path=/dev/fd/%d,share=%s", ramID, mem, memFD, share)
 }
 
 func kernelCmdline(spec vmm.MachineSpec, cfg config) string {

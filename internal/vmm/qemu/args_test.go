@@ -37,6 +37,22 @@ func TestBuildArgsGolden(t *testing.T) {
 		{"tcg_network_slirp", vmm.MachineSpec{
 			ID: "n2", Dir: "/tmp/pyro-0/n2", Kernel: "/c/vmlinuz", Network: true,
 		}, config{Accel: "tcg", Net: NetSlirp}},
+		{"template_shared_memory", vmm.MachineSpec{
+			ID: "t1", Dir: "/tmp/pyro-0/t1", Kernel: "/c/vmlinuz", Initrd: "/i", MemMiB: 1024,
+			Disks:  []vmm.Disk{{Path: "/c/templates/x/root.qcow2", Format: "qcow2"}},
+			Memory: &vmm.MemoryFile{Path: "/c/templates/x/memory", Shared: true},
+		}, tcg},
+		{"clone_restore", vmm.MachineSpec{
+			ID: "c1", Dir: "/tmp/pyro-0/c1", Kernel: "/c/vmlinuz", Initrd: "/i", MemMiB: 1024,
+			Disks:   []vmm.Disk{{Path: "/s/c1/disk.qcow2", Format: "qcow2"}},
+			Memory:  &vmm.MemoryFile{Path: "/c/templates/x/memory"},
+			Restore: &vmm.Restore{State: "/c/templates/x/state", IgnoreShared: true},
+		}, tcg},
+		{"resume_suspended", vmm.MachineSpec{
+			ID: "r1", Dir: "/tmp/pyro-0/r1", Kernel: "/c/vmlinuz", Initrd: "/i", MemMiB: 512,
+			Disks:   []vmm.Disk{{Path: "/s/layers/a.qcow2", Format: "qcow2"}},
+			Restore: &vmm.Restore{State: "/s/workspaces/r1/suspend.state"},
+		}, tcg},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -165,6 +165,9 @@ func (b *Backend) Accel() string { return b.cfg.Accel }
 // KVM is the probe result the accelerator was chosen from.
 func (b *Backend) KVM() kvm.Result { return b.kvm }
 
+// NetMode is the network backend guests get: NetStack, NetPasst or NetSlirp.
+func (b *Backend) NetMode() string { return b.cfg.Net }
+
 // Binary is the QEMU executable in use.
 func (b *Backend) Binary() string { return b.bin }
 
@@ -209,7 +212,17 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 	m := &machine{dir: spec.Dir}
 	// What QEMU inherits, at the descriptors buildArgs names; this
 	// process's copies are closed once QEMU holds them.
-	extra := make([]*os.File, netFD-2)
+	extra := make([]*os.File, lastFD-2)
+	saved, err := openSaved(spec)
+	if err != nil {
+		return nil, err
+	}
+	for i, f := range saved {
+		if f != nil {
+			defer f.Close()
+			extra[memFD-3+i] = f
+		}
+	}
 	var console *vmm.Console
 	if spec.Console != "" {
 		if console, err = vmm.StartConsole(spec.Console, 0); err != nil {
@@ -269,7 +282,41 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 		}
 		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "see "+stderrPath, "starting qemu")
 	}
+	if spec.Restore != nil {
+		if err := m.restore(ctx, spec); err != nil {
+			_ = m.Kill()
+			return nil, err
+		}
+	}
 	return m, nil
+}
+
+// openSaved opens the memory file and the saved state a spec names, for
+// QEMU to inherit at memFD and stateFD (nil where the spec has none). A
+// restore whose files cannot be opened is vmm.ErrNotRestorable.
+func openSaved(spec vmm.MachineSpec) ([2]*os.File, error) {
+	var out [2]*os.File
+	if spec.Memory != nil {
+		f, err := os.OpenFile(spec.Memory.Path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			if spec.Restore != nil {
+				return out, notRestorable(err, "opening the memory file")
+			}
+			return out, errdefs.Wrap(errdefs.ErrInternal, err, "", "opening the memory file")
+		}
+		out[0] = f
+	}
+	if spec.Restore != nil {
+		f, err := os.Open(spec.Restore.State)
+		if err != nil {
+			if out[0] != nil {
+				out[0].Close()
+			}
+			return out, notRestorable(err, "opening the saved state")
+		}
+		out[1] = f
+	}
+	return out, nil
 }
 
 // waitQMP dials QEMU's monitor, negotiates and asks for the run state.
@@ -395,6 +442,7 @@ func startPasst(bin, dir string) (proc *vmm.Process, qemuEnd *os.File, err error
 
 type machine struct {
 	dir   string
+	agent net.Conn // connected by restore, handed out by AgentConn
 	proc  *vmm.Process
 	passt *vmm.Process
 	net   *netStack // pyro's network stack, when it carries the network
@@ -408,6 +456,10 @@ func (m *machine) Pid() int { return m.proc.Pid() }
 // or ctx ends. Connect once and keep the connection for the VM's life: the
 // guest sees EOF whenever no host side is connected.
 func (m *machine) AgentConn(ctx context.Context) (io.ReadWriteCloser, error) {
+	if c := m.agent; c != nil {
+		m.agent = nil
+		return c, nil
+	}
 	sock := filepath.Join(m.dir, AgentSocket)
 	var d net.Dialer
 	for {

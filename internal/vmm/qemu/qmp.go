@@ -63,6 +63,12 @@ func (q *QMP) Execute(ctx context.Context, cmd string, args, out any) error {
 	if _, err := q.c.Write(append(b, '\n')); err != nil {
 		return errdefs.Wrap(errdefs.ErrUnavailable, err, "", "qmp %s", cmd)
 	}
+	return q.readReturn(ctx, cmd, out)
+}
+
+// readReturn reads the answer to cmd, skipping events, and decodes its
+// return value into out (may be nil).
+func (q *QMP) readReturn(ctx context.Context, cmd string, out any) error {
 	for {
 		line, err := q.r.ReadBytes('\n')
 		if err != nil {
