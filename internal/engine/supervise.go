@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/api"
+	"github.com/pyro-mcp/pyro/internal/benchprof"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/initramfs"
 	"github.com/pyro-mcp/pyro/internal/progress"
@@ -149,6 +150,10 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 	}
 }
 
+// SupervisorProfile is the file in a VM's state directory where its
+// supervisor writes the CPU profiles bench/ asks for (internal/benchprof).
+const SupervisorProfile = "supervisor.pprof"
+
 // RunSupervisor is the body of `pyro __supervise DIR`: fd 3 is the ready pipe.
 func RunSupervisor(ctx context.Context, dir string, log *slog.Logger) error {
 	data, err := os.ReadFile(filepath.Join(dir, "supervisor.json"))
@@ -160,6 +165,9 @@ func RunSupervisor(ctx context.Context, dir string, log *slog.Logger) error {
 		return err
 	}
 	ready := os.NewFile(3, "ready")
+	if benchprof.Enabled() {
+		go benchprof.Serve(filepath.Join(dir, SupervisorProfile), log)
+	}
 	b, err := newBackend(ctx, cfg.Mode, cfg.Kind, cfg.Spec.Kernel, log)
 	if err != nil {
 		if ready != nil {
