@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pyro-mcp/pyro/internal/agentproto"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
@@ -60,11 +62,11 @@ func (h *Handler) exec(ctx context.Context, s *agentproto.Stream, req agentproto
 		return res, nil
 	}
 
-	outR, outW, err := os.Pipe()
+	outR, outW, err := newPipe()
 	if err != nil {
 		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "exec: pipe")
 	}
-	errR, errW, err := os.Pipe()
+	errR, errW, err := newPipe()
 	if err != nil {
 		outR.Close()
 		outW.Close()
@@ -82,7 +84,7 @@ func (h *Handler) exec(ctx context.Context, s *agentproto.Stream, req agentproto
 	var inW *os.File
 	if req.Stdin {
 		var inR *os.File
-		if inR, inW, err = os.Pipe(); err != nil {
+		if inR, inW, err = newPipe(); err != nil {
 			outR.Close()
 			outW.Close()
 			errR.Close()
@@ -110,7 +112,8 @@ func (h *Handler) exec(ctx context.Context, s *agentproto.Stream, req agentproto
 	h.log.Debug("exec started", "pid", pid, "argv", argv)
 	if inW != nil {
 		go func() {
-			// The stream reader ends with the stream; the copy ends with it.
+			// The stream reader ends with the stream; the copy ends with it
+			// (through the stream's WriteTo: whole frames into the pipe).
 			io.Copy(inW, s)
 			inW.Close()
 		}()
@@ -209,27 +212,30 @@ func (h *Handler) startCmd(cmd *exec.Cmd) (int, <-chan syscall.WaitStatus, error
 
 // pump copies r to w, live, until r ends; past max bytes it keeps draining
 // (so the command never blocks on a full pipe) but forwards nothing and
-// reports truncation.
+// reports truncation. io.Copy hands r to the stream's ReadFrom, which reads
+// the pipe straight into frame buffers.
 func pump(r io.Reader, w io.Writer, max int) (truncated bool) {
-	buf := make([]byte, 32<<10)
-	sent := 0
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			keep := n
-			if sent+keep > max {
-				keep = max - sent
-				truncated = true
-			}
-			if keep > 0 {
-				w.Write(buf[:keep])
-				sent += keep
-			}
-		}
-		if err != nil {
-			return truncated
-		}
+	io.Copy(w, io.LimitReader(r, int64(max)))
+	n, _ := io.Copy(io.Discard, r)
+	return n > 0
+}
+
+// pipeSize is the capacity exec gives a command's stdin, stdout and stderr
+// pipes (the kernel's default is 64 KiB): a command streaming output, or a
+// host streaming input, then switches between the command and the agent
+// far less often (expensive in an emulated guest). The kernel allocates
+// pipe pages only as they fill.
+const pipeSize = 1 << 20
+
+// newPipe is os.Pipe with pipeSize capacity (best effort).
+func newPipe() (r, w *os.File, err error) {
+	if r, w, err = os.Pipe(); err != nil {
+		return nil, nil, err
 	}
+	if rc, err := r.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+	}
+	return r, w, nil
 }
 
 // killGroup kills the process group led by pid (exec's commands are session
