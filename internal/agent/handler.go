@@ -100,8 +100,8 @@ func (h *Handler) Handle(ctx context.Context, s *agentproto.Stream) (any, error)
 			return nil, err
 		}
 		res, err := h.exec(ctx, s, req)
-		if req.Sync {
-			h.flush()
+		if req.Sync && err == nil {
+			err = h.flush()
 		}
 		return res, err
 	case agentproto.MethodPutArchive:
@@ -110,7 +110,9 @@ func (h *Handler) Handle(ctx context.Context, s *agentproto.Stream) (any, error)
 			return nil, err
 		}
 		res, err := h.putArchive(ctx, req, s)
-		h.flush()
+		if ferr := h.flush(); err == nil {
+			err = ferr
+		}
 		return res, err
 	case agentproto.MethodShutdown:
 		unix.Sync()
@@ -122,10 +124,39 @@ func (h *Handler) Handle(ctx context.Context, s *agentproto.Stream) (any, error)
 	return nil, errdefs.New(errdefs.ErrInvalidArgument, "upgrade the guest agent (rebuild the initramfs)", "unknown method %q", s.Method)
 }
 
-func (h *Handler) flush() {
-	if h.cfg.Durable {
-		unix.Sync()
+// durableRoots are the guest paths whose filesystems flush writes to disk:
+// the root disk and /workspace's (the same one, unless /workspace is a
+// disk of its own). Everything else a command can write is in memory.
+var durableRoots = []string{"/", "/workspace"}
+
+// flush makes what a command or an archive wrote durable before the
+// request is answered (Config.Durable): syncfs of each filesystem in
+// durableRoots, once each, rather than sync(), which walks every
+// filesystem and block device of the guest.
+func (h *Handler) flush() error {
+	if !h.cfg.Durable {
+		return nil
 	}
+	var done []uint64
+	for _, p := range durableRoots {
+		fd, err := unix.Open(h.hostPath(p), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue // no /workspace: nothing to flush there
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil || slices.Contains(done, st.Dev) {
+			unix.Close(fd)
+			continue
+		}
+		done = append(done, st.Dev)
+		err = unix.Syncfs(fd)
+		unix.Close(fd)
+		if err != nil {
+			return errdefs.Wrap(errdefs.ErrUnavailable, err, "the guest's disk reported an error: check free space on the host and the VM's console log",
+				"flushing %s to disk", p)
+		}
+	}
+	return nil
 }
 
 func decode(raw json.RawMessage, v any) error {

@@ -72,8 +72,9 @@ func capLog(s string, truncated bool) (string, bool) {
 	return s, truncated
 }
 
-// update applies f to the workspace record id under its lock.
-func (e *Engine) update(id string, f func(*vmRecord) error) error {
+// update applies f to the workspace record id under its lock and writes
+// it back, durably unless unsynced.
+func (e *Engine) update(id string, unsynced bool, f func(*vmRecord) error) error {
 	lock, err := e.wss.Lock(id)
 	if err != nil {
 		return err
@@ -86,12 +87,19 @@ func (e *Engine) update(id string, f func(*vmRecord) error) error {
 	if err := f(&rec); err != nil {
 		return err
 	}
+	if unsynced {
+		return e.wss.WriteUnsynced(id, &rec)
+	}
 	return e.wss.Write(id, &rec)
 }
 
+// nextSequence numbers a command as it starts. The counter is written
+// without an fsync: appendLog's durable write of the same record, when the
+// command ends, carries it; a host crash before that loses only the number
+// of a command whose result was lost with it. One fsync per exec, not two.
 func (e *Engine) nextSequence(id string) (int, error) {
 	var seq int
-	err := e.update(id, func(rec *vmRecord) error {
+	err := e.update(id, true, func(rec *vmRecord) error {
 		seq = rec.Workspace.NextSequence
 		rec.Workspace.NextSequence++
 		return nil
@@ -100,7 +108,7 @@ func (e *Engine) nextSequence(id string) (int, error) {
 }
 
 func (e *Engine) appendLog(id string, entry api.LogEntry) error {
-	return e.update(id, func(rec *vmRecord) error {
+	return e.update(id, false, func(rec *vmRecord) error {
 		f, err := os.OpenFile(filepath.Join(e.wss.Path(id), "logs.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			return err

@@ -134,13 +134,24 @@ func (s *Store) Read(id string, v any) error {
 	return nil
 }
 
-// Write stores v as id's record atomically.
+// Write stores v as id's record atomically and durably.
 func (s *Store) Write(id string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
 	return atomicfile.WriteFile(filepath.Join(s.Path(id), RecordFile), append(data, '\n'), 0o600)
+}
+
+// WriteUnsynced stores v as id's record atomically but without an fsync
+// (atomicfile.WriteFileUnsynced): for a change that a later Write makes
+// durable.
+func (s *Store) WriteUnsynced(id string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFileUnsynced(filepath.Join(s.Path(id), RecordFile), append(data, '\n'), 0o600)
 }
 
 // Remove deletes id's directory and everything in it.
