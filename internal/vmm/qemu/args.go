@@ -151,8 +151,19 @@ func buildArgs(spec vmm.MachineSpec, cfg config) ([]string, error) {
 	return a, nil
 }
 
+// tcgCmdline is added under TCG: the guest maps programs and libraries at
+// the same addresses every time (norandmaps, no ASLR). QEMU 7.2 keeps
+// translated x86 code by virtual address, so with randomised addresses
+// every new process translates ld.so and libc again; without, it reuses
+// them. Starting /bin/true in the guest, measured in one VM switching the
+// sysctl: 47-74 ms with ASLR, 17-29 ms without, on a loaded host.
+const tcgCmdline = "norandmaps"
+
 func kernelCmdline(spec vmm.MachineSpec, cfg config) string {
 	parts := []string{baseCmdline}
+	if cfg.Accel != "kvm" {
+		parts = append(parts, tcgCmdline)
+	}
 	if cfg.TSCkHz > 0 {
 		parts = append(parts, fmt.Sprintf("tsc_early_khz=%d tsc=reliable", cfg.TSCkHz))
 	}
