@@ -44,7 +44,7 @@ func (b *benchEnv) datapathSuite(ctx context.Context) error {
 	if _, err := b.pyroCmd(ctx, nil, "env", "pull", env); err != nil {
 		return err
 	}
-	bareIn, bareOut, err := b.bareChannel(ctx, env)
+	bare, err := b.bareChannel(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -68,9 +68,13 @@ func (b *benchEnv) datapathSuite(ctx context.Context) error {
 		return err
 	}
 	toGuest := func() error {
+		var stderr bytes.Buffer
 		res, err := c.Exec(ctx, agentproto.ExecRequest{Argv: []string{"sh", "-c", "cat > /dev/null"}, TimeoutMs: 600000},
-			io.LimitReader(zeroReader{}, chanBytes), io.Discard, io.Discard)
-		return execErr("cat", res, err)
+			io.LimitReader(zeroReader{}, chanBytes), io.Discard, &stderr)
+		if err == nil && res.ExitCode != 0 {
+			return fmt.Errorf("cat exited %d: %s", res.ExitCode, stderr.String())
+		}
+		return err
 	}
 	fromGuest := func() error {
 		cw := &countingDiscard{}
@@ -98,7 +102,7 @@ func (b *benchEnv) datapathSuite(ctx context.Context) error {
 		return err
 	}
 	inMB, outMB := mbps(chanBytes, in), mbps(chanBytes, out)
-	bareInMB, bareOutMB := mbps(chanBytes, bareIn), mbps(chanBytes, bareOut)
+	bareInMB, bareOutMB := mbps(chanBytes, bare.in), mbps(chanBytes, bare.out)
 	r.line("- channel host→guest (%d MiB of exec stdin into `cat > /dev/null`, median of %d): **%.0f MB/s**; bare virtio-serial (a guest copying its port to /dev/null): %.0f MB/s; **ratio %.2f** (target ≥ 0.60)\n",
 		chanBytes>>20, chanRounds, inMB, bareInMB, inMB/bareInMB)
 	r.line("- channel guest→host (%d MiB of `dd if=/dev/zero bs=1M` as exec stdout, median of %d): **%.0f MB/s**; bare virtio-serial (a guest writing zeros to its port): %.0f MB/s; **ratio %.2f** (target ≥ 0.60)\n",
@@ -121,7 +125,7 @@ func (b *benchEnv) datapathSuite(ctx context.Context) error {
 	r.line("- sync push of a %d MB tree of %d mixed-size files: %.2f s = **%.0f MB/s**; pyro's host→guest channel: %.0f MB/s; **ratio %.2f** (target ≥ 0.70); %d entries\n",
 		size/1e6, files, syncD.Seconds(), mbps(size, syncD), inMB, mbps(size, syncD)/inMB, sr.Entries)
 
-	if err := b.execBreakdown(ctx, e, c, ws.WorkspaceID); err != nil {
+	if err := b.execBreakdown(ctx, e, c, ws.WorkspaceID, bare.rtt); err != nil {
 		return err
 	}
 	return prof.run(ctx, "exec", func() error {
@@ -138,7 +142,7 @@ func (b *benchEnv) datapathSuite(ctx context.Context) error {
 // difference: the protocol (a ping through the supervisor), the guest's
 // fork/exec (an exec without a flush), the flush, and the engine's own
 // work (connecting, numbering, logging).
-func (b *benchEnv) execBreakdown(ctx context.Context, e *engine.Engine, c *agentproto.Client, id string) error {
+func (b *benchEnv) execBreakdown(ctx context.Context, e *engine.Engine, c *agentproto.Client, id string, bareRTT time.Duration) error {
 	r := b.report
 	n := b.n
 	ping, err := timeIt(n, func() error { _, err := c.Ping(ctx); return err })
@@ -194,11 +198,18 @@ func (b *benchEnv) execBreakdown(ctx context.Context, e *engine.Engine, c *agent
 	if err != nil {
 		return err
 	}
+	start, err := timeIt(30, func() error {
+		_, err := b.pyroCmd(ctx, nil, "--version")
+		return err
+	})
+	if err != nil {
+		return err
+	}
 	p50 := func(ds []time.Duration) time.Duration { return pct(ds, .5) }
-	r.line("- workspace exec of `true`, p50: **Go SDK %s** (%d calls, target ≤ 20 ms), **CLI %s** (30 calls, a pyro process each, target ≤ 30 ms); p95: SDK %s, CLI %s\n",
-		ms(p50(viaSDK)), n, ms(p50(cli)), ms(pct(viaSDK, .95)), ms(pct(cli, .95)))
-	r.line("- its steps (p50 of %d each, by difference): protocol (a ping through the supervisor) %s; guest fork/exec and output pipes %s; guest flush (syncfs) %s; engine: connect and handshake %s, record and log write %s\n",
-		n, ms(p50(ping)), ms(p50(noFlush)-p50(ping)), ms(p50(flushed)-p50(noFlush)), ms(p50(dial)), ms(p50(eng)-p50(flushed)-p50(dial)))
+	r.line("- workspace exec of `true`, p50: **Go SDK %s** (%d calls, target ≤ 20 ms), **CLI %s** (30 calls, a pyro process each, target ≤ 30 ms), of which starting the pyro binary (`pyro --version`, p50 of 30) is %s; p95: SDK %s, CLI %s\n",
+		ms(p50(viaSDK)), n, ms(p50(cli)), ms(p50(start)), ms(pct(viaSDK, .95)), ms(pct(cli, .95)))
+	r.line("- its steps (p50 of %d each, by difference): protocol (a ping through the supervisor) %s, where bare virtio-serial's round trip is %s; guest fork/exec and output pipes %s; guest flush (syncfs) %s; engine: connect and handshake %s, record and log write %s\n",
+		n, ms(p50(ping)), ms(bareRTT), ms(p50(noFlush)-p50(ping)), ms(p50(flushed)-p50(noFlush)), ms(p50(dial)), ms(p50(eng)-p50(flushed)-p50(dial)))
 	return nil
 }
 
@@ -239,41 +250,44 @@ func (c *countingDiscard) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// bareFigures are the bounds bare virtio-serial gives: the median times of
+// chanBytes each way, and of a one-byte round trip.
+type bareFigures struct{ in, out, rtt time.Duration }
+
 // bareChannel boots env's kernel with pyro's initramfs told to serve bench
-// channel commands (agent.BenchChannelArg) and returns the median times of
-// chanBytes host→guest and guest→host.
-func (b *benchEnv) bareChannel(ctx context.Context, env string) (in, out time.Duration, err error) {
+// channel commands (agent.BenchChannelArg) and measures bareFigures.
+func (b *benchEnv) bareChannel(ctx context.Context, env string) (bf bareFigures, err error) {
 	s, err := catalog.Open(catalog.Options{Dir: paths.CacheDir()})
 	if err != nil {
-		return 0, 0, err
+		return bf, err
 	}
 	inst, err := s.Resolve(ctx, env)
 	if err != nil {
-		return 0, 0, err
+		return bf, err
 	}
 	initrd, err := initramfs.Build(ctx, paths.CacheDir(), b.pyro, inst.ModulesPath)
 	if err != nil {
-		return 0, 0, err
+		return bf, err
 	}
 	qb, err := qemu.New(qemu.Options{ProbeKernel: inst.KernelPath})
 	if err != nil {
-		return 0, 0, err
+		return bf, err
 	}
 	dir := filepath.Join(b.work, "bare")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return 0, 0, err
+		return bf, err
 	}
 	bootCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	m, err := qb.Start(bootCtx, vmm.MachineSpec{ID: "bare", Dir: dir, Kernel: inst.KernelPath, Initrd: initrd,
 		Cmdline: agent.BenchChannelArg, VCPUs: 1, MemMiB: 1024, Console: filepath.Join(dir, "console.log")})
 	if err != nil {
-		return 0, 0, err
+		return bf, err
 	}
 	defer m.Kill()
 	conn, err := m.AgentConn(bootCtx)
 	if err != nil {
-		return 0, 0, err
+		return bf, err
 	}
 	defer conn.Close()
 	cmd := func(op byte, n int64) error {
@@ -285,17 +299,31 @@ func (b *benchEnv) bareChannel(ctx context.Context, env string) (in, out time.Du
 	}
 	// The first command waits for the guest to boot: time a small one first.
 	if err := cmd(agent.BenchSink, 1); err != nil {
-		return 0, 0, err
+		return bf, err
 	}
 	if _, err := conn.Write([]byte{0}); err != nil {
-		return 0, 0, err
+		return bf, err
 	}
 	var ack [1]byte
 	if _, err := io.ReadFull(conn, ack[:]); err != nil {
-		return 0, 0, fmt.Errorf("bare channel guest did not answer: %w (see %s)", err, filepath.Join(dir, "console.log"))
+		return bf, fmt.Errorf("bare channel guest did not answer: %w (see %s)", err, filepath.Join(dir, "console.log"))
 	}
+	rtts, err := timeIt(b.n, func() error {
+		if err := cmd(agent.BenchSink, 1); err != nil {
+			return err
+		}
+		if _, err := conn.Write([]byte{0}); err != nil {
+			return err
+		}
+		_, err := io.ReadFull(conn, ack[:])
+		return err
+	})
+	if err != nil {
+		return bf, err
+	}
+	bf.rtt = pct(rtts, .5)
 	buf := make([]byte, 1<<20)
-	in, err = median(chanRounds, func() (time.Duration, error) {
+	bf.in, err = median(chanRounds, func() (time.Duration, error) {
 		t := time.Now()
 		if err := cmd(agent.BenchSink, chanBytes); err != nil {
 			return 0, err
@@ -311,9 +339,9 @@ func (b *benchEnv) bareChannel(ctx context.Context, env string) (in, out time.Du
 		return time.Since(t), err
 	})
 	if err != nil {
-		return 0, 0, err
+		return bf, err
 	}
-	out, err = median(chanRounds, func() (time.Duration, error) {
+	bf.out, err = median(chanRounds, func() (time.Duration, error) {
 		t := time.Now()
 		if err := cmd(agent.BenchSource, chanBytes); err != nil {
 			return 0, err
@@ -327,7 +355,7 @@ func (b *benchEnv) bareChannel(ctx context.Context, env string) (in, out time.Du
 		}
 		return time.Since(t), nil
 	})
-	return in, out, err
+	return bf, err
 }
 
 // profiler takes CPU profiles of the three processes on the data path (this

@@ -62,11 +62,11 @@ func (h *Handler) exec(ctx context.Context, s *agentproto.Stream, req agentproto
 		return res, nil
 	}
 
-	outR, outW, err := newPipe()
+	outR, outW, err := newPipe(true, false)
 	if err != nil {
 		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "exec: pipe")
 	}
-	errR, errW, err := newPipe()
+	errR, errW, err := newPipe(true, false)
 	if err != nil {
 		outR.Close()
 		outW.Close()
@@ -84,7 +84,7 @@ func (h *Handler) exec(ctx context.Context, s *agentproto.Stream, req agentproto
 	var inW *os.File
 	if req.Stdin {
 		var inR *os.File
-		if inR, inW, err = newPipe(); err != nil {
+		if inR, inW, err = newPipe(false, true); err != nil {
 			outR.Close()
 			outW.Close()
 			errR.Close()
@@ -214,28 +214,64 @@ func (h *Handler) startCmd(cmd *exec.Cmd) (int, <-chan syscall.WaitStatus, error
 // (so the command never blocks on a full pipe) but forwards nothing and
 // reports truncation. io.Copy hands r to the stream's ReadFrom, which reads
 // the pipe straight into frame buffers.
-func pump(r io.Reader, w io.Writer, max int) (truncated bool) {
-	io.Copy(w, io.LimitReader(r, int64(max)))
-	n, _ := io.Copy(io.Discard, r)
+func pump(r *os.File, w io.Writer, max int) (truncated bool) {
+	g := &growingPipe{f: r}
+	io.Copy(w, io.LimitReader(g, int64(max)))
+	n, _ := io.Copy(io.Discard, g)
 	return n > 0
 }
 
-// pipeSize is the capacity exec gives a command's stdin, stdout and stderr
-// pipes (the kernel's default is 64 KiB): a command streaming output, or a
-// host streaming input, then switches between the command and the agent
-// far less often (expensive in an emulated guest). The kernel allocates
-// pipe pages only as they fill.
+// pipeSize is the capacity a command's stdin pipe gets at once, and its
+// stdout and stderr pipes as soon as they fill (the kernel's default is
+// 64 KiB): a command streaming output, or a host streaming input, then
+// switches with the agent far less often (expensive in an emulated guest).
+// The kernel allocates pipe pages only as they fill.
 const pipeSize = 1 << 20
 
-// newPipe is os.Pipe with pipeSize capacity (best effort).
-func newPipe() (r, w *os.File, err error) {
-	if r, w, err = os.Pipe(); err != nil {
+// defaultPipeSize is the kernel's default pipe capacity.
+const defaultPipeSize = 64 << 10
+
+// growingPipe reads a pipe and gives it pipeSize capacity the first time a
+// read finds it full: a command printing a line pays nothing for it.
+type growingPipe struct {
+	f     *os.File
+	grown bool
+}
+
+func (g *growingPipe) Read(p []byte) (int, error) {
+	n, err := g.f.Read(p)
+	if n >= defaultPipeSize && !g.grown {
+		g.grown = true
+		if rc, err := g.f.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+		}
+	}
+	return n, err
+}
+
+// newPipe returns a pipe whose agent end (the read end when agentReads,
+// else the write end) is non-blocking, in Go's poller, and whose command
+// end is a plain blocking descriptor, never registered with the poller:
+// two system calls fewer per end, per exec. grow gives it pipeSize
+// capacity at once.
+func newPipe(agentReads, grow bool) (r, w *os.File, err error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 		return nil, nil, err
 	}
-	if rc, err := r.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+	agentEnd := p[1]
+	if agentReads {
+		agentEnd = p[0]
 	}
-	return r, w, nil
+	if err := unix.SetNonblock(agentEnd, true); err != nil {
+		unix.Close(p[0])
+		unix.Close(p[1])
+		return nil, nil, err
+	}
+	if grow {
+		unix.FcntlInt(uintptr(p[0]), unix.F_SETPIPE_SZ, pipeSize)
+	}
+	return os.NewFile(uintptr(p[0]), "|0"), os.NewFile(uintptr(p[1]), "|1"), nil
 }
 
 // killGroup kills the process group led by pid (exec's commands are session

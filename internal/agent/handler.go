@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -64,6 +65,9 @@ type Handler struct {
 	cfg   Config
 	log   *slog.Logger
 	start time.Time
+
+	flushMu  sync.Mutex
+	flushFDs map[string]flushDir // by guest path
 }
 
 var _ agentproto.Handler = (*Handler)(nil)
@@ -132,31 +136,52 @@ var durableRoots = []string{"/", "/workspace"}
 // flush makes what a command or an archive wrote durable before the
 // request is answered (Config.Durable): syncfs of each filesystem in
 // durableRoots, once each, rather than sync(), which walks every
-// filesystem and block device of the guest.
+// filesystem and block device of the guest. The directories stay open
+// between flushes; a stat tells whether the path still is the same one.
 func (h *Handler) flush() error {
 	if !h.cfg.Durable {
 		return nil
 	}
+	h.flushMu.Lock()
+	defer h.flushMu.Unlock()
+	if h.flushFDs == nil {
+		h.flushFDs = map[string]flushDir{}
+	}
 	var done []uint64
 	for _, p := range durableRoots {
-		fd, err := unix.Open(h.hostPath(p), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
+		var st unix.Stat_t
+		if err := unix.Stat(h.hostPath(p), &st); err != nil {
 			continue // no /workspace: nothing to flush there
 		}
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil || slices.Contains(done, st.Dev) {
-			unix.Close(fd)
+		if slices.Contains(done, st.Dev) {
 			continue
 		}
+		d, ok := h.flushFDs[p]
+		if !ok || d.dev != st.Dev || d.ino != st.Ino {
+			if ok {
+				unix.Close(d.fd)
+				delete(h.flushFDs, p)
+			}
+			fd, err := unix.Open(h.hostPath(p), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				continue
+			}
+			d = flushDir{fd: fd, dev: st.Dev, ino: st.Ino}
+			h.flushFDs[p] = d
+		}
 		done = append(done, st.Dev)
-		err = unix.Syncfs(fd)
-		unix.Close(fd)
-		if err != nil {
+		if err := unix.Syncfs(d.fd); err != nil {
 			return errdefs.Wrap(errdefs.ErrUnavailable, err, "the guest's disk reported an error: check free space on the host and the VM's console log",
 				"flushing %s to disk", p)
 		}
 	}
 	return nil
+}
+
+// flushDir is a directory flush keeps open.
+type flushDir struct {
+	fd       int
+	dev, ino uint64
 }
 
 func decode(raw json.RawMessage, v any) error {

@@ -61,6 +61,7 @@ type Engine struct {
 	vms      *state.Store
 	wss      *state.Store
 	inflight sync.WaitGroup
+	conns    agentConns
 }
 
 func (e *Engine) storeOf(kind string) *state.Store {

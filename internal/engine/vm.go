@@ -270,13 +270,13 @@ func (e *Engine) cleanup(id string) {
 	}
 }
 
-// exec runs one command over the supervisor's socket.
+// exec runs one command over the supervisor's socket (the engine's shared
+// connection to it).
 func (e *Engine) exec(ctx context.Context, rec *vmRecord, o api.ExecOptions) (*api.ExecResult, error) {
-	c, err := e.dial(ctx, rec)
+	c, err := e.agent(ctx, rec)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
 	req := agentproto.ExecRequest{Argv: o.Argv, Shell: o.Command, Cwd: o.Cwd, Env: o.Env, TimeoutMs: int64(o.TimeoutSeconds) * 1000,
 		Sync: rec.Kind == kindWorkspace}
 	// The client already caps what a guest can send (the default
