@@ -125,6 +125,13 @@ type ServerOptions struct {
 	// default branch).
 	RepoURL string
 	RepoRef string
+	// AllowPaths are host directories MCP clients may name in seed_path
+	// and source_path besides their declared roots (or, for a client that
+	// declares none, the server's working directory: its git top level
+	// inside a checkout) and ProjectPath. Any other host path is refused:
+	// the model behind a client is not trusted with the user's files.
+	// []string{"/"} allows every path, as 2.4 did.
+	AllowPaths []string
 }
 
 // CreateServerWith is CreateServer with a profile and a default seed; ctx
@@ -133,7 +140,7 @@ func (c *Client) CreateServerWith(ctx context.Context, opts *ServerOptions) (*mc
 	if opts == nil {
 		opts = &ServerOptions{}
 	}
-	mo := &mcpserver.Options{Logger: c.log, Profile: opts.Profile}
+	mo := &mcpserver.Options{Logger: c.log, Profile: opts.Profile, HostPaths: hostPaths(ctx, opts)}
 	switch {
 	case opts.ProjectPath != "" && opts.RepoURL != "":
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "set `project_path` or `repo_url`, not both", "two default seeds")
@@ -157,6 +164,22 @@ func (c *Client) CreateServerWith(ctx context.Context, opts *ServerOptions) (*mc
 		return nil, err
 	}
 	return s.MCP(), nil
+}
+
+// hostPaths is where the server's clients may name host paths: their
+// roots or the working directory, the project, and opts.AllowPaths.
+func hostPaths(ctx context.Context, opts *ServerOptions) *mcpserver.HostPaths {
+	hp := &mcpserver.HostPaths{Always: append([]string(nil), opts.AllowPaths...)}
+	if opts.ProjectPath != "" {
+		hp.Always = append(hp.Always, opts.ProjectPath)
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if top := project.Detect(ctx, wd); top != "" {
+			wd = top
+		}
+		hp.Fallback = []string{wd}
+	}
+	return hp
 }
 
 // CreateServer is New followed by Client.CreateServer.
@@ -203,9 +226,10 @@ func (c *Client) PullEnvironment(ctx context.Context, name string) (*PullResult,
 	return c.eng.Catalog().Pull(ctx, name)
 }
 
-// InspectEnvironment describes an environment: recipe, packages, blobs.
+// InspectEnvironment describes an environment: recipe, packages, blobs,
+// and what the workspaces built on it occupy.
 func (c *Client) InspectEnvironment(ctx context.Context, name string) (*EnvironmentInfo, error) {
-	return c.eng.Catalog().Inspect(ctx, name)
+	return c.eng.InspectEnvironment(ctx, name)
 }
 
 // PruneEnvironments removes stale installs and unreferenced blobs; blobs
@@ -323,6 +347,68 @@ func (c *Client) StartWorkspace(ctx context.Context, workspaceID string) (*Works
 // StopWorkspace powers a workspace off; its files stay.
 func (c *Client) StopWorkspace(ctx context.Context, workspaceID string) (*Workspace, error) {
 	return c.eng.StopWorkspace(ctx, workspaceID)
+}
+
+// Snapshots, reset and fork.
+
+// CreateSnapshot takes a snapshot named name of the whole workspace (root
+// and /workspace), running or stopped. A running workspace's filesystems
+// are flushed and frozen for the moment it takes; commands keep running.
+func (c *Client) CreateSnapshot(ctx context.Context, workspaceID, name string) (*Snapshot, error) {
+	return c.eng.CreateSnapshot(ctx, workspaceID, name)
+}
+
+// ListSnapshots lists a workspace's snapshots, the baseline first.
+func (c *Client) ListSnapshots(ctx context.Context, workspaceID string) (*SnapshotList, error) {
+	return c.eng.ListSnapshots(ctx, workspaceID)
+}
+
+// DeleteSnapshot deletes a snapshot; the baseline and a snapshot a fork
+// was made from cannot be deleted (ErrFailedPrecondition, ErrConflict).
+func (c *Client) DeleteSnapshot(ctx context.Context, workspaceID, name string) (*SnapshotDeleteResult, error) {
+	return c.eng.DeleteSnapshot(ctx, workspaceID, name)
+}
+
+// ResetWorkspace brings the whole workspace back to a snapshot ("" means
+// BaselineSnapshot) and boots it, with the same id, name and shape.
+func (c *Client) ResetWorkspace(ctx context.Context, workspaceID, snapshot string) (*Workspace, error) {
+	return c.eng.ResetWorkspace(ctx, workspaceID, snapshot)
+}
+
+// ForkWorkspace makes and boots a new workspace whose disks start as a
+// snapshot of workspaceID (opts.Snapshot, or one taken now), sharing its
+// blocks copy-on-write. A nil *ForkOptions is valid.
+func (c *Client) ForkWorkspace(ctx context.Context, workspaceID string, opts *ForkOptions) (*Workspace, error) {
+	var o ForkOptions
+	if opts != nil {
+		o = *opts
+	}
+	return c.eng.ForkWorkspace(ctx, workspaceID, o)
+}
+
+// Disks of a stopped workspace, read offline.
+
+// ListWorkspaceDisk lists path (a directory or file, "" for /workspace)
+// on a stopped workspace's disks without booting it.
+func (c *Client) ListWorkspaceDisk(ctx context.Context, workspaceID, path string, recursive bool) (*DiskList, error) {
+	return c.eng.ListWorkspaceDisk(ctx, workspaceID, path, recursive)
+}
+
+// ReadWorkspaceDisk reads up to maxBytes (0: DefaultDiskReadBytes) of a
+// file on a stopped workspace's disks.
+func (c *Client) ReadWorkspaceDisk(ctx context.Context, workspaceID, path string, maxBytes int) (*DiskRead, error) {
+	return c.eng.ReadWorkspaceDisk(ctx, workspaceID, path, maxBytes)
+}
+
+// ExportWorkspaceDisk writes a stopped workspace's disk to outputPath as a
+// raw ext4 image, runtime-only paths removed. A nil *DiskExportOptions is
+// valid.
+func (c *Client) ExportWorkspaceDisk(ctx context.Context, workspaceID, outputPath string, opts *DiskExportOptions) (*DiskExportResult, error) {
+	var o DiskExportOptions
+	if opts != nil {
+		o = *opts
+	}
+	return c.eng.ExportWorkspaceDisk(ctx, workspaceID, outputPath, o)
 }
 
 // Errors.

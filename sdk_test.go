@@ -9,11 +9,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/pyro-mcp/pyro"
+	"github.com/pyro-mcp/pyro/internal/guesttest"
 )
 
 // TestMain builds the static pyro binary the engine re-executes as each
@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// newClient uses the shared environment cache and private state.
+// newClient uses the shared environment cache (guesttest's) and private state.
 func newClient(t *testing.T) *pyro.Client {
 	t.Helper()
 	run, err := os.MkdirTemp("", "pyro-sdk-")
@@ -45,27 +45,11 @@ func newClient(t *testing.T) *pyro.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(run) })
-	c, err := pyro.New(&pyro.Options{CacheDir: os.Getenv("PYRO_TEST_CACHE_DIR"), StateDir: t.TempDir(), RuntimeDir: run})
+	c, err := pyro.New(&pyro.Options{CacheDir: guesttest.CacheDir(), StateDir: t.TempDir(), RuntimeDir: run})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
-}
-
-// needGuest skips unless debian:12 can boot here without a long build.
-func needGuest(t *testing.T, c *pyro.Client) {
-	t.Helper()
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("no qemu-system-x86_64")
-	}
-	envs, err := c.ListEnvironments(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := slices.IndexFunc(envs, func(e pyro.Environment) bool { return e.Name == "debian:12" })
-	if i < 0 || !envs[i].Installed {
-		t.Skip("debian:12 is not in the cache (pyro env pull debian:12)")
-	}
 }
 
 func TestErrors(t *testing.T) {
@@ -111,7 +95,7 @@ func TestErrors(t *testing.T) {
 
 func TestRunInVM(t *testing.T) {
 	c := newClient(t)
-	needGuest(t, c)
+	guesttest.Need(t)
 	var streamed bytes.Buffer
 	res, err := c.RunInVM(t.Context(), pyro.RunOptions{Environment: "debian:12", Command: "git --version; echo oops >&2; exit 3", Stdout: &streamed})
 	if err != nil {
@@ -141,7 +125,7 @@ func TestRunInVM(t *testing.T) {
 
 func TestWorkspace(t *testing.T) {
 	c := newClient(t)
-	needGuest(t, c)
+	guesttest.Need(t)
 	ctx := t.Context()
 	seed, more := t.TempDir(), t.TempDir()
 	os.WriteFile(filepath.Join(seed, "hello.txt"), []byte("hello from the host\n"), 0o644)
@@ -193,7 +177,7 @@ func TestWorkspace(t *testing.T) {
 // Example_workspace runs for real where a guest can boot: its seed and
 // push directories are in ./testdata.
 func TestExampleWorkspace(t *testing.T) {
-	needGuest(t, newClient(t))
+	guesttest.Need(t)
 	run, err := os.MkdirTemp("", "pyro-ex-")
 	if err != nil {
 		t.Fatal(err)

@@ -62,6 +62,32 @@ type (
 	LogEntry = api.LogEntry
 	// WorkspaceDeleteResult is returned by DeleteWorkspace.
 	WorkspaceDeleteResult = api.WorkspaceDeleteResult
+	// WorkspaceDisk describes a workspace's disks and what they occupy.
+	WorkspaceDisk = api.WorkspaceDisk
+	// Snapshot is a point a workspace can be reset to or forked from.
+	Snapshot = api.Snapshot
+	// SnapshotList is the outcome of ListSnapshots.
+	SnapshotList = api.SnapshotList
+	// SnapshotDeleteResult is the outcome of DeleteSnapshot.
+	SnapshotDeleteResult = api.SnapshotDeleteResult
+	// ForkOptions tune ForkWorkspace. A nil *ForkOptions is valid.
+	ForkOptions = api.ForkOptions
+	// ForkOrigin says where a forked workspace came from.
+	ForkOrigin = api.ForkOrigin
+	// ResetSummary is a workspace's last reset.
+	ResetSummary = api.ResetSummary
+	// DiskEntry is one file of a stopped workspace's disk.
+	DiskEntry = api.DiskEntry
+	// DiskList is the outcome of ListWorkspaceDisk.
+	DiskList = api.DiskList
+	// DiskRead is the outcome of ReadWorkspaceDisk.
+	DiskRead = api.DiskRead
+	// DiskExportOptions tune ExportWorkspaceDisk.
+	DiskExportOptions = api.DiskExportOptions
+	// DiskExportResult is the outcome of ExportWorkspaceDisk.
+	DiskExportResult = api.DiskExportResult
+	// EnvironmentUsage is what the VMs and workspaces of an environment occupy.
+	EnvironmentUsage = api.EnvironmentUsage
 
 	// Environment is one catalog entry and its install state.
 	Environment = api.Environment
@@ -96,8 +122,16 @@ const (
 	DefaultVMTTLSeconds   = api.DefaultVMTTLSeconds
 	DefaultWorkspaceTTL   = api.DefaultWorkspaceTTLSeconds
 	WorkspaceRoot         = api.WorkspaceRoot
-	ModeGuest             = api.ModeGuest      // execution_mode of a real guest
-	ModeHostCompat        = api.ModeHostCompat // execution_mode on the host, NOT isolated
+	DefaultDiskGiB        = api.DefaultDiskGiB   // a workspace's /workspace disk
+	BaselineSnapshot      = api.BaselineSnapshot // the snapshot taken at create
+	DefaultDiskReadBytes  = api.DefaultDiskReadBytes
+	// Kinds of workspace log entries (LogEntry.Kind).
+	LogExec        = api.LogExec
+	LogSnapshot    = api.LogSnapshot
+	LogReset       = api.LogReset
+	LogFork        = api.LogFork
+	ModeGuest      = api.ModeGuest      // execution_mode of a real guest
+	ModeHostCompat = api.ModeHostCompat // execution_mode on the host, NOT isolated
 )
 
 // Error classes. Every error the Client returns wraps one of them, so

@@ -69,6 +69,22 @@ type EnvironmentInfo struct {
 	RegistryRef string                `json:"registry_ref,omitempty"`
 	Manifest    *Manifest             `json:"manifest,omitempty"`
 	Paths       *InstalledEnvironment `json:"paths,omitempty"`
+	// Usage is what the VMs and workspaces built on it occupy.
+	Usage *EnvironmentUsage `json:"usage,omitempty"`
+}
+
+// EnvironmentUsage is what the VMs and workspaces of one environment
+// occupy on the host's disk, beyond the environment's own blobs.
+type EnvironmentUsage struct {
+	VMs        int `json:"vms"`
+	Workspaces int `json:"workspaces"`
+	// DiskBytes is what they wrote since their last snapshot.
+	DiskBytes int64 `json:"disk_bytes"`
+	// SnapshotBytes is what their snapshots, baselines, seeds and the
+	// layers forks share occupy (each layer once).
+	SnapshotBytes int64 `json:"snapshot_bytes"`
+	// Layers counts the disk layers behind SnapshotBytes.
+	Layers int `json:"layers"`
 }
 
 // ManifestSchemaVersion is the version of the Manifest JSON shape.

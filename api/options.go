@@ -34,6 +34,16 @@ type CreateWorkspaceOptions struct {
 	// of SeedPath itself: for a SeedPath that is a temporary export of a
 	// project or a repository clone. Nil means SeedPath is the origin.
 	SeedOrigin *SeedOrigin `json:"-"`
+	// DiskGiB bounds /workspace's own disk; 0 means DefaultDiskGiB.
+	DiskGiB int `json:"disk_gib,omitempty"`
+	// Name, when set, is unique among workspaces and works wherever its
+	// id does.
+	Name string `json:"name,omitempty"`
+	// Labels are free key=value tags to find workspaces by.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Secrets are delivered into the guest under /run/pyro-secrets (a
+	// tmpfs) and redacted from every output pyro returns.
+	Secrets []Secret `json:"secrets,omitempty"`
 }
 
 // ExecOptions describe one command: Command is a shell string run with
@@ -48,6 +58,9 @@ type ExecOptions struct {
 	// Stdout and Stderr, when set, receive the output as it arrives; the
 	// result holds it too (capped).
 	Stdout, Stderr io.Writer
+	// SecretEnv exposes a workspace's secrets as environment variables:
+	// secret name to variable name ("" means the secret's own name).
+	SecretEnv map[string]string
 }
 
 // RunOptions are a one-shot run: the VM's environment and shape, and the

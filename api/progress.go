@@ -156,6 +156,8 @@ func stepText(step string) string {
 		return "(unpacking in the guest)"
 	case "initramfs":
 		return "(preparing the initramfs)"
+	case "image":
+		return "(building /workspace's filesystem)"
 	case "guest":
 		return "(waiting for the guest agent)"
 	}

@@ -1,6 +1,9 @@
 package api
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Machine is what a VM and a workspace share: the environment, shape,
 // backend and lifetime of the microVM under them.
@@ -84,7 +87,7 @@ type DeleteResult struct {
 type NetworkInfo struct {
 	VMID                  string   `json:"vm_id"`
 	Network               bool     `json:"network"`
-	Mode                  string   `json:"mode"` // "none", "user" (QEMU user-mode NAT) or "host" (host_compat)
+	Mode                  string   `json:"mode"` // "none", "stack" (pyro's own network stack; "user" in 2.4) or "host" (host_compat)
 	GuestIP               string   `json:"guest_ip,omitempty"`
 	Gateway               string   `json:"gateway,omitempty"`
 	DNS                   []string `json:"dns,omitempty"`
@@ -109,6 +112,27 @@ type Workspace struct {
 	WorkspaceSeed WorkspaceSeed   `json:"workspace_seed"`
 	Restarts      int             `json:"restarts"`
 	Note          string          `json:"note,omitempty"`
+	// Name is the workspace's name, when it was given one (at create,
+	// update or fork).
+	Name   string            `json:"name,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// Secrets names its secrets (never their values).
+	Secrets []SecretInfo `json:"secrets,omitempty"`
+	// SnapshotCount counts its snapshots, the baseline included.
+	SnapshotCount int `json:"snapshot_count"`
+	// ForkOf is where a forked workspace came from.
+	ForkOf *ForkOrigin `json:"fork_of,omitempty"`
+	// LastReset is the workspace's last reset, if any.
+	LastReset *ResetSummary `json:"last_reset,omitempty"`
+	// Disk describes its disks and what they occupy (guests only).
+	Disk *WorkspaceDisk `json:"disk,omitempty"`
+	// LastActivityAt is its last command, shell or service call, update or
+	// start (created_at before any).
+	LastActivityAt time.Time `json:"last_activity_at"`
+	// ShellCount counts its shells whose process runs, ServiceCount its
+	// services starting or ready (0 while it is not running).
+	ShellCount   int `json:"shell_count"`
+	ServiceCount int `json:"service_count"`
 }
 
 // WorkspaceList is `pyro workspace list --json`.
@@ -190,20 +214,93 @@ type WorkspaceLogs struct {
 	Count       int        `json:"count"`
 }
 
-// LogEntry is one command of a workspace's history.
+// Kinds of workspace log entries (LogEntry.Kind); shells and services
+// add theirs (LogShellOpen, ...).
+const (
+	LogExec     = "exec"     // a command (the only kind pyro 2.4 wrote)
+	LogSnapshot = "snapshot" // snapshot create
+	LogReset    = "reset"    // the workspace was reset to a snapshot
+	LogFork     = "fork"     // a fork was made from it, or it is one
+)
+
+// LogEntry is one event of a workspace's history. An exec entry has the
+// command's fields; the other kinds have only Kind, Sequence, StartedAt,
+// DurationMs, Error and their own fields (their JSON omits the exec ones,
+// but for a shell or service event's command, cwd and exit code).
 type LogEntry struct {
-	Sequence        int       `json:"sequence"`
-	Command         []string  `json:"command"`
-	Cwd             string    `json:"cwd"`
-	ExitCode        int       `json:"exit_code"`
-	Stdout          string    `json:"stdout"`
-	Stderr          string    `json:"stderr"`
-	StdoutTruncated bool      `json:"stdout_truncated"`
-	StderrTruncated bool      `json:"stderr_truncated"`
-	TimedOut        bool      `json:"timed_out"`
-	StartedAt       time.Time `json:"started_at"`
-	DurationMs      int64     `json:"duration_ms"`
-	Error           string    `json:"error,omitempty"` // when pyro could not run it at all
+	Kind     string   `json:"kind"`
+	Sequence int      `json:"sequence"`
+	Command  []string `json:"command"`
+	// CommandTruncated says the stored command was cut at 64 KiB.
+	CommandTruncated bool      `json:"command_truncated,omitempty"`
+	Cwd              string    `json:"cwd"`
+	ExitCode         int       `json:"exit_code"`
+	Stdout           string    `json:"stdout"`
+	Stderr           string    `json:"stderr"`
+	StdoutTruncated  bool      `json:"stdout_truncated"`
+	StderrTruncated  bool      `json:"stderr_truncated"`
+	TimedOut         bool      `json:"timed_out"`
+	StartedAt        time.Time `json:"started_at"`
+	DurationMs       int64     `json:"duration_ms"`
+	Error            string    `json:"error,omitempty"` // when pyro could not run it at all
+
+	// Snapshot names the snapshot taken, reset to, or forked from ("" for
+	// a fork of the moment).
+	Snapshot string `json:"snapshot,omitempty"`
+	// ForkWorkspaceID, on the source's fork entry, is the new workspace.
+	ForkWorkspaceID string `json:"fork_workspace_id,omitempty"`
+	// ForkOf, on a fork's first entry, is where it came from.
+	ForkOf *ForkOrigin `json:"fork_of,omitempty"`
+	// SnapshotSequence, on a reset entry, is the sequence of the snapshot
+	// it went back to (0 for the baseline).
+	SnapshotSequence int `json:"snapshot_sequence,omitempty"`
+	// ResetBy marks history a reset rolled back: the sequence of the first
+	// reset entry whose snapshot predates this entry.
+	ResetBy int `json:"reset_by,omitempty"`
+	// ShellID and Service name the shell or service of an event.
+	ShellID string `json:"shell_id,omitempty"`
+	Service string `json:"service,omitempty"`
+}
+
+// logEvent is the JSON of a non-exec entry.
+type logEvent struct {
+	Kind            string      `json:"kind"`
+	Sequence        int         `json:"sequence"`
+	StartedAt       time.Time   `json:"started_at"`
+	DurationMs      int64       `json:"duration_ms"`
+	Error           string      `json:"error,omitempty"`
+	Snapshot        string      `json:"snapshot,omitempty"`
+	ForkWorkspaceID string      `json:"fork_workspace_id,omitempty"`
+	ForkOf          *ForkOrigin `json:"fork_of,omitempty"`
+	SnapshotSeq     int         `json:"snapshot_sequence,omitempty"`
+	ResetBy         int         `json:"reset_by,omitempty"`
+	ShellID         string      `json:"shell_id,omitempty"`
+	Service         string      `json:"service,omitempty"`
+	Command         []string    `json:"command,omitempty"`
+	Cwd             string      `json:"cwd,omitempty"`
+	ExitCode        *int        `json:"exit_code,omitempty"`
+}
+
+// MarshalJSON writes an exec entry as pyro 2.4 did (plus kind and, when
+// set, reset_by), and the other kinds without the exec fields.
+func (e LogEntry) MarshalJSON() ([]byte, error) {
+	if e.Kind == "" || e.Kind == LogExec {
+		type plain LogEntry
+		p := plain(e)
+		p.Kind = LogExec
+		return json.Marshal(p)
+	}
+	ev := logEvent{Kind: e.Kind, Sequence: e.Sequence, StartedAt: e.StartedAt, DurationMs: e.DurationMs, Error: e.Error,
+		Snapshot: e.Snapshot, ForkWorkspaceID: e.ForkWorkspaceID, ForkOf: e.ForkOf, SnapshotSeq: e.SnapshotSequence, ResetBy: e.ResetBy,
+		ShellID: e.ShellID, Service: e.Service, Command: e.Command, Cwd: e.Cwd}
+	// A shell's close and a service's stop say how it ended; a service's
+	// start, when it ended before it was ready.
+	switch {
+	case e.Kind == LogShellClose, e.Kind == LogServiceStop, e.Kind == LogServiceStart && e.ExitCode != 0:
+		code := e.ExitCode
+		ev.ExitCode = &code
+	}
+	return json.Marshal(ev)
 }
 
 // WorkspaceDeleteResult is the outcome of deleting a workspace:

@@ -87,11 +87,11 @@ func (b *benchEnv) datapathSuite(ctx context.Context) error {
 		}
 		return execErr("dd", res, err)
 	}
-	in, err := median(chanRounds, timed(toGuest))
+	in, err := medianOf(chanRounds, timed(toGuest))
 	if err != nil {
 		return err
 	}
-	out, err := median(chanRounds, timed(fromGuest))
+	out, err := medianOf(chanRounds, timed(fromGuest))
 	if err != nil {
 		return err
 	}
@@ -220,7 +220,7 @@ func execErr(what string, res *agentproto.ExecResult, err error) error {
 	return err
 }
 
-// timed turns f into a timed run for median.
+// timed turns f into a timed run for medianOf.
 func timed(f func() error) func() (time.Duration, error) {
 	return func() (time.Duration, error) {
 		t := time.Now()
@@ -229,8 +229,8 @@ func timed(f func() error) func() (time.Duration, error) {
 	}
 }
 
-// median runs f n times and returns the median duration.
-func median(n int, f func() (time.Duration, error)) (time.Duration, error) {
+// medianOf runs f n times and returns the median duration.
+func medianOf(n int, f func() (time.Duration, error)) (time.Duration, error) {
 	var ds []time.Duration
 	for i := 0; i < n; i++ {
 		d, err := f()
@@ -323,7 +323,7 @@ func (b *benchEnv) bareChannel(ctx context.Context, env string) (bf bareFigures,
 	}
 	bf.rtt = pct(rtts, .5)
 	buf := make([]byte, 1<<20)
-	bf.in, err = median(chanRounds, func() (time.Duration, error) {
+	bf.in, err = medianOf(chanRounds, func() (time.Duration, error) {
 		t := time.Now()
 		if err := cmd(agent.BenchSink, chanBytes); err != nil {
 			return 0, err
@@ -341,7 +341,7 @@ func (b *benchEnv) bareChannel(ctx context.Context, env string) (bf bareFigures,
 	if err != nil {
 		return bf, err
 	}
-	bf.out, err = median(chanRounds, func() (time.Duration, error) {
+	bf.out, err = medianOf(chanRounds, func() (time.Duration, error) {
 		t := time.Now()
 		if err := cmd(agent.BenchSource, chanBytes); err != nil {
 			return 0, err

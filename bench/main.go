@@ -37,7 +37,7 @@ type benchEnv struct {
 }
 
 func main() {
-	suites := flag.String("suites", "env,vm,workspace,datapath,faces", "comma-separated suites: env, vm, workspace, datapath, faces")
+	suites := flag.String("suites", "env,vm,workspace,datapath,snapshot,faces,living", "comma-separated suites: env, vm, workspace, datapath, snapshot, faces, living")
 	pyro := flag.String("pyro", "bin/pyro", "the pyro binary to measure (static build)")
 	n := flag.Int("n", 200, "round trips for latency figures")
 	profile := flag.String("profile", "", "datapath suite: write CPU profiles of the client, supervisor and guest agent to this directory")
@@ -84,8 +84,12 @@ func main() {
 			err = b.workspaceSuite(ctx)
 		case "datapath":
 			err = b.datapathSuite(ctx)
+		case "snapshot":
+			err = b.snapshotSuite(ctx)
 		case "faces":
 			err = b.facesSuite(ctx)
+		case "living":
+			err = b.livingSuite(ctx)
 		default:
 			err = fmt.Errorf("unknown suite %q", s)
 		}

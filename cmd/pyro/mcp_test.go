@@ -23,6 +23,7 @@ import (
 // the go-sdk's real client over stdio.
 type mcpEnv struct {
 	session  *mcp.ClientSession
+	dir      string // the server's working directory: host paths a client names must be under it
 	env      []string
 	progress chan *mcp.ProgressNotificationParams
 }
@@ -38,6 +39,7 @@ type mcpStart struct {
 	args   []string           // after `pyro mcp serve`
 	env    []string           // added to the environment
 	client *mcp.ClientOptions // progress notifications are collected whatever it says
+	roots  []*mcp.Root        // the client's roots (roots/list)
 }
 
 // startMCPWith starts `pyro mcp serve` as o says, with its own state.
@@ -57,6 +59,7 @@ func startMCPWith(t *testing.T, o mcpStart) *mcpEnv {
 	if o.dir == "" {
 		o.dir = t.TempDir()
 	}
+	m.dir = o.dir
 	cmd := exec.Command(filepath.Join(pyroBinDir, "pyro"), append([]string{"mcp", "serve"}, o.args...)...)
 	cmd.Env, cmd.Dir = m.env, o.dir
 	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
@@ -75,6 +78,7 @@ func startMCPWith(t *testing.T, o mcpStart) *mcpEnv {
 		}
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "pyro-test", Version: "0"}, copts)
+	client.AddRoots(o.roots...)
 	m.session, err = client.Connect(t.Context(), &mcp.CommandTransport{Command: cmd}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -166,6 +170,17 @@ func (m *mcpEnv) vmsRunning(t *testing.T) int {
 	return n
 }
 
+// subdir makes a directory under the server's working directory, where a
+// client without roots may name host paths.
+func (m *mcpEnv) subdir(t *testing.T, name string) string {
+	t.Helper()
+	d := filepath.Join(m.dir, name)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // needGuestHere gates the guest tests with the same condition as [guest].
 func needGuestHere(t *testing.T) { guesttest.Need(t) }
 
@@ -238,7 +253,7 @@ func TestMCPRunWithProgress(t *testing.T) {
 func TestMCPWorkspaceFlow(t *testing.T) {
 	needGuestHere(t)
 	m := startMCP(t)
-	seed, more := t.TempDir(), t.TempDir()
+	seed, more := m.subdir(t, "seed"), m.subdir(t, "more")
 	os.WriteFile(filepath.Join(seed, "main.sh"), []byte("echo seeded\n"), 0o644)
 	os.WriteFile(filepath.Join(more, "patch.txt"), []byte("v2\n"), 0o644)
 

@@ -142,7 +142,7 @@ func screen(s string) (lines []string, current string) {
 func TestMCPSeedProgress(t *testing.T) {
 	needGuestHere(t)
 	m := startMCP(t)
-	seed := t.TempDir()
+	seed := m.subdir(t, "seed")
 	for i := range 2000 {
 		os.WriteFile(filepath.Join(seed, fmt.Sprintf("f%04d", i)), []byte("x"), 0o644)
 	}

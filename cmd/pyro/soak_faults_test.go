@@ -57,7 +57,8 @@ func (s *soakEnv) startCLI(t *testing.T, args ...string) *victim {
 // startMCPCall starts `pyro mcp serve` and calls tool on it in the background.
 func (s *soakEnv) startMCPCall(t *testing.T, tool string, args map[string]any) *victim {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(pyroBinDir, "pyro"), "mcp", "serve")
+	// The pushed sources live in the test's temporary directory.
+	cmd := exec.Command(filepath.Join(pyroBinDir, "pyro"), "mcp", "serve", "--allow-path", os.TempDir())
 	cmd.Env = s.env
 	session, err := mcp.NewClient(&mcp.Implementation{Name: "soak", Version: "0"}, nil).Connect(t.Context(), &mcp.CommandTransport{Command: cmd}, nil)
 	if err != nil {

@@ -26,9 +26,8 @@ import (
 	"strconv"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/flock"
 	"github.com/pyro-mcp/pyro/internal/paths"
 )
 
@@ -69,8 +68,8 @@ func acquire(ctx context.Context, cacheDir string, limit int, maxWait time.Durat
 	wait := 20 * time.Millisecond
 	for {
 		for i := range limit {
-			if f, ok := try(filepath.Join(dir, fmt.Sprintf("boot-slot-%d.lock", i))); ok {
-				return func() { f.Close() }, nil
+			if l, ok, _ := flock.Try(filepath.Join(dir, fmt.Sprintf("boot-slot-%d.lock", i)), flock.Exclusive); ok {
+				return l.Unlock, nil
 			}
 		}
 		if time.Since(start) >= maxWait {
@@ -85,17 +84,4 @@ func acquire(ctx context.Context, cacheDir string, limit int, maxWait time.Durat
 		}
 		wait = min(2*wait, 250*time.Millisecond)
 	}
-}
-
-// try takes the lock on path without waiting.
-func try(path string) (*os.File, bool) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, false
-	}
-	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
-		f.Close()
-		return nil, false
-	}
-	return f, true
 }

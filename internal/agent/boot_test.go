@@ -17,9 +17,8 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/internal/agentproto"
-	"github.com/pyro-mcp/pyro/internal/catalog"
+	"github.com/pyro-mcp/pyro/internal/guesttest"
 	"github.com/pyro-mcp/pyro/internal/initramfs"
-	"github.com/pyro-mcp/pyro/internal/paths"
 )
 
 // hostTSCkHz reads the host CPU frequency: without tsc_early_khz a TCG
@@ -47,18 +46,11 @@ func TestBootSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a VM; skipped with -short")
 	}
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil || runtime.GOARCH != "amd64" {
-		t.Skip("needs qemu-system-x86_64 on amd64")
+	if runtime.GOARCH != "amd64" {
+		t.Skip("needs amd64")
 	}
-	store, err := catalog.Open(catalog.Options{Dir: paths.CacheDir()})
-	if err != nil {
-		t.Skipf("no environment cache: %v", err)
-	}
-	inst, err := store.Resolve(t.Context(), "debian:12")
-	if err != nil {
-		t.Skipf("debian:12 not installed in %s (run 'pyro env pull debian:12'): %v", paths.CacheDir(), err)
-	}
+	p := guesttest.Need(t)
+	qemu, inst := p.QEMU, p.Env
 
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "pyro-agent")

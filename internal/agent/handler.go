@@ -11,6 +11,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -49,6 +50,10 @@ type Config struct {
 	// flush the guest's writes to its disk before answering, so their
 	// effects survive the VMM being killed right after (a workspace's promise).
 	Durable bool
+	// SecretsDir is where secrets are written as files (GuestSecretsDir
+	// in a guest, a tmpfs); "" keeps them in memory only (host-compat,
+	// which has no private tmpfs).
+	SecretsDir string
 }
 
 // DefaultEnv is what a guest command sees before its own variables.
@@ -65,6 +70,7 @@ type Handler struct {
 	cfg   Config
 	log   *slog.Logger
 	start time.Time
+	live  *living // secrets, shells and services (living.go)
 
 	flushMu  sync.Mutex
 	flushFDs map[string]flushDir // by guest path
@@ -84,13 +90,13 @@ func NewHandler(cfg Config) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, log: log, start: time.Now()}
+	return &Handler{cfg: cfg, log: log, start: time.Now(), live: newLiving()}
 }
 
 // Hello describes the agent in the handshake.
 func (h *Handler) Hello() agentproto.Hello {
 	return agentproto.Hello{Proto: agentproto.Version, Software: "pyro-agent " + version.Version,
-		Features: []string{"exec", "put_archive", "stdin"}}
+		Features: []string{"exec", "put_archive", "stdin", "shell", "service", "secrets"}}
 }
 
 // Handle dispatches one request.
@@ -103,85 +109,104 @@ func (h *Handler) Handle(ctx context.Context, s *agentproto.Stream) (any, error)
 		if err := decode(s.Params, &req); err != nil {
 			return nil, err
 		}
-		res, err := h.exec(ctx, s, req)
-		if req.Sync && err == nil {
-			err = h.flush()
+		h.live.execs.Add(1)
+		defer h.live.execs.Add(-1)
+		if !req.Sync {
+			return h.exec(ctx, s, req)
 		}
-		return res, err
+		return h.durably(func() (any, error) { return h.exec(ctx, s, req) })
 	case agentproto.MethodPutArchive:
 		var req agentproto.PutArchiveRequest
 		if err := decode(s.Params, &req); err != nil {
 			return nil, err
 		}
-		res, err := h.putArchive(ctx, req, s)
-		if ferr := h.flush(); err == nil {
-			err = ferr
-		}
-		return res, err
+		return h.durably(func() (any, error) { return h.putArchive(ctx, req, s) })
+	case agentproto.MethodFreeze:
+		return h.freeze(ctx, s)
 	case agentproto.MethodShutdown:
+		h.stopAll(agentproto.StopAllRequest{GraceMs: 2000}) // services get their TERM
 		unix.Sync()
 		if h.cfg.PowerOff != nil {
 			s.AfterResponse(h.cfg.PowerOff)
 		}
 		return struct{}{}, nil
 	}
+	if res, ok, err := h.handleLiving(ctx, s); ok {
+		return res, err
+	}
 	return nil, errdefs.New(errdefs.ErrInvalidArgument, "upgrade the guest agent (rebuild the initramfs)", "unknown method %q", s.Method)
 }
 
-// durableRoots are the guest paths whose filesystems flush writes to disk:
-// the root disk and /workspace's (the same one, unless /workspace is a
-// disk of its own). Everything else a command can write is in memory.
+// durableRoots are the guest paths whose filesystems a flush writes to
+// disk: the root disk and /workspace's (the same one, unless /workspace is
+// a disk of its own). Everything else a command can write is in memory.
 var durableRoots = []string{"/", "/workspace"}
 
-// flush makes what a command or an archive wrote durable before the
-// request is answered (Config.Durable): syncfs of each filesystem in
-// durableRoots, once each, rather than sync(), which walks every
-// filesystem and block device of the guest. The directories stay open
-// between flushes; a stat tells whether the path still is the same one.
-func (h *Handler) flush() error {
+// durably runs fn and, when the handler is Durable, flushes the guest's
+// writes to its disks before answering, and fails the call when they did
+// not reach them: a write-back error (EIO when the host's disk under the
+// VM is full or failing, ENOSPC) would otherwise be lost, and the call
+// would say yes to data that is gone. The flush is a syncfs of each
+// filesystem in durableRoots, once each, rather than sync(), which walks
+// every filesystem and block device of the guest. Their directories are
+// opened before fn runs and stay open between calls, so each syncfs
+// reports every write-back error since the previous one.
+func (h *Handler) durably(fn func() (any, error)) (any, error) {
 	if !h.cfg.Durable {
-		return nil
+		return fn()
 	}
 	h.flushMu.Lock()
-	defer h.flushMu.Unlock()
+	dirs := h.flushDirs()
+	h.flushMu.Unlock()
+	res, err := fn()
+	for _, d := range dirs {
+		if serr := unix.Syncfs(d.fd); serr != nil && err == nil {
+			return nil, errdefs.Wrap(errdefs.ErrUnavailable, serr,
+				"the VM's disk could not store it: free disk space on the host where pyro keeps its state, then retry",
+				"writing to the guest's disk (%s)", d.path)
+		}
+	}
+	return res, err
+}
+
+// flushDirs opens (or finds open) one directory per filesystem of
+// durableRoots. A stat tells whether an open one still is the same path
+// (/workspace is mounted over after boot). Called with flushMu held; the
+// descriptors are never closed while the agent runs, so a flush may use
+// them without the lock.
+func (h *Handler) flushDirs() []flushDir {
 	if h.flushFDs == nil {
 		h.flushFDs = map[string]flushDir{}
 	}
-	var done []uint64
+	var dirs []flushDir
 	for _, p := range durableRoots {
 		var st unix.Stat_t
 		if err := unix.Stat(h.hostPath(p), &st); err != nil {
 			continue // no /workspace: nothing to flush there
 		}
-		if slices.Contains(done, st.Dev) {
+		if slices.ContainsFunc(dirs, func(d flushDir) bool { return d.dev == st.Dev }) {
 			continue
 		}
-		d, ok := h.flushFDs[p]
-		if !ok || d.dev != st.Dev || d.ino != st.Ino {
-			if ok {
-				unix.Close(d.fd)
-				delete(h.flushFDs, p)
-			}
+		key := fmt.Sprintf("%s@%d:%d", p, st.Dev, st.Ino)
+		d, ok := h.flushFDs[key]
+		if !ok {
 			fd, err := unix.Open(h.hostPath(p), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 			if err != nil {
 				continue
 			}
-			d = flushDir{fd: fd, dev: st.Dev, ino: st.Ino}
-			h.flushFDs[p] = d
+			d = flushDir{path: p, fd: fd, dev: st.Dev}
+			h.flushFDs[key] = d
 		}
-		done = append(done, st.Dev)
-		if err := unix.Syncfs(d.fd); err != nil {
-			return errdefs.Wrap(errdefs.ErrUnavailable, err, "the guest's disk reported an error: check free space on the host and the VM's console log",
-				"flushing %s to disk", p)
-		}
+		dirs = append(dirs, d)
 	}
-	return nil
+	return dirs
 }
 
-// flushDir is a directory flush keeps open.
+// flushDir is a directory durably keeps open.
 type flushDir struct {
-	fd       int
-	dev, ino uint64
+	path string
+	fd   int
+	dev  uint64
 }
 
 func decode(raw json.RawMessage, v any) error {
@@ -209,7 +234,7 @@ func (h *Handler) ping() *agentproto.PingResult {
 		UptimeMs:      time.Since(h.start).Milliseconds(),
 	}
 	var si unix.Sysinfo_t
-	if unix.Sysinfo(&si) == nil && h.cfg.Reap != nil {
+	if unix.Sysinfo(&si) == nil && os.Getpid() == 1 { // the guest's own uptime
 		r.UptimeMs = int64(si.Uptime) * 1000
 	}
 	ifs, _ := net.Interfaces()

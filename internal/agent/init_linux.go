@@ -80,6 +80,9 @@ func RunInit() {
 	}
 	tRoot := time.Since(start)
 	os.MkdirAll("/workspace", 0o755)
+	if err := mountDisks(log, ParseDiskParams(string(cmdline))); err != nil {
+		fatal(err)
+	}
 	unix.Sethostname([]byte(p.Hostname))
 	if err := linkUp("lo"); err != nil {
 		log.Warn("lo", "err", err)
@@ -90,7 +93,7 @@ func RunInit() {
 		}
 	}
 	reaper := NewReaper()
-	h := NewHandler(Config{FSRoot: "/", Reap: reaper, PowerOff: powerOff, Logger: log, Durable: true})
+	h := NewHandler(Config{FSRoot: "/", Reap: reaper, PowerOff: powerOff, Logger: log, Durable: true, SecretsDir: GuestSecretsDir})
 	log.Info("ready", "channel", p.Channel, "setup", time.Since(start).Round(time.Millisecond),
 		"modules", tModules.Round(time.Millisecond), "root", tRoot.Round(time.Millisecond))
 	go loadOpened(log, late)
@@ -128,6 +131,7 @@ func powerOff() {
 	unix.Sync()
 	unix.Kill(-1, unix.SIGKILL)
 	unix.Sync()
+	unmountDisks()
 	unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY, "")
 	unix.Reboot(offCmd)
 }

@@ -60,3 +60,13 @@ func TestBootModules(t *testing.T) {
 		})
 	}
 }
+
+func TestParseDiskParams(t *testing.T) {
+	p := ParseDiskParams("console=ttyS0 pyro_root=/dev/vda pyro_wsdisk=pyro-ws pyro_basedisk=pyro-base pyro_wschown=1000:1000")
+	if p != (DiskParams{Workspace: "pyro-ws", Baseline: "pyro-base", Chown: "1000:1000"}) {
+		t.Errorf("%+v", p)
+	}
+	if p := ParseDiskParams("console=ttyS0 pyro_root=/dev/vda"); p != (DiskParams{}) {
+		t.Errorf("a VM's command line: %+v", p)
+	}
+}

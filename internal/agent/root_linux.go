@@ -95,7 +95,11 @@ func switchRoot(p BootParams) error {
 		{"tmpfs", "/run", "tmpfs", "mode=0755"},
 	} {
 		os.MkdirAll(m.dst, 0o755)
-		if err := unix.Mount(m.src, m.dst, m.typ, unix.MS_NOSUID|unix.MS_NODEV, m.data); err != nil {
+		flags := uintptr(unix.MS_NOSUID | unix.MS_NODEV)
+		if m.typ == "devpts" {
+			flags = unix.MS_NOSUID // its ptmx and pts nodes are devices: nodev would refuse them (shells)
+		}
+		if err := unix.Mount(m.src, m.dst, m.typ, flags, m.data); err != nil {
 			slog.Warn("mount", "dst", m.dst, "err", err)
 		}
 	}

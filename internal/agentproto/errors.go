@@ -6,27 +6,6 @@ import (
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
 
-// classOf maps a WireError code back to the errdefs class it came from.
-func classOf(code string) error {
-	switch code {
-	case "invalid_argument":
-		return errdefs.ErrInvalidArgument
-	case "not_found":
-		return errdefs.ErrNotFound
-	case "already_exists":
-		return errdefs.ErrAlreadyExists
-	case "conflict":
-		return errdefs.ErrConflict
-	case "failed_precondition":
-		return errdefs.ErrFailedPrecondition
-	case "unavailable":
-		return errdefs.ErrUnavailable
-	case "timeout":
-		return errdefs.ErrTimeout
-	}
-	return errdefs.ErrInternal
-}
-
 // toWire turns a handler's error into what travels on the wire, keeping its
 // class and hint.
 func toWire(err error) *WireError {
@@ -35,8 +14,10 @@ func toWire(err error) *WireError {
 
 // fromWire turns a guest's error into a host error that wraps the matching
 // errdefs class (for errors.Is) and the *WireError itself (for errors.As).
+// errdefs.FromCode is the one mapping of codes to classes: an unknown code
+// (from a newer or hostile guest) is internal.
 func fromWire(method string, we *WireError) error {
-	return errdefs.Wrap(classOf(we.Code), we, we.Hint, "agent %s", method)
+	return errdefs.Wrap(errdefs.FromCode(we.Code), we, we.Hint, "agent %s", method)
 }
 
 // IsWireError reports whether err came from the guest rather than from the

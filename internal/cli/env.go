@@ -89,7 +89,7 @@ building it locally with mmdebstrap.`,
 
 	inspect := &cobra.Command{
 		Use:   "inspect NAME",
-		Short: "Describe an environment: recipe, packages, blobs",
+		Short: "Describe an environment: recipe, packages, blobs, and what its VMs and workspaces occupy",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			info, err := call(a, quiet(), func(c *pyro.Client) (*pyro.EnvironmentInfo, error) {
@@ -127,6 +127,10 @@ building it locally with mmdebstrap.`,
 			}
 			if p := info.Paths; p != nil {
 				fmt.Fprintf(w, "kernel path:  %s\nmodules path: %s\nrootfs path:  %s\n", p.KernelPath, p.ModulesPath, p.RootfsPath)
+			}
+			if u := info.Usage; u != nil {
+				fmt.Fprintf(w, "in use by:    %d VM(s), %d workspace(s)\n", u.VMs, u.Workspaces)
+				fmt.Fprintf(w, "their disks:  %s written, %s in %d snapshot and seed layer(s)\n", api.HumanBytes(u.DiskBytes), api.HumanBytes(u.SnapshotBytes), u.Layers)
 			}
 			return nil
 		},

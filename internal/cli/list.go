@@ -69,8 +69,13 @@ var workspaceTable = table[*pyro.Workspace]{
 	short:   "List workspaces",
 	list:    (*pyro.Client).ListWorkspaces,
 	json:    func(ws []*pyro.Workspace) any { return pyro.WorkspaceList{Workspaces: ws, Count: len(ws)} },
-	columns: []string{"WORKSPACE_ID", "ENVIRONMENT", "STATE", "RUNNING", "COMMANDS", "SEED", "EXPIRES"},
+	columns: []string{"WORKSPACE_ID", "NAME", "ENVIRONMENT", "STATE", "RUNNING", "COMMANDS", "SHELLS", "SERVICES", "SEED", "LAST_ACTIVITY", "EXPIRES"},
 	row: func(w *pyro.Workspace) []any {
-		return []any{w.WorkspaceID, w.Environment, w.State, w.Running, w.CommandCount, w.WorkspaceSeed.Mode, w.ExpiresAt}
+		name := w.Name
+		if name == "" {
+			name = "-"
+		}
+		return []any{w.WorkspaceID, name, w.Environment, w.State, w.Running, w.CommandCount, w.ShellCount, w.ServiceCount,
+			w.WorkspaceSeed.Mode, w.LastActivityAt, w.ExpiresAt}
 	},
 }

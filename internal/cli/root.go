@@ -25,7 +25,6 @@ import (
 // (run, workspace exec, vm exec) pass the guest's exit status through and
 // use ExitPyroError for their own failures, as docker run does.
 const (
-	ExitOK         = 0
 	ExitError      = 1   // a pyro command (env, doctor, status...) failed
 	ExitUsage      = 2   // bad flags or arguments
 	ExitTimeout    = 124 // the guest command ran past --timeout-seconds

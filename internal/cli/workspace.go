@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pyro-mcp/pyro"
+	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
 
 // newWorkspaceCmd is the workspace-first surface: a sandbox that stays alive
@@ -16,27 +17,34 @@ import (
 func (a *App) newWorkspaceCmd() *cobra.Command {
 	ws := &cobra.Command{
 		Use:   "workspace",
-		Short: "Persistent workspaces: create (with a seed), sync push, exec, status, logs, delete",
+		Short: "Persistent workspaces: create (with a seed), sync push, exec, snapshot, reset, fork, status, logs, delete",
 		Long: `A workspace is a microVM that stays alive across many commands. Its /workspace
 lives on the workspace's own disk until 'pyro workspace delete', survives the VM
 process dying (the next exec boots it again), and is seeded from a host directory or
-a local .tar/.tar.gz/.tgz with --seed-path. Any unique prefix of a workspace_id works.`,
+a local .tar/.tar.gz/.tgz with --seed-path. Snapshots are checkpoints of its whole disk;
+reset goes back to one, fork starts a new workspace from one. A workspace is named by
+its id, its --name, or any unique prefix of its id. Shells and services live in it
+between commands; secrets given at create reach it on a tmpfs and are redacted from
+all output.`,
 	}
-	ws.AddCommand(a.wsCreateCmd(), a.wsSyncCmd(), a.wsExecCmd(),
+	ws.AddCommand(a.wsCreateCmd(), a.wsSyncCmd(), a.wsExecCmd(), a.wsUpdateCmd(), a.newShellCmd(), a.newServiceCmd(),
 		idCmd(a, "status WORKSPACE_ID", "Show a workspace: state, resources, seed, commands, whether its VM runs", (*pyro.Client).StatusWorkspace, a.printResult),
 		idCmd(a, "logs WORKSPACE_ID", "Show the workspace's persisted command history", (*pyro.Client).LogsWorkspace, a.printLogs),
 		idCmd(a, "delete WORKSPACE_ID", "Stop the workspace's VM and remove its disk, logs and state", (*pyro.Client).DeleteWorkspace, a.printDeleted),
-		listCmd(a, workspaceTable),
+		a.wsListCmd(),
 		idCmd(a, "start WORKSPACE_ID", "Boot a stopped workspace again from its disk", (*pyro.Client).StartWorkspace, a.printResult),
-		idCmd(a, "stop WORKSPACE_ID", "Power the workspace's VM off; /workspace stays on its disk", (*pyro.Client).StopWorkspace, a.printResult))
+		idCmd(a, "stop WORKSPACE_ID", "Power the workspace's VM off; /workspace stays on its disk", (*pyro.Client).StopWorkspace, a.printResult),
+		a.wsSnapshotCmd(), a.wsResetCmd(), a.wsForkCmd(), a.wsDiskCmd())
 	return ws
 }
 
 func (a *App) wsCreateCmd() *cobra.Command {
 	var f createFlags
+	var lf livingFlags
 	var seed string
+	var diskGiB int
 	cmd := &cobra.Command{
-		Use:   "create ENVIRONMENT [--seed-path PATH]",
+		Use:   "create ENVIRONMENT [--seed-path PATH] [--disk-gib N] [--name NAME] [--label KEY=VALUE]... [--secret NAME=VALUE]... [--secret-file NAME=PATH]...",
 		Short: "Create and start a workspace, seeding /workspace from --seed-path",
 		Example: `  pyro workspace create debian:12 --seed-path ./my-project
   pyro workspace create debian:12-build --seed-path src.tar.gz --ttl-seconds 7200`,
@@ -46,8 +54,15 @@ func (a *App) wsCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if diskGiB <= 0 {
+				return errdefs.New(errdefs.ErrInvalidArgument, "give a positive number of GiB", "--disk-gib %d is out of range", diskGiB)
+			}
+			o := pyro.CreateWorkspaceOptions{Environment: args[0], Shape: shape, SeedPath: seed, DiskGiB: diskGiB}
+			if err := lf.apply(&o); err != nil {
+				return err
+			}
 			w, err := call(a, clientOptions{backend: f.backend}, func(c *pyro.Client) (*pyro.Workspace, error) {
-				return c.CreateWorkspace(cmd.Context(), pyro.CreateWorkspaceOptions{Environment: args[0], Shape: shape, SeedPath: seed})
+				return c.CreateWorkspace(cmd.Context(), o)
 			})
 			if err != nil {
 				return err
@@ -57,6 +72,8 @@ func (a *App) wsCreateCmd() *cobra.Command {
 	}
 	f.register(cmd, pyro.DefaultWorkspaceTTL)
 	cmd.Flags().StringVar(&seed, "seed-path", "", "host directory or .tar/.tar.gz/.tgz to fill /workspace from")
+	cmd.Flags().IntVar(&diskGiB, "disk-gib", pyro.DefaultDiskGiB, "size of /workspace's own disk in GiB (sparse: it costs what is written)")
+	lf.register(cmd)
 	return cmd
 }
 
@@ -83,8 +100,13 @@ func (a *App) wsSyncCmd() *cobra.Command {
 }
 
 func (a *App) wsExecCmd() *cobra.Command {
-	return a.idExecCmd("WORKSPACE_ID", "Run one command in /workspace; the workspace stays alive", "workspace exec",
+	var env secretEnvFlag
+	cmd := a.idExecCmd("WORKSPACE_ID", "Run one command in /workspace; the workspace stays alive", "workspace exec",
 		func(ctx context.Context, c *pyro.Client, id string, ex pyro.ExecOptions) (any, *pyro.ExecResult, string, error) {
+			var err error
+			if ex.SecretEnv, err = env.parse(); err != nil {
+				return nil, nil, "", err
+			}
 			r, err := c.ExecWorkspace(ctx, id, ex)
 			if err != nil {
 				return nil, nil, "", err
@@ -94,6 +116,8 @@ func (a *App) wsExecCmd() *cobra.Command {
 			}
 			return r, &r.ExecResult, fmt.Sprintf("workspace_id=%s sequence=%d ", r.WorkspaceID, r.Sequence), nil
 		})
+	env.register(cmd)
+	return cmd
 }
 
 func (a *App) printLogs(v any) error {
@@ -102,6 +126,10 @@ func (a *App) printLogs(v any) error {
 	}
 	l := v.(*pyro.WorkspaceLogs)
 	for _, le := range l.Entries {
+		if le.Kind != "" && le.Kind != pyro.LogExec && eventText(le) == "" {
+			fmt.Fprintf(a.Stdout, "#%d %s %s\n", le.Sequence, le.StartedAt.Local().Format(time.RFC3339), eventLine(le))
+			continue
+		}
 		status := fmt.Sprintf("exit_code=%d", le.ExitCode)
 		if le.TimedOut {
 			status += " timed_out=true"
@@ -109,15 +137,32 @@ func (a *App) printLogs(v any) error {
 		if le.Error != "" {
 			status = "error=" + le.Error
 		}
+		if le.ResetBy > 0 {
+			status += fmt.Sprintf(" [rolled back by the reset #%d]", le.ResetBy)
+		}
+		what := strings.Join(le.Command, " ")
+		if ev := eventText(le); ev != "" {
+			what = ev
+		}
 		fmt.Fprintf(a.Stdout, "#%d %s %s (cwd %s, %d ms) %s\n", le.Sequence, le.StartedAt.Local().Format(time.RFC3339),
-			strings.Join(le.Command, " "), le.Cwd, le.DurationMs, status)
+			what, le.Cwd, le.DurationMs, status)
 		for _, out := range []struct{ name, s string }{{"stdout", le.Stdout}, {"stderr", le.Stderr}} {
 			if out.s != "" {
 				fmt.Fprintf(a.Stdout, "  %s:\n    %s\n", out.name, strings.ReplaceAll(strings.TrimRight(out.s, "\n"), "\n", "\n    "))
 			}
 		}
 	}
-	fmt.Fprintf(a.Stdout, "%d command(s)\n", l.Count)
+	events := 0
+	for _, le := range l.Entries {
+		if le.Kind != "" && le.Kind != pyro.LogExec {
+			events++
+		}
+	}
+	if events == 0 {
+		fmt.Fprintf(a.Stdout, "%d command(s)\n", l.Count)
+	} else {
+		fmt.Fprintf(a.Stdout, "%d command(s), %d other event(s)\n", l.Count-events, events)
+	}
 	return nil
 }
 
@@ -127,4 +172,36 @@ func (a *App) printDeleted(v any) error {
 	}
 	fmt.Fprintf(a.Stdout, "deleted workspace %s\n", v.(*pyro.WorkspaceDeleteResult).WorkspaceID)
 	return nil
+}
+
+// eventLine describes a log entry that is not a command.
+func eventLine(le pyro.LogEntry) string {
+	var s string
+	switch le.Kind {
+	case pyro.LogSnapshot:
+		s = "[snapshot] created " + le.Snapshot
+	case pyro.LogReset:
+		s = "[reset] to snapshot " + le.Snapshot
+	case pyro.LogFork:
+		from := le.Snapshot
+		if from == "" {
+			from = "a snapshot of the moment"
+		} else {
+			from = "snapshot " + from
+		}
+		if le.ForkOf != nil {
+			s = fmt.Sprintf("[fork] made from workspace %s, %s", le.ForkOf.WorkspaceID, from)
+		} else {
+			s = fmt.Sprintf("[fork] workspace %s made from %s", le.ForkWorkspaceID, from)
+		}
+	default:
+		s = "[" + le.Kind + "]"
+	}
+	if le.ResetBy > 0 {
+		s += fmt.Sprintf(" [rolled back by the reset #%d]", le.ResetBy)
+	}
+	if le.Error != "" {
+		s += " error=" + le.Error
+	}
+	return s
 }

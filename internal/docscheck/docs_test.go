@@ -39,6 +39,10 @@ var (
 		"workspace create", "workspace sync push", "workspace exec", "workspace status",
 		"workspace logs", "workspace delete", "doctor", "demo", "demo ollama",
 		"host connect", "host print-config", "host doctor", "host repair", "host disconnect",
+		"workspace list", "workspace update", "workspace shell open", "workspace shell write", "workspace shell read",
+		"workspace shell signal", "workspace shell close", "workspace shell list", "workspace shell attach",
+		"workspace service start", "workspace service list", "workspace service status", "workspace service logs",
+		"workspace service stop",
 	}
 	// contractFlags are flags the contract names explicitly, per command.
 	contractFlags = map[string][]string{
@@ -62,7 +66,7 @@ var (
 		"push_workspace_sync": `(workspace_id, source_path, *, dest="/workspace")`,
 		"start_vm":            "(vm_id)",
 		"exec_vm":             "(vm_id, *, command, timeout_seconds=30)",
-		"exec_workspace":      "(workspace_id, *, command, timeout_seconds=30)",
+		"exec_workspace":      "(workspace_id, *, command, timeout_seconds=30, secret_env=None)",
 		"stop_vm":             "(vm_id)",
 		"delete_vm":           "(vm_id)",
 		"delete_workspace":    "(workspace_id)",
@@ -72,12 +76,27 @@ var (
 		"network_info_vm":     "(vm_id)",
 		"reap_expired":        "()",
 		"run_in_vm":           "",
+		"list_workspaces":     "(labels=None)",
+		"update_workspace":    "(workspace_id, *, name=None, labels=None, clear_labels=None, ttl_seconds=None)",
+		"open_shell":          `(workspace_id, cwd="/workspace", cols=120, rows=30, secret_env=None)`,
+		"write_shell":         "(workspace_id, shell_id, input, append_newline=True)",
+		"read_shell":          "(workspace_id, shell_id, cursor=0, max_chars=65536, plain=False, wait_for_idle_ms=None)",
+		"signal_shell":        `(workspace_id, shell_id, signal_name="INT")`,
+		"close_shell":         "(workspace_id, shell_id)",
+		"list_shells":         "(workspace_id)",
+		"start_service":       `(workspace_id, name, command, cwd="/workspace", readiness=None, ready_timeout_seconds=30, ready_interval_ms=500, restart="no", secret_env=None)`,
+		"list_services":       "(workspace_id)",
+		"status_service":      "(workspace_id, name)",
+		"logs_service":        "(workspace_id, name, tail_lines=200, all=False)",
+		"stop_service":        "(workspace_id, name)",
 	}
 	contractTools = []string{
 		"vm_run", "vm_list_environments", "vm_create", "vm_start", "vm_exec", "vm_stop", "vm_delete",
 		"vm_status", "vm_network_info", "vm_reap_expired",
 		"workspace_create", "workspace_sync_push", "workspace_exec", "workspace_status",
-		"workspace_logs", "workspace_delete",
+		"workspace_logs", "workspace_delete", "workspace_list", "workspace_update",
+		"shell_open", "shell_write", "shell_read", "shell_signal", "shell_close", "shell_list",
+		"service_start", "service_list", "service_status", "service_logs", "service_stop",
 	}
 	// contractToolDefaults are the defaults the contract promises.
 	contractToolDefaults = map[string]map[string]any{
@@ -95,6 +114,8 @@ var (
 		"CreateVM", "CreateWorkspace", "PushWorkspaceSync", "StartVM", "ExecVM", "ExecWorkspace", "StopVM",
 		"DeleteVM", "DeleteWorkspace", "StatusVM", "StatusWorkspace", "LogsWorkspace", "NetworkInfoVM",
 		"ReapExpired", "RunInVM", "CreateServerWith",
+		"ListWorkspaces", "ListWorkspacesWith", "UpdateWorkspace", "OpenShell", "WriteShell", "ReadShell", "SignalShell",
+		"CloseShell", "ListShells", "AttachShell", "StartService", "ListServices", "StatusService", "LogsService", "StopService",
 	}
 )
 
@@ -695,7 +716,7 @@ func TestContractMCP(t *testing.T) {
 	rows := map[string]int{}
 	for i, l := range lines {
 		m := rowRE.FindStringSubmatch(l)
-		if m == nil || !(strings.HasPrefix(m[1], "vm_") || strings.HasPrefix(m[1], "workspace_")) {
+		if m == nil || !slices.ContainsFunc([]string{"vm_", "workspace_", "snapshot_", "shell_", "service_"}, func(p string) bool { return strings.HasPrefix(m[1], p) }) {
 			continue
 		}
 		name := m[1]

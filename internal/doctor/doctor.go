@@ -152,7 +152,7 @@ var toolSpecs = []toolSpec{
 	{hostbin.QEMUImg, true, "creates per-VM copy-on-write disks"},
 	{hostbin.Mmdebstrap, true, "builds environments locally when no registry has them"},
 	{hostbin.MkfsExt4, true, "makes environment root filesystems"},
-	{hostbin.Passt, false, "guest networking (--network) without access to host loopback"},
+	{hostbin.Passt, false, "only PYRO_NET_BACKEND=passt (a comparison); --network uses pyro's own network stack"},
 	{hostbin.DockerRegistry, false, "a local OCI registry to share built environments"},
 }
 

@@ -57,7 +57,8 @@ func (e *Engine) guestTools() error {
 // probe that settles QEMU's accelerator.
 func newBackend(ctx context.Context, mode string, kind vmm.Kind, probeKernel string, log *slog.Logger) (vmm.Backend, error) {
 	if mode == ModeHostCompat {
-		return hostcompat.New(), nil
+		// The supervisor serves one machine: it contains the commands.
+		return hostcompat.NewContained(), nil
 	}
 	f := backendsel.Gather(ctx, probeKernel)
 	if kind == vmm.KindFirecracker {
@@ -113,6 +114,9 @@ func createDisk(ctx context.Context, kind vmm.Kind, inst *catalog.Installed, dis
 // guestSpec fills the disks, kernel and kernel arguments of a guest's
 // machine spec for the record's backend.
 func (e *Engine) guestSpec(rec *vmRecord, spec *vmm.MachineSpec) error {
+	if e.workspaceDisks(rec, spec) {
+		return nil
+	}
 	host := fmt.Sprintf("pyro_hostname=pyro-%s", rec.ID[:8])
 	if vmm.Kind(rec.BackendKind) != vmm.KindFirecracker {
 		spec.Disks = []vmm.Disk{{Path: rec.Disk, Format: "qcow2"}}

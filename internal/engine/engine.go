@@ -19,6 +19,7 @@ import (
 	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/layers"
 	"github.com/pyro-mcp/pyro/internal/paths"
 	"github.com/pyro-mcp/pyro/internal/progress"
 	"github.com/pyro-mcp/pyro/internal/state"
@@ -60,6 +61,7 @@ type Engine struct {
 	catalog  *catalog.Store
 	vms      *state.Store
 	wss      *state.Store
+	layers   *layers.Pool
 	inflight sync.WaitGroup
 	conns    agentConns
 }
@@ -118,10 +120,14 @@ func New(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	pool, err := layers.Open(filepath.Join(opts.StateDir, "layers"))
+	if err != nil {
+		return nil, err
+	}
 	if err := paths.EnsureRuntimeDir(opts.RuntimeDir); err != nil {
 		return nil, err
 	}
-	return &Engine{opts: opts, log: opts.Logger, catalog: cat, vms: vms, wss: wss}, nil
+	return &Engine{opts: opts, log: opts.Logger, catalog: cat, vms: vms, wss: wss, layers: pool}, nil
 }
 
 // Catalog returns the environment store.

@@ -441,11 +441,23 @@ func TestWorkspaceHostCompat(t *testing.T) {
 func TestWait(t *testing.T) {
 	e := newEngine(t, BackendHostCompat)
 	done := make(chan struct{})
+	// Wait once the command runs: the run is then surely in flight.
+	running := make(chan struct{})
+	var once sync.Once
+	pctx := progress.WithFunc(t.Context(), func(p api.Progress) {
+		if p.Phase == phaseExec {
+			once.Do(func() { close(running) })
+		}
+	})
 	go func() {
 		defer close(done)
-		e.Run(t.Context(), api.RunOptions{Environment: "debian:12", Shape: hostOnly, Command: "sleep 0.5"})
+		e.Run(pctx, api.RunOptions{Environment: "debian:12", Shape: hostOnly, Command: "sleep 0.5"})
 	}()
-	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-running:
+	case <-done:
+		t.Fatal("the run ended before its command ran")
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	if err := e.Wait(ctx); err != nil {

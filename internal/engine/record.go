@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"time"
+
 	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
@@ -10,8 +12,11 @@ import (
 // vmRecord is what a VM's or workspace's record.json holds. Records written
 // by earlier 2.x releases must keep loading: fields are only added.
 type vmRecord struct {
-	ID   string `json:"id"`
-	Kind string `json:"kind"` // kindVM or kindWorkspace
+	// SchemaVersion is recordSchema for records this pyro writes; records
+	// of pyro 2.4 have none (0), and their workspaces are layout 1.
+	SchemaVersion int    `json:"schema_version,omitempty"`
+	ID            string `json:"id"`
+	Kind          string `json:"kind"` // kindVM or kindWorkspace
 	api.Machine
 	// BackendKind is the VMM the guest boots with ("qemu", "firecracker";
 	// empty in older records means qemu), fixed at create time so that
@@ -42,6 +47,19 @@ type wsState struct {
 	CommandCount int                 `json:"command_count"`
 	LastCommand  *api.CommandSummary `json:"last_command,omitempty"`
 	Restarts     int                 `json:"restarts"`
+
+	// The disk layer (layers.go, snapshot.go): absent in 2.4 records.
+	Disk      *wsDisk           `json:"disk,omitempty"`
+	Snapshots []snapshotRec     `json:"snapshots,omitempty"`
+	ForkOf    *api.ForkOrigin   `json:"fork_of,omitempty"`
+	LastReset *api.ResetSummary `json:"last_reset,omitempty"`
+
+	// Names, labels, secrets and activity (names.go, secrets.go): absent
+	// in 2.4 records.
+	Name           string            `json:"name,omitempty"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	Secrets        []secretMeta      `json:"secrets,omitempty"`
+	LastActivityAt *time.Time        `json:"last_activity_at,omitempty"`
 }
 
 // machine is the record's public part; the VMM's pid only while it runs.
@@ -63,12 +81,14 @@ func (r *vmRecord) workspaceView(running bool, note string) *api.Workspace {
 		ws = &wsState{}
 	}
 	return &api.Workspace{WorkspaceID: r.ID, Machine: r.machine(running), Running: running,
-		CommandCount: ws.CommandCount, LastCommand: ws.LastCommand, WorkspaceSeed: ws.Seed, Restarts: ws.Restarts, Note: note}
+		CommandCount: ws.CommandCount, LastCommand: ws.LastCommand, WorkspaceSeed: ws.Seed, Restarts: ws.Restarts, Note: note,
+		Name: ws.Name, SnapshotCount: len(ws.Snapshots), ForkOf: ws.ForkOf, LastReset: ws.LastReset,
+		Labels: ws.Labels, Secrets: secretInfos(ws.Secrets), LastActivityAt: r.lastActivity()}
 }
 
 // read resolves ref in st and reads its record, without a lock.
 func (e *Engine) read(st *state.Store, ref string) (*vmRecord, error) {
-	id, err := st.Resolve(ref)
+	id, err := e.resolve(st, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +102,7 @@ func (e *Engine) read(st *state.Store, ref string) (*vmRecord, error) {
 // locked resolves ref in st, takes its lock and reads its record. The
 // caller must call unlock.
 func (e *Engine) locked(st *state.Store, ref string) (rec *vmRecord, unlock func(), err error) {
-	id, err := st.Resolve(ref)
+	id, err := e.resolve(st, ref)
 	if err != nil {
 		return nil, nil, err
 	}

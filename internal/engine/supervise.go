@@ -19,6 +19,7 @@ import (
 	"github.com/pyro-mcp/pyro/internal/benchprof"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/initramfs"
+	"github.com/pyro-mcp/pyro/internal/proctree"
 	"github.com/pyro-mcp/pyro/internal/progress"
 	"github.com/pyro-mcp/pyro/internal/supervisor"
 	"github.com/pyro-mcp/pyro/internal/version"
@@ -123,6 +124,9 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 		}
 		got <- &r
 	}()
+	readyWait := stretch(e.opts.BootTimeout + readyMargin)
+	readyDeadline := time.NewTimer(readyWait)
+	defer readyDeadline.Stop()
 	select {
 	case r := <-got:
 		if !r.OK {
@@ -147,6 +151,13 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 	case <-ctx.Done():
 		syscall.Kill(-pid, syscall.SIGKILL)
 		return nil, 0, ctx.Err()
+	case <-readyDeadline.C:
+		// The supervisor enforces the boot timeout itself; one that says
+		// nothing past it is stuck, and the record lock must not wait on it.
+		proctree.KillDescendants(pid)
+		syscall.Kill(-pid, syscall.SIGKILL)
+		return nil, 0, errdefs.New(errdefs.ErrTimeout, "run 'pyro doctor'; the host may be overloaded",
+			"booting the guest: the supervisor did not answer within %s", readyWait.Round(time.Second))
 	}
 }
 
@@ -179,7 +190,7 @@ func RunSupervisor(ctx context.Context, dir string, log *slog.Logger) error {
 	}
 	return supervisor.Run(ctx, b, supervisor.Config{
 		Spec: cfg.Spec, ControlSock: cfg.ControlSock, BootTimeout: cfg.BootTimeout, ExpiresAt: cfg.ExpiresAt,
-		Software: "pyro " + version.Version, Logger: log,
+		Software: "pyro " + version.Version, Logger: log, Recheck: expiryRecheck(dir, cfg.ControlSock),
 	}, ready)
 }
 
@@ -207,6 +218,10 @@ func isSupervisor(pid int, id string) bool {
 
 func (e *Engine) killProcesses(rec *vmRecord) {
 	if rec.SupervisorPID > 0 && isSupervisor(rec.SupervisorPID, rec.ID) {
+		// Its descendants first, while it is alive to hold them: a
+		// host_compat supervisor is the subreaper of everything its
+		// commands started, daemons included (proctree).
+		proctree.KillDescendants(rec.SupervisorPID)
 		syscall.Kill(-rec.SupervisorPID, syscall.SIGKILL)
 		syscall.Kill(rec.SupervisorPID, syscall.SIGKILL)
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/agentproto"
@@ -36,6 +37,12 @@ func (e *Engine) PushWorkspaceSync(ctx context.Context, ref, sourcePath, dest st
 	if err != nil {
 		return nil, err
 	}
+	// A snapshot, reset or fork waits for the push, and the reverse.
+	unlockOps, err := e.opsLock(rec.ID, false)
+	if err != nil {
+		return nil, err
+	}
+	defer unlockOps()
 	abs, err := filepath.Abs(sourcePath)
 	if err != nil {
 		return nil, err
@@ -60,6 +67,13 @@ func (e *Engine) PushWorkspaceSync(ctx context.Context, ref, sourcePath, dest st
 	}
 	op.Phase(phasePush)
 	st, err := e.push(ctx, rec, abs, d, total)
+	if supervisorGone(err) {
+		// Its VMM died just now: nothing was sent; boot and push once more.
+		if again, rerr := e.restartGone(ctx, rec.ID); rerr == nil {
+			rec = again
+			st, err = e.push(ctx, rec, abs, d, total)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -100,14 +114,23 @@ func (e *Engine) push(ctx context.Context, rec *vmRecord, src, dest string, tota
 			}
 			op.PhaseStep(phase, stepUnpack)
 		}}
-	_, perr := c.PutArchive(ctx, agentproto.PutArchiveRequest{Dest: dest, Root: api.WorkspaceRoot, MaxBytes: archive.DefaultLimits.MaxBytes + 64<<20}, counter)
+	// A guest that stops taking the archive, or never answers once it has
+	// all of it, is given up on: the caller may hold the record's lock.
+	wctx, touch, fired, stop := idleWatch(ctx, baseGuestIdle)
+	defer stop()
+	_, perr := c.PutArchive(wctx, agentproto.PutArchiveRequest{Dest: dest, Root: api.WorkspaceRoot, MaxBytes: archive.DefaultLimits.MaxBytes + 64<<20},
+		&touchReader{r: counter, touch: touch})
 	pr.CloseWithError(io.ErrClosedPipe)
 	werr := <-done
+	if fired() {
+		return nil, errdefs.New(errdefs.ErrTimeout, "the guest stopped answering; check its status, or delete it",
+			"copying into %s %s: the guest took no data and gave no answer for %s", rec.Kind, rec.ID, stretch(baseGuestIdle).Round(time.Second))
+	}
 	if werr != nil {
 		return nil, werr
 	}
 	if perr != nil {
-		return nil, perr
+		return nil, e.noSpace(rec, perr)
 	}
 	return &st, nil
 }

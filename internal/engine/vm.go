@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pyro-mcp/pyro/api"
@@ -17,9 +18,11 @@ import (
 	"github.com/pyro-mcp/pyro/internal/backendsel"
 	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/hostbin"
 	"github.com/pyro-mcp/pyro/internal/progress"
 	"github.com/pyro-mcp/pyro/internal/state"
 	"github.com/pyro-mcp/pyro/internal/vmm"
+	"github.com/pyro-mcp/pyro/internal/vmm/qemu"
 )
 
 // Phases of the operations that create and boot a guest.
@@ -78,7 +81,7 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 		return nil, err
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	rec := &vmRecord{ID: id, Kind: kind, Env: inst, Machine: api.Machine{
+	rec := &vmRecord{SchemaVersion: recordSchema, ID: id, Kind: kind, Env: inst, Machine: api.Machine{
 		Environment: o.Environment, VCPUCount: o.VCPUCount, MemMiB: o.MemMiB, TTLSeconds: o.TTLSeconds,
 		Network: o.Network, AllowHostCompat: o.AllowHostCompat, ExecutionMode: mode, State: api.StateCreated,
 		CreatedAt: now, ExpiresAt: now.Add(time.Duration(o.TTLSeconds) * time.Second),
@@ -94,11 +97,14 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 			st.Remove(id)
 			return nil, err
 		}
-		rec.Disk = filepath.Join(dir, diskName(vkind))
-		if err := createDisk(ctx, vkind, inst, rec.Disk); err != nil {
-			e.catalog.Release(id)
-			st.Remove(id)
-			return nil, err
+		// A QEMU workspace's disks are layers of the pool (CreateWorkspace).
+		if kind != kindWorkspace || vkind == vmm.KindFirecracker {
+			rec.Disk = filepath.Join(dir, diskName(vkind))
+			if err := createDisk(ctx, vkind, inst, rec.Disk); err != nil {
+				e.catalog.Release(id)
+				st.Remove(id)
+				return nil, err
+			}
 		}
 	} else if err := os.MkdirAll(filepath.Join(dir, "hostroot"), 0o700); err != nil {
 		st.Remove(id)
@@ -114,7 +120,10 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 }
 
 // chooseMode picks guest or host_compat: host_compat only when the caller
-// allowed it AND no guest can boot here.
+// allowed it AND no isolated backend can boot a guest on this host (the
+// backend choice's verdict, backendsel). A registry that failed, an
+// environment that cannot be built or a broken image is an error, never a
+// reason to run without isolation.
 func (e *Engine) chooseMode(ctx context.Context, o api.CreateVMOptions) (string, *catalog.Installed, error) {
 	if e.opts.Backend == BackendHostCompat {
 		if !o.AllowHostCompat {
@@ -128,13 +137,9 @@ func (e *Engine) chooseMode(ctx context.Context, o api.CreateVMOptions) (string,
 	if guestErr == nil {
 		res, err := e.catalog.Pull(ctx, o.Environment)
 		if err != nil {
-			if ctx.Err() != nil || !o.AllowHostCompat {
-				return "", nil, err
-			}
-			guestErr = err
-		} else {
-			inst = res.InstalledEnvironment
+			return "", nil, err
 		}
+		inst = res.InstalledEnvironment
 	}
 	if guestErr == nil {
 		return api.ModeGuest, inst, nil
@@ -146,9 +151,18 @@ func (e *Engine) chooseMode(ctx context.Context, o api.CreateVMOptions) (string,
 	return "", nil, guestErr
 }
 
+// createOverlay makes a qcow2 overlay of base with the qemu-img hostbin
+// resolves (the same one doctor and the backend choice found).
 func createOverlay(ctx context.Context, base, disk string) error {
-	out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", disk).CombinedOutput()
+	qemuImg, err := hostbin.QEMUImg.Find("")
 	if err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, qemuImg, "create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", disk).CombinedOutput()
+	if err != nil {
+		if hostFull(filepath.Dir(disk)) {
+			return errdefs.Wrap(errdefs.ErrUnavailable, err, "free disk space in the state directory ($PYRO_STATE_DIR)", "creating the VM disk: %s", bytes.TrimSpace(out))
+		}
 		return errdefs.Wrap(errdefs.ErrInternal, err, "check free disk space and 'pyro doctor'", "creating the VM disk: %s", bytes.TrimSpace(out))
 	}
 	return nil
@@ -181,6 +195,9 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 		return nil
 	}
 	progress.From(ctx).Phase(phaseBoot)
+	if err := e.prepareDisks(ctx, rec); err != nil {
+		return err
+	}
 	release, err := admission.Boot(ctx, e.opts.CacheDir)
 	if err != nil {
 		return err
@@ -196,7 +213,14 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 	rec.BootMs = ready.BootMs
 	rec.SupervisorPID = pid
 	rec.VMMPid = ready.VMMPid
+	if err := e.afterBoot(ctx, rec); err != nil {
+		e.killProcesses(rec)
+		return err
+	}
 	backendsel.RecordBoot(ready.Kind, ready.Accel, rec.Env, ready.BootMs)
+	if ws := rec.Workspace; ws != nil && ws.Disk != nil {
+		ws.Disk.Chown = "" // done by the agent at this boot
+	}
 	if err := e.storeOf(rec.Kind).Write(rec.ID, rec); err != nil {
 		return err
 	}
@@ -226,6 +250,9 @@ func (e *Engine) ExecVM(ctx context.Context, ref string, o api.ExecOptions) (*ap
 	ctx, op := e.start(ctx, "vm exec", phaseBoot, phaseExec)
 	if err := validateExec(&o); err != nil {
 		return nil, err
+	}
+	if len(o.SecretEnv) > 0 {
+		return nil, errNoSecretEnv
 	}
 	rec, err := e.read(e.vms, ref)
 	if err != nil {
@@ -309,7 +336,7 @@ func (e *Engine) exec(ctx context.Context, rec *vmRecord, o api.ExecOptions) (*a
 		if ctx.Err() == nil && ectx.Err() != nil {
 			return nil, errdefs.Wrap(errdefs.ErrTimeout, err, "the guest stopped answering; check its status", "exec in %s %s", rec.Kind, rec.ID)
 		}
-		return nil, err
+		return nil, e.noSpace(rec, err)
 	}
 	return &api.ExecResult{
 		ExitCode: r.ExitCode, Stdout: outBuf.String(), Stderr: errBuf.String(),
@@ -324,7 +351,7 @@ func (e *Engine) dial(ctx context.Context, rec *vmRecord) (*agentproto.Client, e
 	if err != nil {
 		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "start it again (a workspace's next exec boots it)", "%s %s is not running", rec.Kind, rec.ID)
 	}
-	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	hctx, cancel := context.WithTimeout(ctx, stretch(10*time.Second))
 	defer cancel()
 	c, err := agentproto.NewClient(hctx, conn)
 	if err != nil {
@@ -363,7 +390,7 @@ func (e *Engine) stop(ctx context.Context, st *state.Store, ref string) (*vmReco
 // deadline. The caller holds the lock.
 func (e *Engine) stopLocked(ctx context.Context, rec *vmRecord) {
 	if e.alive(rec) {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stretch(5*time.Second))
 		if c, err := e.dial(sctx, rec); err == nil {
 			c.Shutdown(sctx)
 			c.Close()
@@ -393,10 +420,35 @@ func (e *Engine) DeleteVM(ctx context.Context, ref string) (*api.DeleteResult, e
 
 // remove stops an object of st and deletes its directory (disk, logs, state).
 func (e *Engine) remove(ctx context.Context, st *state.Store, id string) error {
-	lock, err := st.Lock(id)
+	lock, err := e.lockForRemoval(ctx, st, id)
 	if err != nil {
 		return err
 	}
+	return e.removeLocked(st, id, lock)
+}
+
+// lockForRemoval takes id's lock for a delete. A holder that does not let
+// go within removalWait is waiting on its guest (a boot, a seed): the VM
+// is killed without the lock and without the guest's help, which ends the
+// holder's guest calls and so its hold, and the lock is then awaited.
+func (e *Engine) lockForRemoval(ctx context.Context, st *state.Store, id string) (*state.Lock, error) {
+	wctx, cancel := context.WithTimeout(ctx, removalWait)
+	lock, err := st.LockContext(wctx, id)
+	cancel()
+	if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+		return lock, err
+	}
+	e.log.Warn("the "+st.Kind+" is busy: killing its VM to delete it", "id", id)
+	var rec vmRecord
+	if st.Read(id, &rec) == nil {
+		e.killProcesses(&rec)
+	}
+	killSupervisorsOf(id)
+	return st.LockContext(ctx, id)
+}
+
+// removeLocked is remove under lock, which it releases.
+func (e *Engine) removeLocked(st *state.Store, id string, lock *state.Lock) error {
 	defer lock.Unlock()
 	var rec vmRecord
 	if err := st.Read(id, &rec); err != nil {
@@ -413,6 +465,9 @@ func (e *Engine) remove(ctx context.Context, st *state.Store, id string) error {
 	}
 	e.catalog.Release(id)
 	e.log.Info(st.Kind+" deleted", "id", id)
+	if st == e.wss {
+		e.sweep() // what only it needed; its forks keep what they read
+	}
 	return nil
 }
 
@@ -427,15 +482,20 @@ func (e *Engine) NetworkInfo(ctx context.Context, ref string) (*api.NetworkInfo,
 	case rec.ExecutionMode == api.ModeHostCompat:
 		ni.Mode, ni.HostLoopbackReachable = "host", true
 	case rec.Network:
-		ni.Mode, ni.GuestIP, ni.Gateway, ni.DNS = "user", guestIP, guestGateway, []string{guestDNS}
+		// pyro's own network stack (qemu's netstack.go) serves these
+		// addresses to every guest; the JSON value is "stack".
+		ip, _, _ := strings.Cut(qemu.GuestIP, "/")
+		ni.Mode, ni.GuestIP, ni.Gateway, ni.DNS = "stack", ip, qemu.GuestGW, []string{qemu.GuestDNS}
 	}
 	if e.alive(rec) {
-		if c, err := e.dial(ctx, rec); err == nil {
-			if p, err := c.Ping(ctx); err == nil {
+		pctx, cancel := context.WithTimeout(ctx, guestCallTimeout())
+		if c, err := e.dial(pctx, rec); err == nil {
+			if p, err := c.Ping(pctx); err == nil {
 				ni.Addresses = p.Addresses
 			}
 			c.Close()
 		}
+		cancel()
 	}
 	return ni, nil
 }
@@ -459,7 +519,19 @@ func (e *Engine) reapExpired(ctx context.Context) (*api.ReapResult, error) {
 			if err := st.Read(id, &rec); err != nil || rec.ExpiresAt.IsZero() || now.Before(rec.ExpiresAt) {
 				continue
 			}
-			if err := e.remove(ctx, st, id); err == nil {
+			// Never wait behind a busy record: its holder is working
+			// on it, and its own supervisor powers it off at expiry.
+			lock, ok, err := st.TryLock(id)
+			if err != nil || !ok {
+				continue
+			}
+			// Never under a running command, shell or service: reaped
+			// once idle.
+			if st == e.wss && e.busy(ctx, &rec) {
+				lock.Unlock()
+				continue
+			}
+			if err := e.removeLocked(st, id, lock); err == nil {
 				res.Reaped = append(res.Reaped, id)
 			}
 		}
@@ -500,10 +572,3 @@ func (e *Engine) Run(ctx context.Context, o api.RunOptions) (*api.RunResult, err
 		ExecResult: *res, BootMs: rec.BootMs, TotalMs: op.Elapsed().Milliseconds(),
 	}, nil
 }
-
-// The addresses QEMU's user-mode network gives a guest.
-const (
-	guestIP      = "10.0.2.15"
-	guestGateway = "10.0.2.2"
-	guestDNS     = "10.0.2.3"
-)

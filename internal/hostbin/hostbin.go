@@ -32,7 +32,7 @@ var (
 	QEMUImg = Bin{Name: "qemu-img", Package: "qemu-utils",
 		Install: "install qemu-img: apt-get install qemu-utils"}
 	Passt = Bin{Name: "passt", Env: "PYRO_PASST_BIN", Package: "passt",
-		Install: "install passt for guest networking: apt-get install passt (or set PYRO_PASST_BIN)"}
+		Install: "install passt for PYRO_NET_BACKEND=passt: apt-get install passt (or set PYRO_PASST_BIN); --network needs nothing installed"}
 	Firecracker = Bin{Name: "firecracker", Env: "PYRO_FIRECRACKER_BIN",
 		Install: "install firecracker from github.com/firecracker-microvm/firecracker/releases (or set PYRO_FIRECRACKER_BIN)"}
 	Mmdebstrap = Bin{Name: "mmdebstrap", Package: "mmdebstrap",

@@ -11,9 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/pyro-mcp/pyro/internal/atomicfile"
+	"github.com/pyro-mcp/pyro/internal/flock"
 	"github.com/pyro-mcp/pyro/internal/paths"
 )
 
@@ -176,7 +175,7 @@ func (c *cache) update(f func(map[string]cacheEntry)) {
 	if err := paths.EnsurePrivate(filepath.Dir(c.file)); err != nil {
 		return
 	}
-	unlock, err := flock(context.Background(), c.file+".lock")
+	unlock, err := lockFile(context.Background(), c.file+".lock")
 	if err != nil {
 		return
 	}
@@ -212,26 +211,17 @@ func (c *cache) lock(ctx context.Context) (func(), error) {
 	if err := paths.EnsurePrivate(dir); err != nil {
 		return func() {}, nil
 	}
-	return flock(ctx, filepath.Join(dir, "kvm-probe-"+c.key[:16]+".lock"))
+	return lockFile(ctx, filepath.Join(dir, "kvm-probe-"+c.key[:16]+".lock"))
 }
 
-// flock takes an exclusive lock on path, waiting until ctx is done.
-func flock(ctx context.Context, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+// lockFile takes an exclusive lock on path (internal/flock), waiting
+// until ctx is done.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	l, err := flock.Acquire(ctx, path, flock.Exclusive, nil)
 	if err != nil {
 		return nil, err
 	}
-	for {
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err == nil {
-			return func() { f.Close() }, nil
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return l.Unlock, nil
 }
 
 func bootID() string {

@@ -32,6 +32,15 @@ func (s *Server) instructions() string {
 		if s.serves("workspace_list") {
 			b.WriteString("workspace_list shows the workspaces that exist (also those of earlier sessions); reuse one instead of creating another.\n")
 		}
+		if s.serves("shell_open") {
+			b.WriteString("For a REPL, a debugger or a prompt: shell_open → shell_write → shell_read (cursor = the last next_cursor, wait_for_idle_ms ~500, plain) → shell_close.\n")
+		}
+		if s.serves("service_start") {
+			b.WriteString("For a server the commands need: service_start with a readiness probe; service_logs shows its output; it runs until service_stop.\n")
+		}
+		if s.hasArg("workspace_create", "secrets") {
+			b.WriteString("Secrets given to workspace_create reach commands through secret_env and show as [REDACTED] in every output.\n")
+		}
 	}
 	if s.serves("vm_create") {
 		b.WriteString("vm_create / vm_start / vm_exec are lower-level; vm_exec deletes its VM after the command.\n")

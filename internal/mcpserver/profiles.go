@@ -63,7 +63,7 @@ type toolRow struct {
 // status, exec, sync push, logs and delete, and, one row each as they land,
 // workspace_file_list, workspace_file_read, workspace_file_write,
 // workspace_patch_apply, workspace_diff, workspace_export,
-// workspace_summary and workspace_reset. It leaves out secrets, network
+// workspace_summary. It leaves out secrets, network
 // policy, shells, services, snapshots and disk tools, and the arguments of
 // its own tools that reach them (coreOmits).
 var toolProfiles = map[string]toolRow{
@@ -77,13 +77,36 @@ var toolProfiles = map[string]toolRow{
 	"vm_status":            {in: full},
 	"vm_network_info":      {in: full},
 	"vm_reap_expired":      {in: full},
-	"workspace_create":     {in: core | full, coreOmits: []string{"network"}},
+	"workspace_create":     {in: core | full, coreOmits: []string{"network", "secrets"}},
 	"workspace_list":       {in: core | full},
 	"workspace_status":     {in: core | full},
-	"workspace_exec":       {in: core | full},
+	"workspace_exec":       {in: core | full, coreOmits: []string{"secret_env"}},
 	"workspace_sync_push":  {in: core | full},
 	"workspace_logs":       {in: core | full},
 	"workspace_delete":     {in: core | full},
+	// workspace-core resets to the baseline only: snapshots are not its.
+	"workspace_reset":       {in: core | full, coreOmits: []string{"snapshot"}},
+	"workspace_start":       {in: full},
+	"workspace_stop":        {in: full},
+	"workspace_fork":        {in: full},
+	"snapshot_create":       {in: full},
+	"snapshot_list":         {in: full},
+	"snapshot_delete":       {in: full},
+	"workspace_disk_list":   {in: full},
+	"workspace_disk_read":   {in: full},
+	"workspace_disk_export": {in: full},
+	"workspace_update":      {in: full},
+	"shell_open":            {in: full},
+	"shell_write":           {in: full},
+	"shell_read":            {in: full},
+	"shell_signal":          {in: full},
+	"shell_close":           {in: full},
+	"shell_list":            {in: full},
+	"service_start":         {in: full},
+	"service_list":          {in: full},
+	"service_status":        {in: full},
+	"service_logs":          {in: full},
+	"service_stop":          {in: full},
 }
 
 // ToolNames lists every tool (workspace-full's), sorted by name as

@@ -42,6 +42,9 @@ type Options struct {
 	// Project, when set, seeds workspace_create calls that name no
 	// seed_path.
 	Project *project.Source
+	// HostPaths confines the host paths a client names (hostpaths.go);
+	// nil allows any path.
+	HostPaths *HostPaths
 }
 
 // Server is an MCP server bound to one engine.
@@ -53,6 +56,11 @@ type Server struct {
 	profile string
 	project *project.Source
 	res     *resources // nil when the profile has no workspace tools
+	// hostPaths is where clients may name host paths; nil: anywhere.
+	hostPaths *HostPaths
+	// decoded, when set (by the fuzz test), sees every call's decoded
+	// arguments before the tool runs; an error stops the call there.
+	decoded func(tool string, in any) error
 }
 
 // New builds the server and registers the tools of its profile, and the
@@ -61,7 +69,7 @@ func New(e *engine.Engine, opts *Options) (*Server, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
-	s := &Server{eng: e, log: opts.Logger, beat: opts.Heartbeat, profile: opts.Profile, project: opts.Project}
+	s := &Server{eng: e, log: opts.Logger, beat: opts.Heartbeat, profile: opts.Profile, project: opts.Project, hostPaths: opts.HostPaths}
 	if s.profile == "" {
 		s.profile = DefaultProfile
 	}
@@ -82,6 +90,8 @@ func New(e *engine.Engine, opts *Options) (*Server, error) {
 	if s.serves("workspace_list") {
 		s.res = newResources(s)
 	}
+	// Last added, so outermost: it sees every request first.
+	s.mcp.AddReceivingMiddleware(s.guard)
 	return s, nil
 }
 

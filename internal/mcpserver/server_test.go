@@ -153,13 +153,30 @@ func TestArguments(t *testing.T) {
 		"vm_network_info":      vm,
 		"vm_reap_expired":      {},
 		"vm_list_environments": {},
-		"workspace_create":     with(shape("3600"), "seed_path", arg{}),
-		"workspace_list":       {},
+		"workspace_create":     with(shape("3600"), "seed_path", arg{}, "disk_gib", arg{Default: "10"}, "name", arg{}, "labels", arg{}, "secrets", arg{}),
+		"workspace_list":       {"labels": {}},
 		"workspace_sync_push":  {"workspace_id": {Required: true}, "source_path": {Required: true}, "dest": {Default: `"/workspace"`}},
-		"workspace_exec":       {"workspace_id": {Required: true}, "command": {Required: true}, "timeout_seconds": {Default: "30"}},
+		"workspace_exec":       {"workspace_id": {Required: true}, "command": {Required: true}, "timeout_seconds": {Default: "30"}, "secret_env": {}},
 		"workspace_status":     ws,
 		"workspace_logs":       ws,
 		"workspace_delete":     ws,
+		"workspace_start":      ws,
+		"workspace_stop":       ws,
+		"snapshot_create":      {"workspace_id": {Required: true}, "name": {Required: true}},
+		"snapshot_delete":      {"workspace_id": {Required: true}, "name": {Required: true}},
+		"snapshot_list":        ws,
+		"workspace_reset":      {"workspace_id": {Required: true}, "snapshot": {Default: `"baseline"`}},
+		"workspace_fork":       {"workspace_id": {Required: true}, "snapshot": {}, "name": {}},
+		"workspace_disk_list":  {"workspace_id": {Required: true}, "path": {Default: `"/workspace"`}, "recursive": {Default: "false"}},
+		"workspace_disk_read":  {"workspace_id": {Required: true}, "path": {Required: true}, "max_bytes": {Default: "65536"}},
+		"workspace_disk_export": {"workspace_id": {Required: true}, "output_path": {Required: true}, "disk": {},
+			"force": {Default: "false"}},
+	}
+	for name, args := range livingArguments() {
+		want[name] = map[string]arg{}
+		for k, v := range args {
+			want[name][k] = arg(v)
+		}
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("arguments (-want +got):\n%s", diff)

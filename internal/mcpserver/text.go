@@ -3,7 +3,10 @@ package mcpserver
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/pyro-mcp/pyro/api"
 )
@@ -99,7 +102,30 @@ func logsText(l *api.WorkspaceLogs) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "workspace %s: %d command(s)\n", l.WorkspaceID, l.Count)
 	for _, e := range l.Entries {
-		fmt.Fprintf(&b, "#%d exit_code=%d duration_ms=%d cwd=%s: %s\n", e.Sequence, e.ExitCode, e.DurationMs, e.Cwd, shellJoin(e.Command))
+		switch e.Kind {
+		case api.LogSnapshot, api.LogReset, api.LogFork:
+			fmt.Fprintf(&b, "#%d %s snapshot=%q", e.Sequence, e.Kind, e.Snapshot)
+			if e.ForkWorkspaceID != "" {
+				fmt.Fprintf(&b, " fork=%s", e.ForkWorkspaceID)
+			}
+			if e.ForkOf != nil {
+				fmt.Fprintf(&b, " fork_of=%s", e.ForkOf.WorkspaceID)
+			}
+			b.WriteString("\n")
+			continue
+		}
+		what := shellJoin(e.Command)
+		switch {
+		case e.ShellID != "":
+			what = e.Kind + " " + e.ShellID
+		case e.Service != "":
+			what = e.Kind + " " + e.Service + ": " + what
+		}
+		fmt.Fprintf(&b, "#%d exit_code=%d duration_ms=%d cwd=%s: %s", e.Sequence, e.ExitCode, e.DurationMs, e.Cwd, what)
+		if e.ResetBy > 0 {
+			fmt.Fprintf(&b, " (rolled back by reset #%d)", e.ResetBy)
+		}
+		b.WriteString("\n")
 		if e.Error != "" {
 			fmt.Fprintf(&b, "error: %s\n", e.Error)
 		}
@@ -145,7 +171,15 @@ func wsListText(l *api.WorkspaceList) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d workspace(s)\n", l.Count)
 	for _, w := range l.Workspaces {
-		fmt.Fprintf(&b, "- %s environment=%s state=%s running=%v commands=%d seed=%s", w.WorkspaceID, w.Environment, w.State, w.Running, w.CommandCount, w.WorkspaceSeed.Mode)
+		fmt.Fprintf(&b, "- %s", w.WorkspaceID)
+		if w.Name != "" {
+			fmt.Fprintf(&b, " name=%s", w.Name)
+		}
+		fmt.Fprintf(&b, " environment=%s state=%s running=%v commands=%d shells=%d services=%d seed=%s expires_at=%s",
+			w.Environment, w.State, w.Running, w.CommandCount, w.ShellCount, w.ServiceCount, w.WorkspaceSeed.Mode, w.ExpiresAt.Format(time.RFC3339))
+		for _, k := range slices.Sorted(maps.Keys(w.Labels)) {
+			fmt.Fprintf(&b, " label:%s=%s", k, w.Labels[k])
+		}
 		if w.WorkspaceSeed.OriginRef != "" {
 			fmt.Fprintf(&b, " (%s %s)", w.WorkspaceSeed.OriginKind, w.WorkspaceSeed.OriginRef)
 		}

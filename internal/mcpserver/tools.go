@@ -3,7 +3,9 @@ package mcpserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/jsonschema-go/jsonschema"
@@ -57,7 +59,24 @@ type VMExecArgs struct {
 type WorkspaceCreateArgs struct {
 	EnvArgs
 	SeedPath string `json:"seed_path,omitempty" jsonschema:"optional host directory or local .tar/.tar.gz/.tgz archive copied into /workspace before the workspace is returned"`
+	DiskGiB  int    `json:"disk_gib,omitempty" jsonschema:"size of /workspace's own disk in GiB (sparse: it costs only what is written)"`
 	api.Shape
+	Name    string            `json:"name,omitempty" jsonschema:"optional unique name, which then works wherever the workspace_id does"`
+	Labels  map[string]string `json:"labels,omitempty" jsonschema:"optional labels to find it by with workspace_list: {key: value}"`
+	Secrets []api.Secret      `json:"secrets,omitempty" jsonschema:"secrets for the guest: [{name, value} or {name, file_path}]; files under /run/pyro-secrets, exposed with secret_env, and shown as [REDACTED] in every output"`
+}
+
+// WorkspaceListArgs are workspace_list's arguments.
+type WorkspaceListArgs struct {
+	Labels map[string]string `json:"labels,omitempty" jsonschema:"only the workspaces with all of these labels: {key: value}"`
+}
+
+func (a WorkspaceCreateArgs) hostPathArgs() []string {
+	paths := []string{a.SeedPath}
+	for _, sec := range a.Secrets {
+		paths = append(paths, sec.FilePath)
+	}
+	return paths
 }
 
 // WorkspaceArgs name one workspace.
@@ -69,6 +88,7 @@ type WorkspaceArgs struct {
 type WorkspaceExecArgs struct {
 	WorkspaceArgs
 	CommandArgs
+	SecretEnvArg
 }
 
 // SyncPushArgs are workspace_sync_push's arguments.
@@ -77,6 +97,8 @@ type SyncPushArgs struct {
 	SourcePath string `json:"source_path" jsonschema:"host directory or local .tar/.tar.gz/.tgz archive to copy into the workspace"`
 	Dest       string `json:"dest,omitempty" jsonschema:"where to put it, /workspace or a directory under it (default /workspace)"`
 }
+
+func (a SyncPushArgs) hostPathArgs() []string { return []string{a.SourcePath} }
 
 // NoArgs is the input of tools without arguments.
 type NoArgs struct{}
@@ -88,10 +110,11 @@ type EnvironmentList = api.EnvironmentList
 var (
 	shapeDefaults = map[string]any{"vcpu_count": api.DefaultVCPUCount, "mem_mib": api.DefaultMemMiB,
 		"network": false, "allow_host_compat": false}
-	vmTTL = map[string]any{"ttl_seconds": api.DefaultVMTTLSeconds}
-	wsTTL = map[string]any{"ttl_seconds": api.DefaultWorkspaceTTLSeconds}
-	execT = map[string]any{"timeout_seconds": api.DefaultTimeoutSeconds}
-	dest  = map[string]any{"dest": api.WorkspaceRoot}
+	vmTTL  = map[string]any{"ttl_seconds": api.DefaultVMTTLSeconds}
+	wsTTL  = map[string]any{"ttl_seconds": api.DefaultWorkspaceTTLSeconds}
+	wsDisk = map[string]any{"disk_gib": api.DefaultDiskGiB}
+	execT  = map[string]any{"timeout_seconds": api.DefaultTimeoutSeconds}
+	dest   = map[string]any{"dest": api.WorkspaceRoot}
 )
 
 func merge(ms ...map[string]any) map[string]any {
@@ -233,16 +256,28 @@ func (s *Server) register() {
 			`Use it for multi-step work (clone, edit, build, test). seed_path copies a host directory or .tar/.tar.gz/.tgz into /workspace first` +
 			s.projectNote() + `. Returns workspace_id. Call workspace_delete when done.`,
 		Annotations: withTitle(additive, "Create a workspace"),
-	}, merge(shapeDefaults, wsTTL), "workspace_create: booting the workspace", func(ctx context.Context, in WorkspaceCreateArgs) (*api.Workspace, error) {
-		return s.createWorkspace(ctx, api.CreateWorkspaceOptions{Environment: in.Environment, Shape: in.Shape, SeedPath: in.SeedPath})
+	}, merge(shapeDefaults, wsTTL, wsDisk), "workspace_create: booting the workspace", func(ctx context.Context, in WorkspaceCreateArgs) (*api.Workspace, error) {
+		seed, err := s.hostPath(ctx, "seed_path", in.SeedPath)
+		if err != nil {
+			return nil, err
+		}
+		// A secret's file follows the same host-path rules as seed_path.
+		secrets := slices.Clone(in.Secrets)
+		for i := range secrets {
+			if secrets[i].FilePath, err = s.hostPath(ctx, "file_path", secrets[i].FilePath); err != nil {
+				return nil, err
+			}
+		}
+		return s.createWorkspace(ctx, api.CreateWorkspaceOptions{Environment: in.Environment, Shape: in.Shape, SeedPath: seed, DiskGiB: in.DiskGiB,
+			Name: in.Name, Labels: in.Labels, Secrets: secrets})
 	}, wsText("created"))
 
 	addTool(s, &mcp.Tool{
 		Name:        "workspace_list",
-		Description: `List every workspace that exists (also those made by earlier sessions or the pyro CLI) with its state, environment, seed and command count, so that one can be reused instead of creating another.`,
+		Description: `List every workspace that exists (also those made by earlier sessions or the pyro CLI), the most recently active first, with its name, labels, state, environment, seed, command, shell and service counts and expiry, so that one can be reused instead of creating another. labels keeps those with all of the given labels.`,
 		Annotations: withTitle(readOnly, "List workspaces"),
-	}, nil, "", func(ctx context.Context, _ NoArgs) (*api.WorkspaceList, error) {
-		wss, err := e.ListWorkspaces(ctx)
+	}, nil, "", func(ctx context.Context, in WorkspaceListArgs) (*api.WorkspaceList, error) {
+		wss, err := e.ListWorkspacesWith(ctx, &api.WorkspaceListOptions{Labels: in.Labels})
 		if err != nil {
 			return nil, err
 		}
@@ -255,7 +290,11 @@ func (s *Server) register() {
 			`Existing files with the same names are overwritten.`,
 		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(true), IdempotentHint: true, OpenWorldHint: boolp(false)}, "Push files into a workspace"),
 	}, dest, "workspace_sync_push: copying", func(ctx context.Context, in SyncPushArgs) (*api.SyncResult, error) {
-		return e.PushWorkspaceSync(ctx, in.WorkspaceID, in.SourcePath, in.Dest)
+		src, err := s.hostPath(ctx, "source_path", in.SourcePath)
+		if err != nil {
+			return nil, err
+		}
+		return e.PushWorkspaceSync(ctx, in.WorkspaceID, src, in.Dest)
 	}, func(r *api.SyncResult) string {
 		return fmt.Sprintf("pushed %s into workspace %s at %s: %d entries, %d bytes", r.SourcePath, r.WorkspaceID, r.Dest, r.Entries, r.Bytes)
 	})
@@ -269,7 +308,7 @@ func (s *Server) register() {
 		if err := needCommand(in.Command); err != nil {
 			return nil, err
 		}
-		return e.ExecWorkspace(ctx, in.WorkspaceID, api.ExecOptions{Command: in.Command, TimeoutSeconds: in.TimeoutSeconds})
+		return e.ExecWorkspace(ctx, in.WorkspaceID, api.ExecOptions{Command: in.Command, TimeoutSeconds: in.TimeoutSeconds, SecretEnv: in.SecretEnv})
 	}, execText)
 
 	addTool(s, &mcp.Tool{
@@ -281,9 +320,10 @@ func (s *Server) register() {
 	}, wsText(""))
 
 	addTool(s, &mcp.Tool{
-		Name:        "workspace_logs",
-		Description: `Return a workspace's command history: every workspace_exec with its exit code, stdout and stderr, oldest first.`,
-		Annotations: withTitle(readOnly, "Show a workspace's command history"),
+		Name:         "workspace_logs",
+		Description:  `Return a workspace's history, oldest first: every workspace_exec with its exit code, stdout and stderr, and its snapshot, reset, fork, shell and service events (each entry's kind says which).`,
+		Annotations:  withTitle(readOnly, "Show a workspace's command history"),
+		OutputSchema: logsOutputSchema(),
 	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.WorkspaceLogs, error) {
 		return e.LogsWorkspace(ctx, in.WorkspaceID)
 	}, logsText)
@@ -295,6 +335,9 @@ func (s *Server) register() {
 	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.WorkspaceDeleteResult, error) {
 		return e.DeleteWorkspace(ctx, in.WorkspaceID)
 	}, func(r *api.WorkspaceDeleteResult) string { return "deleted workspace " + r.WorkspaceID })
+
+	s.registerDiskTools()
+	s.registerLiving()
 }
 
 // addTool registers one tool when the server's profile serves it (see
@@ -314,6 +357,17 @@ func addTool[In any, Out any](s *Server, t *mcp.Tool, defaults map[string]any, p
 	t.InputSchema = sch
 	mcp.AddTool(s.mcp, t, func(ctx context.Context, req *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
 		var zero Out
+		if s.decoded != nil {
+			if err := s.decoded(t.Name, in); err != nil {
+				return nil, zero, err
+			}
+		}
+		ctx = withRequest(ctx, req)
+		// Ask for the client's roots before anything else (progress
+		// included): the call is made again with the answer.
+		if s.mustAskRoots(ctx, in) {
+			return needRoots(), zero, nil
+		}
 		if progress != "" {
 			var stop func()
 			ctx, stop = s.track(ctx, req, t.Name, progress)
@@ -321,6 +375,9 @@ func addTool[In any, Out any](s *Server, t *mcp.Tool, defaults map[string]any, p
 		}
 		s.log.Debug("tool call", "tool", t.Name)
 		out, err := h(ctx, in)
+		if errors.Is(err, errNeedRoots) { // a tool whose arguments do not say they name host paths
+			return needRoots(), zero, nil
+		}
 		if err != nil {
 			return nil, zero, s.fail(ctx, t.Name, err)
 		}
@@ -340,6 +397,18 @@ func inputSchema[In any](defaults map[string]any) *jsonschema.Schema {
 		}
 		p.Default, _ = json.Marshal(v)
 	}
+	return sch
+}
+
+// logsOutputSchema is workspace_logs' result schema: an entry's fields
+// depend on its kind (api.LogEntry.MarshalJSON), so only kind and sequence
+// are required of every entry.
+func logsOutputSchema() *jsonschema.Schema {
+	sch, err := jsonschema.For[api.WorkspaceLogs](nil)
+	if err != nil {
+		panic(fmt.Sprintf("mcpserver: schema of api.WorkspaceLogs: %v", err))
+	}
+	sch.Properties["entries"].Items.Required = []string{"kind", "sequence"}
 	return sch
 }
 

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/pyro-mcp/pyro/internal/atomicfile"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
@@ -64,7 +65,7 @@ func (s *Store) Create(id string) (string, error) {
 		if errors.Is(err, fs.ErrExist) {
 			return "", errdefs.New(errdefs.ErrAlreadyExists, "", "%s %s already exists", s.Kind, id)
 		}
-		return "", fmt.Errorf("creating %s directory: %w", s.Kind, err)
+		return "", fmt.Errorf("creating %s directory: %w", s.Kind, WriteError(err, filepath.Join(dir, RecordFile)))
 	}
 	return dir, nil
 }
@@ -140,7 +141,21 @@ func (s *Store) Write(id string, v any) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(filepath.Join(s.Path(id), RecordFile), append(data, '\n'), 0o600)
+	if err := atomicfile.WriteFile(filepath.Join(s.Path(id), RecordFile), append(data, '\n'), 0o600); err != nil {
+		return WriteError(err, filepath.Join(s.Path(id), RecordFile))
+	}
+	return nil
+}
+
+// WriteError classes an error writing path in the state directory: a full
+// disk (ENOSPC, EDQUOT) is unavailable, with what to do; the message keeps
+// the system's words ("no space left on device").
+func WriteError(err error, path string) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return errdefs.Wrap(errdefs.ErrUnavailable, err, "free disk space in the state directory ($PYRO_STATE_DIR, "+filepath.Dir(filepath.Dir(filepath.Dir(path)))+")",
+			"writing %s", path)
+	}
+	return err
 }
 
 // WriteUnsynced stores v as id's record atomically but without an fsync
@@ -181,6 +196,15 @@ func LockFile(path string) (*Lock, error) {
 // with ErrNotFound when id's directory is gone (deleted meanwhile).
 func (s *Store) Lock(id string) (*Lock, error) {
 	return s.LockContext(context.Background(), id)
+}
+
+// TryLock takes id's exclusive lock if it is free; ok is false when
+// another holder has it.
+func (s *Store) TryLock(id string) (l *Lock, ok bool, err error) {
+	if _, err := os.Stat(s.Path(id)); err != nil {
+		return nil, false, errdefs.New(errdefs.ErrNotFound, "", "no %s with id %q", s.Kind, id)
+	}
+	return flock.Try(filepath.Join(s.Path(id), "lock"), flock.Exclusive)
 }
 
 // LockContext takes id's exclusive lock, waiting until ctx is done.

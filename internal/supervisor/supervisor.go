@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -66,6 +67,10 @@ type Config struct {
 	ExpiresAt   time.Time     // zero: never; past it the guest is powered off
 	Software    string        // our Hello.Software
 	Logger      *slog.Logger
+	// Recheck, when set, is asked once ExpiresAt has passed: it returns
+	// when to ask again (a TTL extended since, or a guest still busy), or
+	// the zero time to power the guest off now.
+	Recheck func(ctx context.Context) time.Time
 }
 
 // Run boots the machine, reports on ready (closed after one JSON line), and
@@ -151,6 +156,13 @@ func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) e
 			log.Info("vmm exited", "err", err)
 			return nil
 		case <-ttl:
+			if cfg.Recheck != nil {
+				if next := cfg.Recheck(ctx); !next.IsZero() {
+					log.Info("ttl reached but the guest is still needed", "next_check", next)
+					ttl = time.After(max(time.Until(next), time.Second))
+					continue
+				}
+			}
 			log.Info("ttl reached: powering the guest off")
 			r.shutdownGuest()
 			go func() {
@@ -356,12 +368,16 @@ func (rt route) admit(f *agentproto.Frame) bool {
 }
 
 // outputCap is the relay's cap for a request: an exec's max_output (or the
-// default) plus one byte; other methods stream no output, but get the
-// default so that a guest cannot make them carry more.
+// default) plus one byte; a shell attach streams a terminal for as long as
+// it lasts, uncapped; other methods (shell reads, service logs) get the
+// default, so that a guest cannot make them carry more.
 func outputCap(payload []byte) int64 {
 	limit := int64(agentproto.DefaultMaxOutput)
 	var req agentproto.Request
-	if json.Unmarshal(payload, &req) == nil && req.Method == agentproto.MethodExec {
+	if json.Unmarshal(payload, &req) == nil && req.Method == agentproto.MethodShellAttach {
+		return math.MaxInt64 // a terminal's output, for as long as it is attached
+	}
+	if req.Method == agentproto.MethodExec {
 		var ex agentproto.ExecRequest
 		if json.Unmarshal(req.Params, &ex) == nil && ex.MaxOutput > 0 {
 			limit = int64(ex.MaxOutput)

@@ -39,6 +39,10 @@ type Disk struct {
 	Path     string
 	Format   string // "raw" or "qcow2"
 	ReadOnly bool
+	// Serial is the virtio-blk serial the guest reads in
+	// /sys/block/vdX/serial: how the agent tells a workspace's disks
+	// apart whatever order they appear in. Empty: none.
+	Serial string
 }
 
 // MachineSpec describes one machine to boot.

@@ -29,6 +29,9 @@ from .errors import (
     UnavailableError,
 )
 from .sdk import (
+    BASELINE_SNAPSHOT,
+    DEFAULT_DISK_GIB,
+    DEFAULT_DISK_READ_BYTES,
     DEFAULT_MEM_MIB,
     DEFAULT_TIMEOUT_SECONDS,
     DEFAULT_VCPU_COUNT,
@@ -63,6 +66,9 @@ __all__ = [
     "DEFAULT_WORKSPACE_TTL_SECONDS",
     "DEFAULT_WORKSPACE_PATH",
     "MCP_PROFILES",
+    "DEFAULT_DISK_GIB",
+    "DEFAULT_DISK_READ_BYTES",
+    "BASELINE_SNAPSHOT",
     "__version__",
 ]
 

@@ -75,13 +75,15 @@ def run_json(
     env: Optional[Dict[str, str]],
     timeout: Optional[float],
     allow_nonzero_result: bool = False,
+    pass_fds: Sequence[int] = (),
 ) -> Dict[str, Any]:
     """Run ``binary --json ARGS...`` and return its decoded JSON object.
 
     pyro's ``{"error": ...}`` objects become :class:`PyroError` subclasses.
     ``allow_nonzero_result`` is for commands that run a guest command (run,
     vm exec, workspace exec): they exit with the guest's status and still
-    print a result, which is returned as is.
+    print a result, which is returned as is. ``pass_fds`` are inherited by
+    pyro (the read ends of pipes carrying secret values).
     """
     argv: List[str] = [binary, "--json", *args]
     try:
@@ -92,6 +94,7 @@ def run_json(
             stderr=subprocess.PIPE,
             env=env,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
         )
     except OSError as exc:
         raise BinaryNotFoundError(

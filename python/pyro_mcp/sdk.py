@@ -10,6 +10,7 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import _cli
+from ._living import LivingMixin, secret_env_flags, secret_flags
 from .errors import InvalidArgumentError
 from .server import PyroMCPServer
 
@@ -22,6 +23,9 @@ __all__ = [
     "DEFAULT_WORKSPACE_TTL_SECONDS",
     "DEFAULT_WORKSPACE_PATH",
     "MCP_PROFILES",
+    "DEFAULT_DISK_GIB",
+    "DEFAULT_DISK_READ_BYTES",
+    "BASELINE_SNAPSHOT",
 ]
 
 DEFAULT_VCPU_COUNT = 1
@@ -30,6 +34,9 @@ DEFAULT_TIMEOUT_SECONDS = 30
 DEFAULT_VM_TTL_SECONDS = 600
 DEFAULT_WORKSPACE_TTL_SECONDS = 3600
 DEFAULT_WORKSPACE_PATH = "/workspace"
+DEFAULT_DISK_GIB = 10
+DEFAULT_DISK_READ_BYTES = 65536
+BASELINE_SNAPSHOT = "baseline"
 
 # The tool sets of ``pyro mcp serve --profile``: only vm_run; the workspace
 # loop for chat hosts; every tool (what the bare command serves).
@@ -101,7 +108,7 @@ def _shape_flags(vcpu_count: Any, mem_mib: Any, ttl_seconds: Any, network: Any, 
     return flags
 
 
-class Pyro:
+class Pyro(LivingMixin):
     """Run commands in real microVMs through the ``pyro`` binary.
 
     Args:
@@ -147,13 +154,15 @@ class Pyro:
         """The absolute path of the pyro binary this instance runs."""
         return _cli.find_binary(self._pyro_bin, self._environ())
 
-    def _call(self, args: List[str], *, command_timeout: int = 0, limit: bool = True, exec_result: bool = False) -> Dict[str, Any]:
+    def _call(
+        self, args: List[str], *, command_timeout: int = 0, limit: bool = True, exec_result: bool = False, pass_fds: Sequence[int] = ()
+    ) -> Dict[str, Any]:
         environ = self._environ()
         binary = _cli.find_binary(self._pyro_bin, environ)
         timeout = None
         if limit and self.call_timeout_seconds is not None:
             timeout = float(self.call_timeout_seconds) + command_timeout
-        return _cli.run_json(binary, args, env=environ, timeout=timeout, allow_nonzero_result=exec_result)
+        return _cli.run_json(binary, args, env=environ, timeout=timeout, allow_nonzero_result=exec_result, pass_fds=pass_fds)
 
     # -- MCP ---------------------------------------------------------------
 
@@ -281,17 +290,39 @@ class Pyro:
         network: bool = False,
         allow_host_compat: bool = False,
         seed_path: Optional[PathLike] = None,
+        disk_gib: int = DEFAULT_DISK_GIB,
+        name: Optional[str] = None,
+        labels: Optional[Mapping[str, str]] = None,
+        secrets: Optional[Sequence[Mapping[str, Any]]] = None,
     ) -> Dict[str, Any]:
         """Create and start a persistent workspace (``pyro workspace create``).
 
         ``seed_path`` (a host directory or a local ``.tar``/``.tar.gz``/``.tgz``)
-        fills ``/workspace`` before the workspace is returned.
+        fills ``/workspace`` before the workspace is returned; ``disk_gib``
+        bounds ``/workspace``'s own disk (sparse: it costs what is written).
+        ``name`` (unique) works wherever its id does; ``labels`` are
+        ``{key: value}`` to find it by; ``secrets`` is a list of
+        ``{"name", "value"}`` or ``{"name", "file_path"}``: files under
+        ``/run/pyro-secrets`` in the guest, exposed with ``secret_env``, and
+        ``[REDACTED]`` in every output.
         """
         args = ["workspace", "create", _name("environment", environment)]
         args += _shape_flags(vcpu_count, mem_mib, ttl_seconds, network, allow_host_compat)
+        args.append(f"--disk-gib={_int('disk_gib', disk_gib)}")
         if seed_path is not None:
             args.append(f"--seed-path={_path('seed_path', seed_path)}")
-        return self._call(args)
+        if name is not None:
+            args.append(f"--name={_name('name', name)}")
+        if labels is not None:
+            from ._living import _label_flags
+
+            args += _label_flags("--label", labels)
+        flags, fds = secret_flags(secrets)
+        try:
+            return self._call(args + flags, pass_fds=fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def push_workspace_sync(self, workspace_id: str, source_path: PathLike, *, dest: str = DEFAULT_WORKSPACE_PATH) -> Dict[str, Any]:
         """Import a host directory or archive into a started workspace (``pyro workspace sync push``)."""
@@ -300,10 +331,22 @@ class Pyro:
         args = ["workspace", "sync", "push", _name("workspace_id", workspace_id), _path("source_path", source_path), f"--dest={dest}"]
         return self._call(args)
 
-    def exec_workspace(self, workspace_id: str, *, command: Command, timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS) -> Dict[str, Any]:
-        """Run one command in ``/workspace``; the workspace stays alive (``pyro workspace exec``)."""
+    def exec_workspace(
+        self,
+        workspace_id: str,
+        *,
+        command: Command,
+        timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS,
+        secret_env: Optional[Mapping[str, str]] = None,
+    ) -> Dict[str, Any]:
+        """Run one command in ``/workspace``; the workspace stays alive (``pyro workspace exec``).
+
+        ``secret_env`` exposes secrets as environment variables: ``{"SECRET": "VAR"}``
+        (``""`` keeps the secret's name).
+        """
         timeout = _int("timeout_seconds", timeout_seconds)
-        args = ["workspace", "exec", _name("workspace_id", workspace_id), f"--timeout-seconds={timeout}", "--", *_argv(command)]
+        args = ["workspace", "exec", _name("workspace_id", workspace_id), f"--timeout-seconds={timeout}"]
+        args += secret_env_flags(secret_env) + ["--", *_argv(command)]
         return self._call(args, command_timeout=max(timeout, 0), exec_result=True)
 
     def status_workspace(self, workspace_id: str) -> Dict[str, Any]:
@@ -317,3 +360,75 @@ class Pyro:
     def delete_workspace(self, workspace_id: str) -> Dict[str, Any]:
         """Stop the workspace's VM and remove its disk, logs and state (``pyro workspace delete``)."""
         return self._call(["workspace", "delete", _name("workspace_id", workspace_id)])
+
+    def start_workspace(self, workspace_id: str) -> Dict[str, Any]:
+        """Boot a stopped workspace from its disk (``pyro workspace start``)."""
+        return self._call(["workspace", "start", _name("workspace_id", workspace_id)])
+
+    def stop_workspace(self, workspace_id: str) -> Dict[str, Any]:
+        """Power a workspace's VM off; its files stay on its disk (``pyro workspace stop``)."""
+        return self._call(["workspace", "stop", _name("workspace_id", workspace_id)])
+
+    # -- snapshots, reset, fork -------------------------------------------
+
+    def create_snapshot(self, workspace_id: str, name: str) -> Dict[str, Any]:
+        """Take a consistent snapshot of the whole workspace (``pyro workspace snapshot create``).
+
+        Returns ``{"workspace_id", "name", "created_at", "sequence", "size_bytes"}``.
+        """
+        return self._call(["workspace", "snapshot", "create", _name("workspace_id", workspace_id), _name("name", name)])
+
+    def list_snapshots(self, workspace_id: str) -> Dict[str, Any]:
+        """A workspace's snapshots, the baseline first (``pyro workspace snapshot list``):
+        ``{"workspace_id", "snapshots": [...], "count"}``."""
+        return self._call(["workspace", "snapshot", "list", _name("workspace_id", workspace_id)])
+
+    def delete_snapshot(self, workspace_id: str, name: str) -> Dict[str, Any]:
+        """Delete a snapshot (``pyro workspace snapshot delete``); not the baseline, nor one a fork came from."""
+        return self._call(["workspace", "snapshot", "delete", _name("workspace_id", workspace_id), _name("name", name)])
+
+    def reset_workspace(self, workspace_id: str, snapshot: str = BASELINE_SNAPSHOT) -> Dict[str, Any]:
+        """Bring the whole workspace back to a snapshot and boot it (``pyro workspace reset``)."""
+        args = ["workspace", "reset", _name("workspace_id", workspace_id), f"--snapshot={_name('snapshot', snapshot)}"]
+        return self._call(args)
+
+    def fork_workspace(self, workspace_id: str, *, snapshot: Optional[str] = None, name: Optional[str] = None) -> Dict[str, Any]:
+        """Make and boot a new workspace that starts as a snapshot of this one (``pyro workspace fork``).
+
+        ``snapshot`` defaults to one taken now; ``name`` names the new workspace.
+        """
+        args = ["workspace", "fork", _name("workspace_id", workspace_id)]
+        if snapshot is not None:
+            args.append(f"--snapshot={_name('snapshot', snapshot)}")
+        if name is not None:
+            args.append(f"--name={_name('name', name)}")
+        return self._call(args)
+
+    # -- a stopped workspace's disks, read offline --------------------------
+
+    def list_workspace_disk(self, workspace_id: str, path: str = DEFAULT_WORKSPACE_PATH, recursive: bool = False) -> Dict[str, Any]:
+        """List a path of a stopped workspace's disk without booting it (``pyro workspace disk list``)."""
+        args = ["workspace", "disk", "list", _name("workspace_id", workspace_id), _name("path", path)]
+        if _bool("recursive", recursive):
+            args.append("--recursive")
+        return self._call(args)
+
+    def read_workspace_disk(self, workspace_id: str, path: str, max_bytes: int = DEFAULT_DISK_READ_BYTES) -> Dict[str, Any]:
+        """Read a file of a stopped workspace's disk (``pyro workspace disk read``):
+        ``{"path", "size", "content", "encoding", "truncated", "sha256"}``."""
+        args = ["workspace", "disk", "read", _name("workspace_id", workspace_id), _name("path", path),
+                f"--max-bytes={_int('max_bytes', max_bytes)}"]
+        return self._call(args)
+
+    def export_workspace_disk(self, workspace_id: str, output_path: PathLike, *, disk: Optional[str] = None, force: bool = False) -> Dict[str, Any]:
+        """Write a stopped workspace's disk to a host file as a raw ext4 image (``pyro workspace disk export``).
+
+        ``disk`` is ``"workspace"`` (the default) or ``"root"``; an existing
+        file is replaced only with ``force=True``.
+        """
+        args = ["workspace", "disk", "export", _name("workspace_id", workspace_id), f"--output={_path('output_path', output_path)}"]
+        if disk is not None:
+            args.append(f"--disk={_name('disk', disk)}")
+        if _bool("force", force):
+            args.append("--force")
+        return self._call(args)

@@ -23,7 +23,8 @@ from pyro_mcp.errors import error_from_json
 
 # public-contract-2.4.md, "Python SDK Contract", with the defaults the
 # contract leaves as "...": ttl_seconds is 600 for VMs and 3600 for workspaces,
-# as on the CLI.
+# as on the CLI; then the additive methods and arguments since (the names
+# pyro-mcp's later versions use).
 CONTRACT = """
 create_server(self, profile=None)
 list_environments(self)
@@ -31,11 +32,11 @@ pull_environment(self, environment)
 inspect_environment(self, environment)
 prune_environments(self)
 create_vm(self, environment, vcpu_count=1, mem_mib=1024, ttl_seconds=600, network=False, allow_host_compat=False)
-create_workspace(self, environment, vcpu_count=1, mem_mib=1024, ttl_seconds=3600, network=False, allow_host_compat=False, seed_path=None)
+create_workspace(self, environment, vcpu_count=1, mem_mib=1024, ttl_seconds=3600, network=False, allow_host_compat=False, seed_path=None, disk_gib=10, name=None, labels=None, secrets=None)
 push_workspace_sync(self, workspace_id, source_path, *, dest="/workspace")
 start_vm(self, vm_id)
 exec_vm(self, vm_id, *, command, timeout_seconds=30)
-exec_workspace(self, workspace_id, *, command, timeout_seconds=30)
+exec_workspace(self, workspace_id, *, command, timeout_seconds=30, secret_env=None)
 stop_vm(self, vm_id)
 delete_vm(self, vm_id)
 delete_workspace(self, workspace_id)
@@ -45,6 +46,29 @@ logs_workspace(self, workspace_id)
 network_info_vm(self, vm_id)
 reap_expired(self)
 run_in_vm(self, environment, command, vcpu_count=1, mem_mib=1024, timeout_seconds=30, ttl_seconds=600, network=False, allow_host_compat=False)
+start_workspace(self, workspace_id)
+stop_workspace(self, workspace_id)
+create_snapshot(self, workspace_id, name)
+list_snapshots(self, workspace_id)
+delete_snapshot(self, workspace_id, name)
+reset_workspace(self, workspace_id, snapshot="baseline")
+fork_workspace(self, workspace_id, *, snapshot=None, name=None)
+list_workspace_disk(self, workspace_id, path="/workspace", recursive=False)
+read_workspace_disk(self, workspace_id, path, max_bytes=65536)
+export_workspace_disk(self, workspace_id, output_path, *, disk=None, force=False)
+update_workspace(self, workspace_id, *, name=None, labels=None, clear_labels=None, ttl_seconds=None)
+list_workspaces(self, labels=None)
+open_shell(self, workspace_id, cwd="/workspace", cols=120, rows=30, secret_env=None)
+read_shell(self, workspace_id, shell_id, cursor=0, max_chars=65536, plain=False, wait_for_idle_ms=None)
+write_shell(self, workspace_id, shell_id, input, append_newline=True)
+signal_shell(self, workspace_id, shell_id, signal_name="INT")
+close_shell(self, workspace_id, shell_id)
+list_shells(self, workspace_id)
+start_service(self, workspace_id, name, command, cwd="/workspace", readiness=None, ready_timeout_seconds=30, ready_interval_ms=500, restart="no", secret_env=None)
+list_services(self, workspace_id)
+status_service(self, workspace_id, name)
+logs_service(self, workspace_id, name, tail_lines=200, all=False)
+stop_service(self, workspace_id, name)
 """
 
 
@@ -104,6 +128,16 @@ class ContractTest(unittest.TestCase):
             lambda: p.exec_vm("--help", command="true"),
             lambda: p.status_workspace(None),
             lambda: p.push_workspace_sync("abc", "/tmp", dest=""),
+            lambda: p.create_workspace("debian:12", secrets=[{"name": "A=B", "value": "xxxxx"}]),
+            lambda: p.create_workspace("debian:12", secrets=[{"name": "A", "value": "xxxxx", "file_path": "/x"}]),
+            lambda: p.create_workspace("debian:12", secrets="A=B"),
+            lambda: p.create_workspace("debian:12", labels={"a": 1}),
+            lambda: p.start_service("abc", "web", "true", readiness={"type": "udp", "port": 1}),
+            lambda: p.start_service("abc", "web", "true", readiness={"type": "http", "path": "x"}),
+            lambda: p.read_shell("abc", "sh", plain="yes"),
+            lambda: p.write_shell("abc", "sh", 7),
+            lambda: p.logs_service("abc", "web", all=1),
+            lambda: p.exec_workspace("abc", command="true", secret_env={"A=B": "X"}),
         ):
             with self.assertRaises(InvalidArgumentError):
                 call()

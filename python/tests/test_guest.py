@@ -208,6 +208,62 @@ def _close(proc) -> int:
     return rc
 
 
+class SnapshotTest(GuestTestCase):
+    def test_snapshot_reset_fork_disk(self):
+        from pyro_mcp import AlreadyExistsError, ConflictError, FailedPreconditionError
+
+        ws = self.pyro.create_workspace(ENV, mem_mib=512, disk_gib=1)
+        wid = ws["workspace_id"]
+        try:
+            self.assertEqual(ws["disk"]["layout"], 2)
+            self.assertEqual(ws["snapshot_count"], 1)
+            self.pyro.exec_workspace(wid, command="echo one > f.txt")
+            s = self.pyro.create_snapshot(wid, "one")
+            self.assertEqual((s["workspace_id"], s["name"]), (wid, "one"))
+            with self.assertRaises(AlreadyExistsError):
+                self.pyro.create_snapshot(wid, "one")
+            with self.assertRaises(InvalidArgumentError):
+                self.pyro.create_snapshot(wid, "baseline")
+            self.pyro.exec_workspace(wid, command="echo two > f.txt")
+            r = self.pyro.reset_workspace(wid, snapshot="one")
+            self.assertTrue(r["running"])
+            self.assertEqual(r["last_reset"]["snapshot"], "one")
+            self.assertEqual(self.pyro.exec_workspace(wid, command="cat f.txt")["stdout"], "one\n")
+            names = [x["name"] for x in self.pyro.list_snapshots(wid)["snapshots"]]
+            self.assertEqual(names, ["baseline", "one"])
+            kinds = [e["kind"] for e in self.pyro.logs_workspace(wid)["entries"]]
+            self.assertEqual(kinds, ["exec", "snapshot", "exec", "reset", "exec"])
+
+            f = self.pyro.fork_workspace(wid, snapshot="one", name="py-fork")
+            fid = f["workspace_id"]
+            try:
+                self.assertEqual(f["fork_of"]["workspace_id"], wid)
+                self.assertEqual(f["name"], "py-fork")
+                with self.assertRaises(ConflictError):
+                    self.pyro.delete_snapshot(wid, "one")
+                self.pyro.exec_workspace(fid, command="printf fork > g.txt")
+                with self.assertRaises(FailedPreconditionError):
+                    self.pyro.read_workspace_disk(fid, "g.txt")
+                self.assertFalse(self.pyro.stop_workspace(fid)["running"])
+                listed = [e["path"] for e in self.pyro.list_workspace_disk(fid)["entries"]]
+                self.assertEqual(listed, ["/workspace/f.txt", "/workspace/g.txt"])
+                rd = self.pyro.read_workspace_disk(fid, "/workspace/g.txt", max_bytes=3)
+                self.assertEqual((rd["content"], rd["size"], rd["truncated"]), ("for", 4, True))
+                out = os.path.join(self.tmp, "fork.img")
+                ex = self.pyro.export_workspace_disk(fid, out)
+                self.assertEqual((ex["disk"], ex["output_path"]), ("workspace", out))
+                with self.assertRaises(AlreadyExistsError):
+                    self.pyro.export_workspace_disk(fid, out)
+                self.pyro.export_workspace_disk(fid, out, force=True)
+                self.assertTrue(self.pyro.start_workspace(fid)["running"])
+                self.assertEqual(self.pyro.exec_workspace(fid, command="cat f.txt g.txt")["stdout"], "one\nfork")
+            finally:
+                self.pyro.delete_workspace(fid)
+            self.assertEqual(self.pyro.delete_snapshot(wid, "one")["deleted"], True)
+        finally:
+            self.pyro.delete_workspace(wid)
+
+
 class MCPServerTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

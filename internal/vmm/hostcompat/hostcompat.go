@@ -16,16 +16,31 @@ import (
 	"github.com/pyro-mcp/pyro/internal/agent"
 	"github.com/pyro-mcp/pyro/internal/agentproto"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/proctree"
 	"github.com/pyro-mcp/pyro/internal/vmm"
 )
 
 // Backend implements vmm.Backend.
-type Backend struct{}
+type Backend struct {
+	// contain makes this process the subreaper of every command it starts
+	// (see NewContained).
+	contain bool
+}
 
 var _ vmm.Backend = (*Backend)(nil)
 
-// New returns the host-compat backend.
+// New returns the host-compat backend. Kill ends each command's process
+// group; a command that left its group (setsid, a daemon) survives it.
+// Tests use it in-process.
 func New() *Backend { return &Backend{} }
+
+// NewContained is New for a process that serves one machine and nothing
+// else (the supervisor): it becomes the child subreaper of every command
+// it starts, and reaps them all, so that a command that daemonizes (setsid
+// and a double fork) stays its descendant, and Kill ends every process the
+// machine's commands started. The engine kills them the same way before it
+// kills the supervisor (internal/proctree).
+func NewContained() *Backend { return &Backend{contain: true} }
 
 // Capabilities reports an unisolated, in-process backend.
 func (b *Backend) Capabilities() vmm.Capabilities {
@@ -54,16 +69,32 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 		return nil, errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "", "securing %s", spec.WorkDir)
 	}
 	env := mergeHostEnv(filepath.Join(spec.WorkDir, "workspace"))
+	cfg := agent.Config{FSRoot: spec.WorkDir, BaseEnv: env}
+	if b.contain {
+		if err := proctree.BecomeSubreaper(); err != nil {
+			return nil, errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "", "becoming the subreaper of host_compat commands")
+		}
+		// Adopted orphans must be reaped too; the reaper hands the
+		// handler its own commands' statuses.
+		cfg.Reap = agent.NewReaper()
+	}
 	host, guest := net.Pipe()
 	sctx, cancel := context.WithCancel(context.Background())
 	// A shutdown request ends the "machine" like a guest powering off.
-	h := agent.NewHandler(agent.Config{FSRoot: spec.WorkDir, BaseEnv: env, PowerOff: cancel})
-	m := &machine{host: host, cancel: cancel, done: make(chan struct{})}
+	cfg.PowerOff = cancel
+	h := agent.NewHandler(cfg)
+	m := &machine{host: host, cancel: cancel, done: make(chan struct{}), contain: b.contain}
 	go func() {
 		defer close(m.done)
 		// Serve cancels every handler (killing their process groups) and
 		// waits for them before it returns.
 		m.err = agentproto.Serve(sctx, guest, h)
+		// The machine is off, however it ended (Kill, a shutdown
+		// request, the TTL): like a guest powering off, nothing it ran
+		// outlives it.
+		if m.contain {
+			proctree.KillDescendants(os.Getpid())
+		}
 	}()
 	return m, nil
 }
@@ -85,6 +116,9 @@ type machine struct {
 	done   chan struct{}
 	err    error
 	once   sync.Once
+	// contain: this process is the commands' subreaper; Kill ends all
+	// its descendants.
+	contain bool
 }
 
 func (m *machine) Pid() int { return 0 }
@@ -105,7 +139,8 @@ func (m *machine) Wait() error {
 	return m.err
 }
 
-// Kill stops serving and kills every running command's process group.
+// Kill stops serving and kills every running command's process group,
+// and, contained, every other process the commands started.
 func (m *machine) Kill() error {
 	m.cancel()
 	<-m.done

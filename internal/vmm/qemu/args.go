@@ -113,11 +113,17 @@ func buildArgs(spec vmm.MachineSpec, cfg config) ([]string, error) {
 		if format == "" {
 			format = "raw"
 		}
-		drive := fmt.Sprintf("id=disk%d,file=%s,format=%s,if=none,discard=unmap", i, escapeOpt(d.Path), format)
+		// werror/rerror=report: a host disk that fills up fails the guest's
+		// write (and the agent reports it) instead of pausing the VM.
+		drive := fmt.Sprintf("id=disk%d,file=%s,format=%s,if=none,discard=unmap,werror=report,rerror=report", i, escapeOpt(d.Path), format)
 		if d.ReadOnly {
 			drive = fmt.Sprintf("id=disk%d,file=%s,format=%s,if=none,readonly=on", i, escapeOpt(d.Path), format)
 		}
-		a = append(a, "-drive", drive, "-device", fmt.Sprintf("virtio-blk-device,drive=disk%d", i))
+		dev := fmt.Sprintf("virtio-blk-device,drive=disk%d", i)
+		if d.Serial != "" {
+			dev += ",serial=" + escapeOpt(d.Serial)
+		}
+		a = append(a, "-drive", drive, "-device", dev)
 	}
 
 	a = append(a,

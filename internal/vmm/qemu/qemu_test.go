@@ -11,33 +11,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/cpio"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
-	"github.com/pyro-mcp/pyro/internal/paths"
+	"github.com/pyro-mcp/pyro/internal/guesttest"
 	"github.com/pyro-mcp/pyro/internal/vmm"
 )
 
-// testKernel finds a real guest kernel: $PYRO_TEST_KERNEL, else the one of
-// an installed environment in the shared cache.
+// testKernel is the guest kernel of the one gate for guest tests
+// (guesttest), or $PYRO_TEST_KERNEL when set.
 func testKernel(t *testing.T) string {
 	t.Helper()
+	p := guesttest.Need(t)
 	if k := os.Getenv("PYRO_TEST_KERNEL"); k != "" {
 		return k
 	}
-	dir := os.Getenv("PYRO_TEST_CACHE_DIR")
-	if dir == "" {
-		dir = paths.CacheDir()
-	}
-	if s, err := catalog.Open(catalog.Options{Dir: dir, Registry: "none"}); err == nil {
-		for _, name := range catalog.Names() {
-			if inst, err := s.Resolve(t.Context(), name); err == nil {
-				return inst.KernelPath
-			}
-		}
-	}
-	t.Skip("no guest kernel: run 'pyro env pull debian:12' or set PYRO_TEST_KERNEL to a bzImage")
-	return ""
+	return p.Kernel
 }
 
 // testInitrd builds a newc initramfs whose /init is testdata/init.
