@@ -36,7 +36,8 @@ const chanRounds = 3
 // datapathSuite measures issue 19's channel, sync and exec figures, each
 // beside its bound from the same run: bare virtio-serial (a guest that
 // only copies its port to /dev/null, or zeros to it) for pyro's channel,
-// pyro's channel for sync push, and the steps of a workspace exec.
+// pyro's channel for sync push, the steps of a workspace exec, and a
+// 10,000-file seed against a plain tar of its tree.
 func (b *benchEnv) datapathSuite(ctx context.Context) error {
 	r := b.report
 	r.line("\n## Data path (issue 19)\n\n")
@@ -126,6 +127,9 @@ func (b *benchEnv) datapathSuite(ctx context.Context) error {
 		size/1e6, files, syncD.Seconds(), mbps(size, syncD), inMB, mbps(size, syncD)/inMB, sr.Entries)
 
 	if err := b.execBreakdown(ctx, e, c, ws.WorkspaceID, bare.rtt); err != nil {
+		return err
+	}
+	if err := b.seedFigure(ctx, e); err != nil {
 		return err
 	}
 	return prof.run(ctx, "exec", func() error {
