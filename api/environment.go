@@ -38,7 +38,8 @@ type InstalledEnvironment struct {
 	// RootfsPath is a raw ext4 image of the Debian root filesystem (label
 	// "root"). Nothing writes to it: each VM gets its own writable disk.
 	RootfsPath string `json:"rootfs_path"`
-	// Digests of the three blobs, "sha256:<hex>".
+	// Digests of the three blobs, "sha256:<hex>" (a rootfs installed by
+	// 2.5 or later: "sparse-sha256:<hex>", see docs/reference/env.md).
 	KernelDigest  string `json:"kernel_digest"`
 	ModulesDigest string `json:"modules_digest"`
 	RootfsDigest  string `json:"rootfs_digest"`
@@ -118,7 +119,7 @@ type Package struct {
 
 // Blob is one content-addressed file.
 type Blob struct {
-	Digest string `json:"digest"` // "sha256:<hex>" of the uncompressed content
+	Digest string `json:"digest"` // of the uncompressed content: "sha256:<hex>", or "sparse-sha256:<hex>" for a rootfs (docs/reference/env.md)
 	Size   int64  `json:"size"`   // apparent size in bytes (the rootfs is sparse)
 }
 

@@ -32,13 +32,15 @@ type benchEnv struct {
 	runDir   string
 	n        int
 	build    bool
+	profile  string // -profile: where the datapath suite writes CPU profiles
 	report   *report
 }
 
 func main() {
-	suites := flag.String("suites", "env,vm,workspace,snapshot,faces,living,files,warm", "comma-separated suites: env, vm, workspace, snapshot, faces, living, files, warm")
+	suites := flag.String("suites", "env,vm,workspace,datapath,snapshot,faces,living,files,warm", "comma-separated suites: env, vm, workspace, datapath, snapshot, faces, living, files, warm")
 	pyro := flag.String("pyro", "bin/pyro", "the pyro binary to measure (static build)")
 	n := flag.Int("n", 200, "round trips for latency figures")
+	profile := flag.String("profile", "", "datapath suite: write CPU profiles of the client, supervisor and guest agent to this directory")
 	build := flag.Bool("build", false, "env suite: also time from-scratch builds of every environment (slow)")
 	flag.Parse()
 
@@ -51,12 +53,17 @@ func main() {
 	if _, err := os.Stat(abs); err != nil {
 		fatal(fmt.Errorf("%s not found: build it with CGO_ENABLED=0 go build -o bin/pyro ./cmd/pyro", abs))
 	}
+	if *profile != "" {
+		if *profile, err = filepath.Abs(*profile); err != nil {
+			fatal(err)
+		}
+	}
 	work, err := os.MkdirTemp("", "pyro-bench-")
 	if err != nil {
 		fatal(err)
 	}
 	defer os.RemoveAll(work)
-	b := &benchEnv{pyro: abs, work: work, stateDir: filepath.Join(work, "state"), runDir: filepath.Join(work, "run"), n: *n, build: *build, report: &report{}}
+	b := &benchEnv{pyro: abs, work: work, stateDir: filepath.Join(work, "state"), runDir: filepath.Join(work, "run"), n: *n, build: *build, profile: *profile, report: &report{}}
 	// Every pyro this process starts, in-process or not, uses the bench's
 	// own state; environments come from the normal cache.
 	os.Setenv("PYRO_STATE_DIR", b.stateDir)
@@ -75,6 +82,8 @@ func main() {
 			err = b.vmSuite(ctx)
 		case "workspace":
 			err = b.workspaceSuite(ctx)
+		case "datapath":
+			err = b.datapathSuite(ctx)
 		case "snapshot":
 			err = b.snapshotSuite(ctx)
 		case "faces":

@@ -10,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -40,17 +39,21 @@ func refused(err error) error {
 }
 
 // putArchive extracts a tar (or gzip'd tar) from in under req.Dest. A
-// rejected archive leaves the tree as it was: every step up to the last
-// only reads the input and writes a private spool file.
+// rejected archive leaves the tree as it was: nothing is written outside a
+// private staging directory until the whole archive has been accepted.
 //
 //  1. archiveTarget checks Dest and Root.
-//  2. spoolArchive reads the whole archive, checks every member against
-//     the shared member policy (internal/archive) and writes a normalised
-//     copy to a spool file beside the destination.
-//  3. checkExisting compares the members with what is on disk.
-//  4. extractSpool unpacks the spool with the guest's own tar, many times
-//     faster per file than creating files one by one from here (system
-//     calls are expensive in an emulated guest).
+//  2. stageArchive reads the archive as it streams, checks every member
+//     against the shared member policy (internal/archive) and writes it
+//     into a fresh staging directory under Root (stage.go).
+//  3. existing.check compares the members with what is on disk.
+//  4. the staging tree is moved into the destination by renames, merging
+//     into directories that exist (a re-push updates a tree), and the
+//     archive's directories get their modes and times.
+//
+// Each byte is copied once from the channel into its file: no spool to
+// write and read back, no second program (copies and system calls are
+// what an emulated guest pays for).
 func (h *Handler) putArchive(ctx context.Context, req agentproto.PutArchiveRequest, in io.Reader) (*agentproto.PutArchiveResult, error) {
 	// Whatever happens, consume the input so the host's sender finishes.
 	defer io.Copy(io.Discard, in)
@@ -59,29 +62,26 @@ func (h *Handler) putArchive(ctx context.Context, req agentproto.PutArchiveReque
 	if err != nil {
 		return nil, err
 	}
-	tarBin, ok := lookPath("tar", envGet(h.cfg.BaseEnv, "PATH"))
-	if !ok {
-		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "use an environment that has tar (every pyro environment does)", "put_archive: no tar in the guest")
-	}
-	stage, err := os.MkdirTemp(t.hostRoot, ".pyro-stage-")
+	st, err := newStage(t.hostRoot)
 	if err != nil {
 		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "put_archive: staging")
 	}
-	defer os.RemoveAll(stage)
-	spoolPath := filepath.Join(stage, "archive.tar")
-	sp, err := spoolArchive(ctx, in, spoolPath, t)
+	defer st.remove()
+	res, err := stageArchive(ctx, in, st, t)
 	if err != nil {
 		return nil, err
 	}
-	for _, m := range sp.members {
-		if err := checkExisting(t.hostDest, m); err != nil {
+	ex := newExisting(t.hostDest)
+	for _, m := range res.members {
+		if err := ex.check(m); err != nil {
 			return nil, err
 		}
 	}
-	if err := h.extractSpool(tarBin, spoolPath, t); err != nil {
-		return nil, err
+	if err := st.moveInto(t.hostDest); err != nil {
+		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "check free space in the workspace", "put_archive: moving into %s", t.dest)
 	}
-	return &agentproto.PutArchiveResult{Bytes: sp.bytes, Entries: len(sp.members)}, nil
+	st.setDirs(t.hostDest)
+	return &agentproto.PutArchiveResult{Bytes: res.bytes, Entries: len(res.members)}, nil
 }
 
 // archiveTarget is where one put_archive writes.
@@ -124,26 +124,18 @@ func (h *Handler) archiveTarget(req agentproto.PutArchiveRequest) (archiveTarget
 	return t, nil
 }
 
-// spooled is what spoolArchive accepted.
-type spooled struct {
+// staged is what stageArchive accepted.
+type staged struct {
 	members []archive.Member
 	bytes   int64
 }
 
-// spoolArchive reads the whole archive from in, checks every member and
-// writes a normalised copy (clean relative names, relative symlinks,
-// permission bits only) to spoolPath. Nothing under the destination is
-// touched.
-func spoolArchive(ctx context.Context, in io.Reader, spoolPath string, t archiveTarget) (*spooled, error) {
-	spool, err := os.OpenFile(spoolPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "put_archive: staging")
-	}
-	defer spool.Close()
-	sw := bufio.NewWriterSize(spool, 1<<20)
-	tw := tar.NewWriter(sw)
-
-	br := bufio.NewReader(in)
+// stageArchive reads the whole archive from in, checks every member and
+// writes it under the stage (clean relative names, relative symlinks,
+// permission bits only, modification times kept). Nothing under the
+// destination is touched.
+func stageArchive(ctx context.Context, in io.Reader, st *stage, t archiveTarget) (*staged, error) {
+	br := bufio.NewReaderSize(in, 64<<10)
 	var r io.Reader = br
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
@@ -154,7 +146,7 @@ func spoolArchive(ctx context.Context, in io.Reader, spoolPath string, t archive
 	}
 	tr := tar.NewReader(r)
 	tree := archive.NewTree(archive.TreeOptions{Dest: t.dest, Existing: existingLinks(t.hostDest)})
-	sp := &spooled{}
+	sp := &staged{}
 	for {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -173,61 +165,43 @@ func spoolArchive(ctx context.Context, in io.Reader, spoolPath string, t archive
 		if skip {
 			continue
 		}
-		out := normalised(m, hdr)
 		if m.Type == tar.TypeReg {
 			sp.bytes += hdr.Size
 			if sp.bytes > t.maxBytes {
 				return nil, badMember(hdr.Name, "archive exceeds the %d-byte limit", t.maxBytes)
 			}
 		}
-		if err := tw.WriteHeader(out); err != nil {
-			return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "put_archive: staging %q", hdr.Name)
-		}
-		if out.Typeflag == tar.TypeReg {
-			if _, err := io.Copy(tw, tr); err != nil {
-				if errors.Is(err, syscall.ENOSPC) {
-					return nil, errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "free space in the workspace", "put_archive: staging %q", hdr.Name)
-				}
-				return nil, errdefs.Wrap(errdefs.ErrInvalidArgument, err, "send a valid tar archive", "put_archive: reading %q", hdr.Name)
+		if err := st.add(m, permBits(m.Type, hdr.Mode), hdr.ModTime, tr, hdr.Size); err != nil {
+			var rerr readError
+			switch {
+			case errors.As(err, &rerr):
+				return nil, errdefs.Wrap(errdefs.ErrInvalidArgument, rerr.error, "send a valid tar archive", "put_archive: reading %q", hdr.Name)
+			case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
+				return nil, errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "free space in the workspace", "put_archive: writing %q", hdr.Name)
 			}
+			return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "put_archive: staging %q", hdr.Name)
 		}
 		sp.members = append(sp.members, m)
 	}
 	if err := tree.Finish(); err != nil {
 		return nil, refused(err)
 	}
-	if err := tw.Close(); err != nil {
-		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "put_archive: staging")
-	}
-	if err := sw.Flush(); err != nil {
-		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "put_archive: staging")
-	}
-	if err := spool.Close(); err != nil {
-		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "put_archive: staging")
-	}
 	return sp, nil
 }
 
-// normalised is the spool's header for an accepted member: permission bits
-// only (with defaults when the archive has none), no owners.
-func normalised(m archive.Member, hdr *tar.Header) *tar.Header {
-	mode := int64(fs.FileMode(hdr.Mode) & fs.ModePerm)
-	out := &tar.Header{Name: m.Name, Typeflag: m.Type, Linkname: m.Linkname, Mode: mode, ModTime: hdr.ModTime, Format: tar.FormatPAX}
-	switch m.Type {
-	case tar.TypeDir:
-		out.Name = m.Name + "/"
-		if out.Mode == 0 {
-			out.Mode = 0o755
+// permBits is the mode an accepted member gets: permission bits only, with
+// defaults when the archive has none.
+func permBits(typ byte, mode int64) uint32 {
+	perm := uint32(fs.FileMode(mode) & fs.ModePerm)
+	if perm == 0 {
+		switch typ {
+		case tar.TypeDir:
+			perm = 0o755
+		case tar.TypeReg:
+			perm = 0o644
 		}
-	case tar.TypeReg:
-		out.Size = hdr.Size
-		if out.Mode == 0 {
-			out.Mode = 0o644
-		}
-	case tar.TypeSymlink:
-		out.Mode = 0o777
 	}
-	return out
+	return perm
 }
 
 // existingLinks lets link resolution see the symlinks already under
@@ -250,27 +224,37 @@ func existingLinks(hostDest string) archive.Existing {
 	}
 }
 
-// extractSpool unpacks the checked spool into the destination.
-func (h *Handler) extractSpool(tarBin, spoolPath string, t archiveTarget) error {
-	if err := os.MkdirAll(t.hostDest, 0o755); err != nil {
-		return errdefs.Wrap(errdefs.ErrInternal, err, "", "put_archive: creating %s", t.dest)
-	}
-	if out, err := h.runTool(tarBin, "-x", "-f", spoolPath, "-C", t.hostDest, "--no-same-owner"); err != nil {
-		return errdefs.Wrap(errdefs.ErrInternal, err, "check free space in the workspace",
-			"put_archive: extracting into %s: %s", t.dest, out)
-	}
-	return nil
+// existing answers the questions put_archive asks about the destination,
+// remembering what it saw: most members of an archive share their parent
+// directories, and system calls are expensive in an emulated guest.
+type existing struct {
+	hostDest string
+	seen     map[string]fs.FileInfo // nil value: nothing there
 }
 
-// checkExisting refuses members that would go through an existing symlink
-// or replace a directory with a non-directory (or the reverse).
-func checkExisting(hostDest string, m archive.Member) error {
+func newExisting(hostDest string) *existing {
+	return &existing{hostDest: hostDest, seen: map[string]fs.FileInfo{}}
+}
+
+func (e *existing) lstat(rel string) fs.FileInfo {
+	if fi, ok := e.seen[rel]; ok {
+		return fi
+	}
+	fi, err := os.Lstat(filepath.Join(e.hostDest, filepath.FromSlash(rel)))
+	if err != nil {
+		fi = nil
+	}
+	e.seen[rel] = fi
+	return fi
+}
+
+// check refuses a member that would go through an existing symlink or
+// replace a directory with a non-directory (or the reverse).
+func (e *existing) check(m archive.Member) error {
 	parts := strings.Split(m.Name, "/")
-	p := hostDest
-	for i, part := range parts {
-		p = filepath.Join(p, part)
-		fi, err := os.Lstat(p)
-		if err != nil {
+	for i := range parts {
+		fi := e.lstat(strings.Join(parts[:i+1], "/"))
+		if fi == nil {
 			return nil // does not exist yet: nothing below it does either
 		}
 		last := i == len(parts)-1
@@ -306,31 +290,4 @@ func (h *Handler) checkNoSymlinks(root, rel string) error {
 		}
 	}
 	return nil
-}
-
-// runTool runs a helper program to completion and returns its combined
-// output. As PID 1 the agent reaps every child, so the wait goes through
-// startCmd rather than exec.Cmd.Wait.
-func (h *Handler) runTool(prog string, args ...string) (string, error) {
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return "", err
-	}
-	defer pr.Close()
-	cmd := &exec.Cmd{Path: prog, Args: append([]string{prog}, args...), Env: h.cfg.BaseEnv, Stdout: pw, Stderr: pw}
-	_, exited, err := h.startCmd(cmd)
-	pw.Close()
-	if err != nil {
-		return "", err
-	}
-	// Drain everything (a full pipe would block the tool) but keep the start.
-	out, _ := io.ReadAll(pr)
-	if len(out) > 4<<10 {
-		out = out[:4<<10]
-	}
-	ws := <-exited
-	if !ws.Exited() || ws.ExitStatus() != 0 {
-		return strings.TrimSpace(string(out)), fmt.Errorf("%s exited with status %d", filepath.Base(prog), ws.ExitStatus())
-	}
-	return strings.TrimSpace(string(out)), nil
 }

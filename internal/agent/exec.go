@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pyro-mcp/pyro/internal/agentproto"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
@@ -60,11 +62,11 @@ func (h *Handler) exec(ctx context.Context, s *agentproto.Stream, req agentproto
 		return res, nil
 	}
 
-	outR, outW, err := os.Pipe()
+	outR, outW, err := newPipe(true, false)
 	if err != nil {
 		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "", "exec: pipe")
 	}
-	errR, errW, err := os.Pipe()
+	errR, errW, err := newPipe(true, false)
 	if err != nil {
 		outR.Close()
 		outW.Close()
@@ -82,7 +84,7 @@ func (h *Handler) exec(ctx context.Context, s *agentproto.Stream, req agentproto
 	var inW *os.File
 	if req.Stdin {
 		var inR *os.File
-		if inR, inW, err = os.Pipe(); err != nil {
+		if inR, inW, err = newPipe(false, true); err != nil {
 			outR.Close()
 			outW.Close()
 			errR.Close()
@@ -110,7 +112,8 @@ func (h *Handler) exec(ctx context.Context, s *agentproto.Stream, req agentproto
 	h.log.Debug("exec started", "pid", pid, "argv", argv)
 	if inW != nil {
 		go func() {
-			// The stream reader ends with the stream; the copy ends with it.
+			// The stream reader ends with the stream; the copy ends with it
+			// (through the stream's WriteTo: whole frames into the pipe).
 			io.Copy(inW, s)
 			inW.Close()
 		}()
@@ -209,27 +212,66 @@ func (h *Handler) startCmd(cmd *exec.Cmd) (int, <-chan syscall.WaitStatus, error
 
 // pump copies r to w, live, until r ends; past max bytes it keeps draining
 // (so the command never blocks on a full pipe) but forwards nothing and
-// reports truncation.
-func pump(r io.Reader, w io.Writer, max int) (truncated bool) {
-	buf := make([]byte, 32<<10)
-	sent := 0
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			keep := n
-			if sent+keep > max {
-				keep = max - sent
-				truncated = true
-			}
-			if keep > 0 {
-				w.Write(buf[:keep])
-				sent += keep
-			}
-		}
-		if err != nil {
-			return truncated
+// reports truncation. io.Copy hands r to the stream's ReadFrom, which reads
+// the pipe straight into frame buffers.
+func pump(r *os.File, w io.Writer, max int) (truncated bool) {
+	g := &growingPipe{f: r}
+	io.Copy(w, io.LimitReader(g, int64(max)))
+	n, _ := io.Copy(io.Discard, g)
+	return n > 0
+}
+
+// pipeSize is the capacity a command's stdin pipe gets at once, and its
+// stdout and stderr pipes as soon as they fill (the kernel's default is
+// 64 KiB): a command streaming output, or a host streaming input, then
+// switches with the agent far less often (expensive in an emulated guest).
+// The kernel allocates pipe pages only as they fill.
+const pipeSize = 1 << 20
+
+// defaultPipeSize is the kernel's default pipe capacity.
+const defaultPipeSize = 64 << 10
+
+// growingPipe reads a pipe and gives it pipeSize capacity the first time a
+// read finds it full: a command printing a line pays nothing for it.
+type growingPipe struct {
+	f     *os.File
+	grown bool
+}
+
+func (g *growingPipe) Read(p []byte) (int, error) {
+	n, err := g.f.Read(p)
+	if n >= defaultPipeSize && !g.grown {
+		g.grown = true
+		if rc, err := g.f.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
 		}
 	}
+	return n, err
+}
+
+// newPipe returns a pipe whose agent end (the read end when agentReads,
+// else the write end) is non-blocking, in Go's poller, and whose command
+// end is a plain blocking descriptor, never registered with the poller:
+// two system calls fewer per end, per exec. grow gives it pipeSize
+// capacity at once.
+func newPipe(agentReads, grow bool) (r, w *os.File, err error) {
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return nil, nil, err
+	}
+	agentEnd := p[1]
+	if agentReads {
+		agentEnd = p[0]
+	}
+	if err := unix.SetNonblock(agentEnd, true); err != nil {
+		unix.Close(p[0])
+		unix.Close(p[1])
+		return nil, nil, err
+	}
+	if grow {
+		unix.FcntlInt(uintptr(p[0]), unix.F_SETPIPE_SZ, pipeSize)
+	}
+	return os.NewFile(uintptr(p[0]), "|0"), os.NewFile(uintptr(p[1]), "|1"), nil
 }
 
 // killGroup kills the process group led by pid (exec's commands are session

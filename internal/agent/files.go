@@ -26,7 +26,7 @@ import (
 func (h *Handler) fileMethod(method string) func(context.Context, *agentproto.Stream) (any, error) {
 	durable := func(fn func(context.Context, *agentproto.Stream) (any, error)) func(context.Context, *agentproto.Stream) (any, error) {
 		return func(ctx context.Context, s *agentproto.Stream) (any, error) {
-			return h.durably(api.WorkspaceRoot, func() (any, error) { return fn(ctx, s) })
+			return h.durably(func() (any, error) { return fn(ctx, s) })
 		}
 	}
 	switch method {

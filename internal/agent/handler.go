@@ -11,6 +11,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -73,6 +75,9 @@ type Handler struct {
 	start time.Time
 	warm  warmState // identity.go
 	live  *living   // secrets, shells and services (living.go)
+
+	flushMu  sync.Mutex
+	flushFDs map[string]flushDir // by guest path
 }
 
 var _ agentproto.Handler = (*Handler)(nil)
@@ -120,17 +125,13 @@ func (h *Handler) Handle(ctx context.Context, s *agentproto.Stream) (any, error)
 		if !req.Sync {
 			return h.exec(ctx, s, req)
 		}
-		return h.durably("/workspace", func() (any, error) { return h.exec(ctx, s, req) })
+		return h.durably(func() (any, error) { return h.exec(ctx, s, req) })
 	case agentproto.MethodPutArchive:
 		var req agentproto.PutArchiveRequest
 		if err := decode(s.Params, &req); err != nil {
 			return nil, err
 		}
-		root := req.Root
-		if root == "" {
-			root = "/workspace"
-		}
-		return h.durably(root, func() (any, error) { return h.putArchive(ctx, req, s) })
+		return h.durably(func() (any, error) { return h.putArchive(ctx, req, s) })
 	case agentproto.MethodFreeze:
 		return h.freeze(ctx, s)
 	case agentproto.MethodShutdown:
@@ -150,33 +151,76 @@ func (h *Handler) Handle(ctx context.Context, s *agentproto.Stream) (any, error)
 	return nil, errdefs.New(errdefs.ErrInvalidArgument, "upgrade the guest agent (rebuild the initramfs)", "unknown method %q", s.Method)
 }
 
+// durableRoots are the guest paths whose filesystems a flush writes to
+// disk: the root disk and /workspace's (the same one, unless /workspace is
+// a disk of its own). Everything else a command can write is in memory.
+var durableRoots = []string{"/", "/workspace"}
+
 // durably runs fn and, when the handler is Durable, flushes the guest's
-// writes to its disk before answering, and fails the call when they did
-// not reach it: a write-back error (EIO when the host's disk under the VM
-// is full or failing, ENOSPC) would otherwise be lost, and the call would
-// say yes to data that is gone. The file system of path is opened before
-// fn runs, so that syncfs reports every write-back error since then.
-func (h *Handler) durably(path string, fn func() (any, error)) (any, error) {
+// writes to its disks before answering, and fails the call when they did
+// not reach them: a write-back error (EIO when the host's disk under the
+// VM is full or failing, ENOSPC) would otherwise be lost, and the call
+// would say yes to data that is gone. The flush is a syncfs of each
+// filesystem in durableRoots, once each, rather than sync(), which walks
+// every filesystem and block device of the guest. Their directories are
+// opened before fn runs and stay open between calls, so each syncfs
+// reports every write-back error since the previous one.
+func (h *Handler) durably(fn func() (any, error)) (any, error) {
 	if !h.cfg.Durable {
 		return fn()
 	}
-	f, ferr := os.Open(h.hostPath(path))
-	if ferr != nil {
-		f, ferr = os.Open(h.hostPath("/"))
-	}
+	h.flushMu.Lock()
+	dirs := h.flushDirs()
+	h.flushMu.Unlock()
 	res, err := fn()
-	unix.Sync()
-	if ferr != nil {
-		return res, err
-	}
-	serr := unix.Syncfs(int(f.Fd()))
-	f.Close()
-	if serr != nil && err == nil {
-		return nil, errdefs.Wrap(errdefs.ErrUnavailable, serr,
-			"the VM's disk could not store it: free disk space on the host where pyro keeps its state, then retry",
-			"writing to the guest's disk")
+	for _, d := range dirs {
+		if serr := unix.Syncfs(d.fd); serr != nil && err == nil {
+			return nil, errdefs.Wrap(errdefs.ErrUnavailable, serr,
+				"the VM's disk could not store it: free disk space on the host where pyro keeps its state, then retry",
+				"writing to the guest's disk (%s)", d.path)
+		}
 	}
 	return res, err
+}
+
+// flushDirs opens (or finds open) one directory per filesystem of
+// durableRoots. A stat tells whether an open one still is the same path
+// (/workspace is mounted over after boot). Called with flushMu held; the
+// descriptors are never closed while the agent runs, so a flush may use
+// them without the lock.
+func (h *Handler) flushDirs() []flushDir {
+	if h.flushFDs == nil {
+		h.flushFDs = map[string]flushDir{}
+	}
+	var dirs []flushDir
+	for _, p := range durableRoots {
+		var st unix.Stat_t
+		if err := unix.Stat(h.hostPath(p), &st); err != nil {
+			continue // no /workspace: nothing to flush there
+		}
+		if slices.ContainsFunc(dirs, func(d flushDir) bool { return d.dev == st.Dev }) {
+			continue
+		}
+		key := fmt.Sprintf("%s@%d:%d", p, st.Dev, st.Ino)
+		d, ok := h.flushFDs[key]
+		if !ok {
+			fd, err := unix.Open(h.hostPath(p), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				continue
+			}
+			d = flushDir{path: p, fd: fd, dev: st.Dev}
+			h.flushFDs[key] = d
+		}
+		dirs = append(dirs, d)
+	}
+	return dirs
+}
+
+// flushDir is a directory durably keeps open.
+type flushDir struct {
+	path string
+	fd   int
+	dev  uint64
 }
 
 func decode(raw json.RawMessage, v any) error {

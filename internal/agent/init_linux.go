@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pyro-mcp/pyro/internal/agent/modules"
+	"github.com/pyro-mcp/pyro/internal/benchprof"
 )
 
 // prefixWriter sends each write to the console as one "pyro-agent:" line.
@@ -69,6 +70,9 @@ func RunInit() {
 	found := findModules()
 	modParams = p.ModParams
 	loadModules(log, found, bootModules(p))
+	if strings.Contains(string(cmdline), BenchChannelArg) {
+		benchChannel(log) // bench/'s channel bound; powers off
+	}
 	late := openModules(found, modules.Late)
 	tModules := time.Since(start)
 	if err := switchRoot(p); err != nil {
@@ -94,6 +98,9 @@ func RunInit() {
 	log.Info("ready", "channel", p.Channel, "setup", time.Since(start).Round(time.Millisecond),
 		"modules", tModules.Round(time.Millisecond), "root", tRoot.Round(time.Millisecond))
 	go loadOpened(log, late)
+	if strings.Contains(string(cmdline), BenchProfileArg) {
+		go benchprof.Serve(BenchProfilePath, log)
+	}
 	switch p.Channel {
 	case "vsock":
 		fatal(serveVsock(log, h, p.VsockPort))

@@ -1,7 +1,6 @@
 package agentproto
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,11 +12,6 @@ import (
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/version"
 )
-
-// ChunkSize is the largest payload the client and server put in one data or
-// output frame: small enough that one big transfer interleaves with the
-// other streams' frames, large enough to keep per-frame overhead low.
-const ChunkSize = 64 << 10
 
 // Host-side bounds on what a guest can make the host hold. The guest is
 // not trusted to respect its own caps (its commands run as root there).
@@ -44,7 +38,7 @@ const (
 // header fails the connection.
 type Client struct {
 	rwc   io.ReadWriteCloser
-	in    *bufio.Reader
+	in    *FrameReader
 	hello Hello
 
 	wmu sync.Mutex // serialises frame writes
@@ -62,7 +56,7 @@ type Client struct {
 // NewClient performs the handshake on rwc (bounded by ctx) and starts
 // reading. On failure rwc is closed.
 func NewClient(ctx context.Context, rwc io.ReadWriteCloser) (*Client, error) {
-	c := &Client{rwc: rwc, in: bufio.NewReaderSize(rwc, ReadBufferSize), streams: map[uint32]*clientStream{},
+	c := &Client{rwc: rwc, in: NewFrameReader(rwc), streams: map[uint32]*clientStream{},
 		budget: newBudget(ConnQueueLimit), done: make(chan struct{})}
 	type res struct {
 		h   Hello
@@ -94,7 +88,7 @@ func (c *Client) handshake() (Hello, error) {
 	if err := WriteFrame(c.rwc, Frame{Type: TypeHello, Payload: mine}); err != nil {
 		return Hello{}, errdefs.Wrap(errdefs.ErrUnavailable, err, "check that the guest booted (see its console log)", "sending agent hello")
 	}
-	f, err := ReadFrame(c.in)
+	f, err := c.in.Next()
 	if err != nil {
 		return Hello{}, errdefs.Wrap(errdefs.ErrUnavailable, err, "check that the guest booted (see its console log)", "reading agent hello")
 	}
@@ -163,7 +157,7 @@ type clientStream struct {
 
 func (c *Client) readLoop() {
 	for {
-		f, err := ReadFrame(c.in)
+		f, err := c.in.Next()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = errors.New("agent closed the connection")
@@ -178,11 +172,13 @@ func (c *Client) readLoop() {
 		if st == nil {
 			// Frames for unknown streams belong to calls that gave up
 			// (cancelled), or to nobody: drop them.
+			f.Release()
 			continue
 		}
 		switch f.Type {
 		case TypeStdout, TypeStderr:
 			if !st.admitOutput(&f) {
+				f.Release()
 				continue
 			}
 		case TypeResponse:
@@ -190,11 +186,15 @@ func (c *Client) readLoop() {
 			msg := fmt.Sprintf("agent sent frame type %d on stream %d, which only the host may send", f.Type, f.Stream)
 			st.abuse.CompareAndSwap(nil, &msg)
 			st.q.close()
+			f.Release()
 			continue
 		default:
+			f.Release()
 			continue // a newer guest's frame type: not ours to queue
 		}
-		st.q.push(f)
+		if !st.q.push(f) {
+			f.Release()
+		}
 	}
 }
 
@@ -239,10 +239,12 @@ func ctxErr(ctx context.Context, what string) error {
 }
 
 // call runs one request on a new stream. stdin, when non-nil, is sent as
-// TypeData frames followed by TypeEOF; TypeStdout/TypeStderr payloads go to
-// stdout/stderr (nil discards), at most maxOut bytes of each (0: none).
-// It returns which of stdout and stderr the host truncated.
-func (c *Client) call(ctx context.Context, method string, params, result any, stdin io.Reader, stdout, stderr io.Writer, maxOut int64) (truncated [2]bool, err error) {
+// TypeData frames followed by TypeEOF (bulk: each frame filled to
+// ChunkSize unless stdin ends, else as stdin's reads return);
+// TypeStdout/TypeStderr payloads go to stdout/stderr (nil discards), at
+// most maxOut bytes of each (0: none). It returns which of stdout and
+// stderr the host truncated.
+func (c *Client) call(ctx context.Context, method string, params, result any, stdin io.Reader, bulk bool, stdout, stderr io.Writer, maxOut int64) (truncated [2]bool, err error) {
 	req := Request{Method: method}
 	if params != nil {
 		b, err := json.Marshal(params)
@@ -283,7 +285,7 @@ func (c *Client) call(ctx context.Context, method string, params, result any, st
 	sendCtx, stopSend := context.WithCancel(ctx)
 	defer stopSend()
 	if stdin != nil {
-		go c.sendData(sendCtx, id, stdin)
+		go c.sendData(sendCtx, id, stdin, bulk)
 	}
 
 	for {
@@ -307,14 +309,18 @@ func (c *Client) call(ctx context.Context, method string, params, result any, st
 			if stdout != nil {
 				stdout.Write(f.Payload)
 			}
+			f.Release()
 		case TypeStderr:
 			if stderr != nil {
 				stderr.Write(f.Payload)
 			}
+			f.Release()
 		case TypeResponse:
 			truncated = [2]bool{st.truncated[0].Load(), st.truncated[1].Load()}
 			var resp Response
-			if err := json.Unmarshal(f.Payload, &resp); err != nil {
+			err := json.Unmarshal(f.Payload, &resp) // copies what it keeps
+			f.Release()
+			if err != nil {
 				return truncated, errdefs.Wrap(errdefs.ErrUnavailable, err, "", "agent %s: decoding response", method)
 			}
 			if resp.Error != nil {
@@ -330,20 +336,37 @@ func (c *Client) call(ctx context.Context, method string, params, result any, st
 	}
 }
 
-// sendData streams r as TypeData frames then TypeEOF. It stops early when
-// ctx ends (the call returned). A read error ends the input with TypeEOF
-// too: the guest sees a short stdin rather than a hang.
-func (c *Client) sendData(ctx context.Context, id uint32, r io.Reader) {
-	buf := make([]byte, ChunkSize)
+// sendData streams r as TypeData frames then TypeEOF, each read straight
+// into a pooled frame buffer and written from it; bulk fills each frame
+// (ChunkSize) before sending it. It stops early when ctx ends (the call
+// returned). A read error ends the input with TypeEOF too: the guest sees
+// a short stdin rather than a hang.
+func (c *Client) sendData(ctx context.Context, id uint32, r io.Reader, bulk bool) {
 	for {
-		n, err := r.Read(buf)
+		f := newChunkFrame(TypeData, id)
+		var n int
+		var err error
+		if bulk {
+			n, err = io.ReadFull(r, f.Payload)
+			if err == io.ErrUnexpectedEOF {
+				err = io.EOF
+			}
+		} else {
+			n, err = r.Read(f.Payload)
+		}
 		if ctx.Err() != nil {
+			f.Release()
 			return
 		}
 		if n > 0 {
-			if c.write(Frame{Type: TypeData, Stream: id, Payload: append([]byte(nil), buf[:n]...)}) != nil {
+			f.Payload = f.Payload[:n]
+			werr := c.write(f)
+			f.Release()
+			if werr != nil {
 				return
 			}
+		} else {
+			f.Release()
 		}
 		if err != nil {
 			_ = c.write(Frame{Type: TypeEOF, Stream: id})
@@ -355,7 +378,7 @@ func (c *Client) sendData(ctx context.Context, id uint32, r io.Reader) {
 // Ping asks the guest to describe itself.
 func (c *Client) Ping(ctx context.Context) (*PingResult, error) {
 	var r PingResult
-	if _, err := c.call(ctx, MethodPing, nil, &r, nil, nil, nil, 0); err != nil {
+	if _, err := c.call(ctx, MethodPing, nil, &r, nil, false, nil, nil, 0); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -372,7 +395,7 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest, stdin io.Reader, std
 		maxOut = DefaultMaxOutput
 	}
 	var r ExecResult
-	truncated, err := c.call(ctx, MethodExec, req, &r, stdin, stdout, stderr, maxOut)
+	truncated, err := c.call(ctx, MethodExec, req, &r, stdin, false, stdout, stderr, maxOut)
 	if err != nil {
 		return nil, err
 	}
@@ -390,7 +413,7 @@ func (c *Client) PutArchive(ctx context.Context, req PutArchiveRequest, tar io.R
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "", "put_archive needs an archive")
 	}
 	var r PutArchiveResult
-	if _, err := c.call(ctx, MethodPutArchive, req, &r, tar, nil, nil, 0); err != nil {
+	if _, err := c.call(ctx, MethodPutArchive, req, &r, tar, true, nil, nil, 0); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -399,6 +422,6 @@ func (c *Client) PutArchive(ctx context.Context, req PutArchiveRequest, tar io.R
 // Shutdown asks the guest to sync and power off. It returns once the guest
 // acknowledged; the VMM exits shortly after.
 func (c *Client) Shutdown(ctx context.Context) error {
-	_, err := c.call(ctx, MethodShutdown, nil, nil, nil, nil, nil, 0)
+	_, err := c.call(ctx, MethodShutdown, nil, nil, nil, false, nil, nil, 0)
 	return err
 }

@@ -179,7 +179,7 @@ func (c *Client) ListFiles(ctx context.Context, req FileListRequest, each func(a
 		return each(e)
 	}}
 	var r FileListResult
-	if _, err := c.call(ctx, MethodFileList, req, &r, nil, lw, nil, maxListBytes); err != nil {
+	if _, err := c.call(ctx, MethodFileList, req, &r, nil, false, lw, nil, maxListBytes); err != nil {
 		return nil, err
 	}
 	if err := lw.finish(MethodFileList); err != nil {
@@ -192,7 +192,7 @@ func (c *Client) ListFiles(ctx context.Context, req FileListRequest, each func(a
 // the host drops whatever a guest sends past that.
 func (c *Client) ReadFile(ctx context.Context, req FileReadRequest, w io.Writer) (*FileReadResult, error) {
 	var r FileReadResult
-	if _, err := c.call(ctx, MethodFileRead, req, &r, nil, w, nil, req.MaxBytes); err != nil {
+	if _, err := c.call(ctx, MethodFileRead, req, &r, nil, false, w, nil, req.MaxBytes); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -201,7 +201,7 @@ func (c *Client) ReadFile(ctx context.Context, req FileReadRequest, w io.Writer)
 // WriteFile streams content into a file of the guest.
 func (c *Client) WriteFile(ctx context.Context, req FileWriteRequest, content io.Reader) (*FileWriteResult, error) {
 	var r FileWriteResult
-	if _, err := c.call(ctx, MethodFileWrite, req, &r, content, nil, nil, 0); err != nil {
+	if _, err := c.call(ctx, MethodFileWrite, req, &r, content, true, nil, nil, 0); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -210,7 +210,7 @@ func (c *Client) WriteFile(ctx context.Context, req FileWriteRequest, content io
 // ApplyPatch sends a patch for the guest to apply.
 func (c *Client) ApplyPatch(ctx context.Context, req PatchRequest, patch io.Reader) (*PatchResult, error) {
 	var r PatchResult
-	if _, err := c.call(ctx, MethodPatchApply, req, &r, patch, nil, nil, 0); err != nil {
+	if _, err := c.call(ctx, MethodPatchApply, req, &r, patch, true, nil, nil, 0); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -227,7 +227,7 @@ func (c *Client) Diff(ctx context.Context, req DiffRequest, each func(api.DiffEn
 		return each(e)
 	}}
 	var r DiffResult
-	if _, err := c.call(ctx, MethodDiff, req, &r, nil, lw, nil, maxListBytes); err != nil {
+	if _, err := c.call(ctx, MethodDiff, req, &r, nil, false, lw, nil, maxListBytes); err != nil {
 		return nil, err
 	}
 	if err := lw.finish(MethodDiff); err != nil {
@@ -241,7 +241,7 @@ func (c *Client) Diff(ctx context.Context, req DiffRequest, each func(api.DiffEn
 func (c *Client) GetArchive(ctx context.Context, req GetArchiveRequest, w io.Writer, maxBytes int64) (*GetArchiveResult, error) {
 	var r GetArchiveResult
 	req.MaxBytes = maxBytes
-	if _, err := c.call(ctx, MethodGetArchive, req, &r, nil, w, nil, maxBytes); err != nil {
+	if _, err := c.call(ctx, MethodGetArchive, req, &r, nil, false, w, nil, maxBytes); err != nil {
 		return nil, err
 	}
 	return &r, nil

@@ -53,7 +53,7 @@ func (c *Client) Freeze(ctx context.Context, req FreezeRequest) (*Frozen, error)
 	go func() {
 		defer close(f.done)
 		// The guest's one stdout byte says "frozen"; nothing else comes.
-		_, f.err = c.call(ctx, MethodFreeze, req, &f.res, pr, out, nil, 1<<10)
+		_, f.err = c.call(ctx, MethodFreeze, req, &f.res, pr, false, out, nil, 1<<10)
 	}()
 	select {
 	case <-frozen:

@@ -67,7 +67,7 @@ type IdentityResult struct {
 // Quiesce freezes the guest for a save.
 func (c *Client) Quiesce(ctx context.Context, req QuiesceRequest) (*QuiesceResult, error) {
 	var res QuiesceResult
-	if _, err := c.call(ctx, MethodQuiesce, req, &res, nil, nil, nil, 0); err != nil {
+	if _, err := c.call(ctx, MethodQuiesce, req, &res, nil, false, nil, nil, 0); err != nil {
 		return nil, err
 	}
 	return &res, nil
@@ -76,7 +76,7 @@ func (c *Client) Quiesce(ctx context.Context, req QuiesceRequest) (*QuiesceResul
 // Identity gives a restored guest its own identity.
 func (c *Client) Identity(ctx context.Context, req IdentityRequest) (*IdentityResult, error) {
 	var res IdentityResult
-	if _, err := c.call(ctx, MethodIdentity, req, &res, nil, nil, nil, 0); err != nil {
+	if _, err := c.call(ctx, MethodIdentity, req, &res, nil, false, nil, nil, 0); err != nil {
 		return nil, err
 	}
 	return &res, nil

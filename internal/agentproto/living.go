@@ -273,7 +273,7 @@ type StopAllResult struct {
 }
 
 func (c *Client) do(ctx context.Context, method string, params, result any) error {
-	_, err := c.call(ctx, method, params, result, nil, nil, nil, 0)
+	_, err := c.call(ctx, method, params, result, nil, false, nil, nil, 0)
 	return err
 }
 
@@ -305,7 +305,7 @@ func (c *Client) ShellOpen(ctx context.Context, req ShellOpenRequest) (*ShellInf
 func (c *Client) ShellRead(ctx context.Context, req ShellReadRequest) (*ShellReadResult, []byte, error) {
 	var r ShellReadResult
 	var out bytes.Buffer
-	if _, err := c.call(ctx, MethodShellRead, req, &r, nil, &out, nil, int64(req.MaxBytes)); err != nil {
+	if _, err := c.call(ctx, MethodShellRead, req, &r, nil, false, &out, nil, int64(req.MaxBytes)); err != nil {
 		return nil, nil, err
 	}
 	return &r, out.Bytes(), nil
@@ -346,7 +346,7 @@ func (c *Client) ShellList(ctx context.Context) (*ShellList, error) {
 // The shell keeps running after a detach.
 func (c *Client) ShellAttach(ctx context.Context, req ShellAttachRequest, stdin io.Reader, stdout io.Writer) (*ShellInfo, error) {
 	var r ShellInfo
-	if _, err := c.call(ctx, MethodShellAttach, req, &r, stdin, stdout, nil, math.MaxInt64); err != nil {
+	if _, err := c.call(ctx, MethodShellAttach, req, &r, stdin, false, stdout, nil, math.MaxInt64); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -374,7 +374,7 @@ func (c *Client) ServiceStatus(ctx context.Context, name string) (*ServiceInfo, 
 func (c *Client) ServiceLogs(ctx context.Context, req ServiceLogsRequest) (*ServiceLogsResult, []byte, error) {
 	var r ServiceLogsResult
 	var out bytes.Buffer
-	if _, err := c.call(ctx, MethodServiceLogs, req, &r, nil, &out, nil, DefaultMaxOutput); err != nil {
+	if _, err := c.call(ctx, MethodServiceLogs, req, &r, nil, false, &out, nil, DefaultMaxOutput); err != nil {
 		return nil, nil, err
 	}
 	return &r, out.Bytes(), nil

@@ -10,7 +10,7 @@ import (
 // empty frames is paid for like a flood of bytes.
 const frameOverhead = 64
 
-func cost(f Frame) int { return len(f.Payload) + frameOverhead }
+func cost(f Frame) int { return f.bufSize() + frameOverhead }
 
 // budget is the memory one connection may hold in queued inbound frames,
 // shared by its streams' queues.
@@ -178,6 +178,9 @@ func (q *queue) drain() {
 		close(q.done)
 	}
 	n := q.bytes
+	for i := range q.frames {
+		q.frames[i].Release()
+	}
 	q.frames, q.bytes = nil, 0
 	q.mu.Unlock()
 	if q.conn != nil && n > 0 {

@@ -1,7 +1,6 @@
 package agentproto
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,31 +48,67 @@ type Stream struct {
 
 	srv   *server
 	in    *queue
-	buf   []byte
+	cur   Frame  // the TypeData frame being read
+	buf   []byte // what is left of cur's payload
 	eof   bool
 	after []func()
 }
 
-// Read reads the host's TypeData payloads until TypeEOF (io.EOF).
-func (s *Stream) Read(p []byte) (int, error) {
+// next makes the next TypeData payload current; false with the error to
+// return at the end of the input.
+func (s *Stream) next() (bool, error) {
+	s.cur.Release()
 	for len(s.buf) == 0 {
 		if s.eof {
-			return 0, io.EOF
+			return false, io.EOF
 		}
 		f, ok := s.in.pop(context.Background())
 		if !ok {
-			return 0, io.ErrUnexpectedEOF
+			return false, io.ErrUnexpectedEOF
 		}
 		switch f.Type {
 		case TypeData:
-			s.buf = f.Payload
+			s.cur, s.buf = f, f.Payload
 		case TypeEOF:
 			s.eof = true
+		}
+	}
+	return true, nil
+}
+
+// Read reads the host's TypeData payloads until TypeEOF (io.EOF).
+func (s *Stream) Read(p []byte) (int, error) {
+	if len(s.buf) == 0 {
+		if ok, err := s.next(); !ok {
+			return 0, err
 		}
 	}
 	n := copy(p, s.buf)
 	s.buf = s.buf[n:]
 	return n, nil
+}
+
+// WriteTo writes the rest of the input to w, each payload in one Write
+// straight from its frame (io.Copy uses it: a command's stdin gets whole
+// frames, not small copies).
+func (s *Stream) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		if len(s.buf) == 0 {
+			if ok, err := s.next(); !ok {
+				if err == io.EOF {
+					err = nil
+				}
+				return total, err
+			}
+		}
+		n, err := w.Write(s.buf)
+		total += int64(n)
+		s.buf = s.buf[n:]
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // Stdout returns a writer sending TypeStdout frames on this stream.
@@ -104,9 +139,35 @@ func (w *streamWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// ReadFrom sends r's bytes until it ends, each read straight into a pooled
+// frame buffer and written from it (io.Copy uses it: a command's output
+// costs one read and one write per frame, no copy).
+func (w *streamWriter) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for {
+		f := newChunkFrame(w.typ, w.s.ID)
+		n, err := r.Read(f.Payload)
+		if n > 0 {
+			f.Payload = f.Payload[:n]
+			if werr := w.s.srv.write(f); werr != nil {
+				f.Release()
+				return total, werr
+			}
+			total += int64(n)
+		}
+		f.Release()
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
 type server struct {
 	rwc io.ReadWriteCloser
-	in  *bufio.Reader // buffered: a frame's header and payload in one read
+	in  *FrameReader
 	h   Handler
 	log *slog.Logger
 	wmu sync.Mutex
@@ -128,7 +189,7 @@ type serverStream struct {
 // handlers it started (whose contexts are cancelled) before returning. A
 // closed connection is a normal end: Serve returns nil.
 func Serve(ctx context.Context, rwc io.ReadWriteCloser, h Handler) error {
-	s := &server{rwc: rwc, in: bufio.NewReaderSize(rwc, ReadBufferSize), h: h, log: slog.Default()}
+	s := &server{rwc: rwc, in: NewFrameReader(rwc), h: h, log: slog.Default()}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { rwc.Close() })
@@ -144,7 +205,7 @@ func Serve(ctx context.Context, rwc io.ReadWriteCloser, h Handler) error {
 	var mu sync.Mutex
 	streams := map[uint32]*serverStream{}
 	for {
-		f, err := ReadFrame(s.in)
+		f, err := s.in.Next()
 		if err != nil {
 			mu.Lock()
 			for _, st := range streams {
@@ -167,7 +228,9 @@ func Serve(ctx context.Context, rwc io.ReadWriteCloser, h Handler) error {
 				continue
 			}
 			var req Request
-			if err := json.Unmarshal(f.Payload, &req); err != nil {
+			err := json.Unmarshal(f.Payload, &req) // copies what it keeps
+			f.Release()
+			if err != nil {
 				s.respond(f.Stream, nil, errdefs.Wrap(errdefs.ErrInvalidArgument, err, "", "decoding request"))
 				continue
 			}
@@ -192,8 +255,8 @@ func Serve(ctx context.Context, rwc io.ReadWriteCloser, h Handler) error {
 				}
 			}()
 		case TypeData, TypeEOF:
-			if st != nil {
-				st.q.push(f)
+			if st == nil || !st.q.push(f) {
+				f.Release()
 			}
 		case TypeCancel:
 			if st != nil {
@@ -244,7 +307,7 @@ func (s *server) respond(id uint32, res any, herr error) {
 }
 
 func (s *server) handshake() error {
-	f, err := ReadFrame(s.in)
+	f, err := s.in.Next()
 	if err != nil {
 		return err
 	}

@@ -45,10 +45,10 @@ func (s *Store) checkBlobs(m *Manifest) error {
 	return nil
 }
 
-// verifyFull hashes every blob of m. With trustStamps, a blob whose inode,
-// size and change time still match the record of its last full hash is
-// taken as intact: any write through the filesystem changes ctime, and
-// hashing a 4 GiB image costs seconds on every pull.
+// verifyFull hashes every blob of m (a sparse digest reads only the data
+// of the image, see sparse.go). With trustStamps, a blob whose inode, size
+// and change time still match the record of its last full hash is taken as
+// intact: any write through the filesystem changes ctime.
 func (s *Store) verifyFull(ctx context.Context, m *Manifest, trustStamps bool) error {
 	if err := s.checkBlobs(m); err != nil {
 		return err
@@ -57,7 +57,7 @@ func (s *Store) verifyFull(ctx context.Context, m *Manifest, trustStamps bool) e
 		if trustStamps && s.stampOK(b.Digest) {
 			continue
 		}
-		d, _, err := hashFile(ctx, s.BlobPath(b.Digest), s.hashProgress(ctx, blobNames[i], b.Size))
+		d, _, err := hashBlob(ctx, s.BlobPath(b.Digest), digestAlg(b.Digest), s.hashProgress(ctx, blobNames[i], b.Size))
 		if err != nil {
 			return err
 		}
@@ -78,6 +78,9 @@ func fileStamp(path string) string {
 }
 
 func (s *Store) stampPath(digest string) string {
+	if digestAlg(digest) == algSparse {
+		return s.path("verified", algSparse+"-"+strings.TrimPrefix(digest, algSparse+":"))
+	}
 	return s.path("verified", strings.TrimPrefix(digest, "sha256:"))
 }
 
@@ -94,9 +97,10 @@ func (s *Store) stampOK(digest string) bool {
 	return err == nil && string(data) == fileStamp(s.BlobPath(digest))
 }
 
+// validDigest accepts "sha256:<hex>" and "sparse-sha256:<hex>".
 func validDigest(d string) bool {
-	h, ok := strings.CutPrefix(d, "sha256:")
-	if !ok || len(h) != 64 {
+	h, ok := strings.CutPrefix(d, digestAlg(d)+":")
+	if !ok || len(h) != digestHexLen {
 		return false
 	}
 	_, err := hex.DecodeString(h)
@@ -175,14 +179,14 @@ func (s *Store) tempDir(name string) (string, error) {
 	return d, os.Mkdir(d, 0o700)
 }
 
-// putBlob moves a finished file into the blob store under its digest. When
-// want is set the content must hash to it.
-func (s *Store) putBlob(ctx context.Context, tmp, want, step string) (Blob, error) {
+// putBlob moves a finished file into the blob store under its digest of
+// algorithm alg. When want is set the content must hash to it.
+func (s *Store) putBlob(ctx context.Context, tmp, alg, want, step string) (Blob, error) {
 	var size int64
 	if fi, err := os.Stat(tmp); err == nil {
 		size = fi.Size()
 	}
-	d, n, err := hashFile(ctx, tmp, s.hashProgress(ctx, step, size))
+	d, n, err := hashBlob(ctx, tmp, alg, s.hashProgress(ctx, step, size))
 	if err != nil {
 		return Blob{}, err
 	}

@@ -63,9 +63,14 @@ func (s *Store) Prune(ctx context.Context) (*PruneResult, error) {
 			}
 		}
 	}
-	blobs, _ := os.ReadDir(s.path("blobs", "sha256"))
-	for _, de := range blobs {
-		d := "sha256:" + de.Name()
+	var digests []string
+	for _, alg := range []string{algSHA256, algSparse} {
+		blobs, _ := os.ReadDir(s.path("blobs", alg))
+		for _, de := range blobs {
+			digests = append(digests, alg+":"+de.Name())
+		}
+	}
+	for _, d := range digests {
 		if keep[d] {
 			continue
 		}

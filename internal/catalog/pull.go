@@ -96,7 +96,7 @@ func (s *Store) Pull(ctx context.Context, name string) (*api.PullResult, error) 
 func (s *Store) dropCorrupt(ctx context.Context, m *Manifest) {
 	_ = os.Remove(s.manifestPath(m.Name))
 	for _, b := range m.Blobs.List() {
-		if d, _, err := hashFile(ctx, s.BlobPath(b.Digest), nil); err == nil && d != b.Digest {
+		if d, _, err := hashBlob(ctx, s.BlobPath(b.Digest), digestAlg(b.Digest), nil); err == nil && d != b.Digest {
 			_ = os.Remove(s.BlobPath(b.Digest))
 		}
 	}
@@ -121,10 +121,10 @@ func (s *Store) buildInstall(ctx context.Context, entry Entry, tmp string) (*Man
 		Source:  Source{Type: "build", Mirror: mirror(), Epoch: sourceDateEpoch()},
 	}
 	for _, x := range []struct {
-		file, step string
-		dst        *Blob
-	}{{b.kernel, "kernel", &m.Blobs.Kernel}, {b.modules, "modules", &m.Blobs.Modules}, {b.rootfs, "rootfs", &m.Blobs.Rootfs}} {
-		blob, err := s.putBlob(ctx, x.file, "", x.step)
+		file, step, alg string
+		dst             *Blob
+	}{{b.kernel, "kernel", algSHA256, &m.Blobs.Kernel}, {b.modules, "modules", algSHA256, &m.Blobs.Modules}, {b.rootfs, "rootfs", algSparse, &m.Blobs.Rootfs}} {
+		blob, err := s.putBlob(ctx, x.file, x.alg, "", x.step)
 		if err != nil {
 			return nil, cacheWriteErr(s.dir, err)
 		}

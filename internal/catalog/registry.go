@@ -231,8 +231,11 @@ func (s *Store) pullRegistry(ctx context.Context, entry Entry, tmp string, opts 
 	return &m, nil
 }
 
-// fetchLayer downloads one layer, checks the compressed digest (the
-// layer's) and the raw digest (the manifest's), and moves it into the cache.
+// fetchLayer downloads one layer and moves it into the cache. Everything is
+// checked while it streams, in one pass: the compressed bytes against the
+// layer's digest, and what they decompress to against the manifest's digest
+// of the blob, computed as the file is written (a rootfs's sparse digest
+// skips its all-zero blocks, which become holes and are never hashed).
 func (s *Store) fetchLayer(ctx context.Context, repo *remote.Repository, ref string, layer ocispec.Descriptor, want Blob, step, name, tmp string) error {
 	rc, err := repo.Fetch(ctx, layer)
 	if err != nil {
@@ -243,16 +246,6 @@ func (s *Store) fetchLayer(ctx context.Context, repo *remote.Repository, ref str
 		s.progress(ctx, Progress{Phase: "download", Environment: name, Step: step, Unit: "bytes", Done: n, Total: total})
 	}}
 	vr := content.NewVerifyReader(pr, layer)
-	var src io.Reader = vr
-	var dec *zstd.Decoder
-	if layer.MediaType == RootfsMediaType {
-		dec, err = zstd.NewReader(vr, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return err
-		}
-		defer dec.Close()
-		src = dec
-	}
 	path := filepath.Join(tmp, step)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -261,9 +254,25 @@ func (s *Store) fetchLayer(ctx context.Context, repo *remote.Repository, ref str
 	defer f.Close()
 	// Never write more than the manifest declares: a layer that inflates
 	// past it (a decompression bomb) is cut one byte over and refused.
-	h := sha256.New()
-	n, err := writeSparse(ctx, f, io.TeeReader(io.LimitReader(src, want.Size+1), h))
-	if err == nil && n > want.Size {
+	w := newSparseWriter(ctx, f, digestAlg(want.Digest), want.Size)
+	if layer.MediaType == RootfsMediaType {
+		// The frame's own checksum would hash the whole image again: the
+		// layer digest and the blob digest already cover every byte.
+		var dec *zstd.Decoder
+		dec, err = zstd.NewReader(vr, zstd.WithDecoderConcurrency(2), zstd.IgnoreChecksum(true))
+		if err != nil {
+			return err
+		}
+		_, err = dec.WriteTo(w)
+		dec.Close()
+		if err == nil {
+			// Drain so VerifyReader sees the whole layer.
+			_, err = io.Copy(io.Discard, vr)
+		}
+	} else {
+		_, err = io.CopyBuffer(w, vr, make([]byte, sparseBlock))
+	}
+	if errors.Is(err, errInflates) {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "check that the registry holds a pyro environment pushed with 'pyro env push'",
 			"%s of %s inflates past the %d bytes its manifest declares; refusing it, nothing was installed", step, ref, want.Size)
 	}
@@ -276,17 +285,14 @@ func (s *Store) fetchLayer(ctx context.Context, repo *remote.Repository, ref str
 		}
 		return registryErr(err, ref, "downloading "+step+" of")
 	}
-	if dec != nil {
-		// Drain so VerifyReader sees the whole layer.
-		if _, err := io.Copy(io.Discard, vr); err != nil {
-			return registryErr(err, ref, "downloading "+step+" of")
-		}
-	}
 	if err := vr.Verify(); err != nil {
 		return errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "try again; if it persists, push the environment again",
 			"layer %s of %s failed verification", layer.Digest, ref)
 	}
-	got := "sha256:" + hex.EncodeToString(h.Sum(nil))
+	got, n, err := w.finish()
+	if err != nil {
+		return cacheWriteErr(s.dir, err)
+	}
 	if got != want.Digest || n != want.Size {
 		return errdefs.New(errdefs.ErrFailedPrecondition, "try again; if it persists, push the environment again",
 			"%s of %s: content is %s (%d bytes), manifest says %s (%d bytes)", step, ref, got, n, want.Digest, want.Size)
@@ -302,51 +308,6 @@ func (s *Store) fetchLayer(ctx context.Context, repo *remote.Repository, ref str
 	}
 	s.stamp(want.Digest)
 	return nil
-}
-
-// writeSparse copies r to f, seeking over all-zero blocks so that the
-// sparse rootfs image stays sparse on disk.
-func writeSparse(ctx context.Context, f *os.File, r io.Reader) (int64, error) {
-	const bs = 64 << 10
-	buf := make([]byte, bs)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		k, err := io.ReadFull(r, buf)
-		if k > 0 {
-			if isZero(buf[:k]) {
-				if _, err := f.Seek(int64(k), io.SeekCurrent); err != nil {
-					return n, err
-				}
-			} else if _, err := f.Write(buf[:k]); err != nil {
-				return n, err
-			}
-			n += int64(k)
-		}
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return n, f.Truncate(n)
-		}
-		if err != nil {
-			return n, err
-		}
-	}
-}
-
-func isZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // PushResult says what Push published.
@@ -384,13 +345,27 @@ func (s *Store) Push(ctx context.Context, name, ref string) (*PushResult, error)
 	}
 	defer os.RemoveAll(tmp)
 
+	// The artifact names its rootfs by the sparse digest, which a pull
+	// checks without hashing holes; an install from before 2.5 has the plain
+	// one, so the sparse one is computed here (it reads the image's data only).
+	cfg := *m
+	if digestAlg(m.Blobs.Rootfs.Digest) != algSparse {
+		d, _, err := hashBlob(ctx, s.BlobPath(m.Blobs.Rootfs.Digest), algSparse, s.hashProgress(ctx, "rootfs", m.Blobs.Rootfs.Size))
+		if err != nil {
+			return nil, err
+		}
+		cfg.Blobs.Rootfs.Digest = d
+	}
 	res := &PushResult{Environment: name, Ref: ref}
 	var layers []ocispec.Descriptor
 	for _, l := range []struct {
 		step, mediaType string
+		path            string
 		blob            Blob
-	}{{"kernel", KernelMediaType, m.Blobs.Kernel}, {"modules", ModulesMediaType, m.Blobs.Modules}, {"rootfs", RootfsMediaType, m.Blobs.Rootfs}} {
-		path := s.BlobPath(l.blob.Digest)
+	}{{"kernel", KernelMediaType, s.BlobPath(m.Blobs.Kernel.Digest), cfg.Blobs.Kernel},
+		{"modules", ModulesMediaType, s.BlobPath(m.Blobs.Modules.Digest), cfg.Blobs.Modules},
+		{"rootfs", RootfsMediaType, s.BlobPath(m.Blobs.Rootfs.Digest), cfg.Blobs.Rootfs}} {
+		path := l.path
 		desc := ocispec.Descriptor{MediaType: l.mediaType, Digest: digest.Digest(l.blob.Digest), Size: l.blob.Size,
 			Annotations: map[string]string{ocispec.AnnotationTitle: l.step, annotationRawHash: l.blob.Digest}}
 		if l.mediaType == RootfsMediaType {
@@ -406,7 +381,6 @@ func (s *Store) Push(ctx context.Context, name, ref string) (*PushResult, error)
 			return nil, err
 		}
 	}
-	cfg := *m
 	cfg.Source = Source{Type: "build", Mirror: m.Source.Mirror, Epoch: m.Source.Epoch}
 	cdata, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {

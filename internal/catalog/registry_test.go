@@ -29,11 +29,17 @@ type artifact struct {
 	configPad int
 	// marker makes two otherwise equal artifacts differ.
 	marker string
+	// plainRootfs names the rootfs by its plain sha256, as pyro 2.4 did.
+	plainRootfs bool
+	// rootfsDigest, when set, is the rootfs digest the config claims.
+	rootfsDigest string
 }
 
 func goodArtifact(marker string) artifact {
 	return artifact{kernel: []byte("kernel " + marker), modules: []byte("modules"), rootfs: bytes.Repeat([]byte("rootfs "+marker), 1000), marker: marker}
 }
+
+func sparseBlob(b []byte) Blob { return Blob{Digest: sparseRef(b), Size: int64(len(b))} }
 
 func rawBlob(b []byte) Blob {
 	h := sha256.Sum256(b)
@@ -55,7 +61,13 @@ func push(t *testing.T, ref string, a artifact) string {
 	enc.Write(a.rootfs)
 	enc.Close()
 	m := Manifest{SchemaVersion: ManifestSchemaVersion, Name: entry.Name, Version: entry.Version, Description: a.marker,
-		Blobs: Blobs{Kernel: rawBlob(a.kernel), Modules: rawBlob(a.modules), Rootfs: rawBlob(a.rootfs)}}
+		Blobs: Blobs{Kernel: rawBlob(a.kernel), Modules: rawBlob(a.modules), Rootfs: sparseBlob(a.rootfs)}}
+	if a.plainRootfs {
+		m.Blobs.Rootfs = rawBlob(a.rootfs)
+	}
+	if a.rootfsDigest != "" {
+		m.Blobs.Rootfs.Digest = a.rootfsDigest
+	}
 	if a.rootfsDeclared > 0 {
 		m.Blobs.Rootfs.Size = a.rootfsDeclared
 	}
@@ -129,6 +141,21 @@ func TestRegistryCaps(t *testing.T) {
 			"rootfs of " + prefix + "/debian:12 inflates past the 100 bytes its manifest declares"},
 		{"kernel past cap", func() artifact { a := goodArtifact("k"); a.kernel = make([]byte, MaxKernelBytes+1); return a },
 			"the kernel layer of"},
+		{"rootfs not matching its sparse digest", func() artifact {
+			a := goodArtifact("s")
+			a.rootfsDigest = sparseRef(append(bytes.Clone(a.rootfs), 'x'))
+			return a
+		}, "rootfs of " + prefix + "/debian:12: content is sparse-sha256:"},
+		{"rootfs not matching its plain digest", func() artifact {
+			a := goodArtifact("p")
+			a.plainRootfs, a.rootfsDigest = true, rawBlob([]byte("other")).Digest
+			return a
+		}, "rootfs of " + prefix + "/debian:12: content is sha256:"},
+		{"rootfs digest of an unknown algorithm", func() artifact {
+			a := goodArtifact("u")
+			a.rootfsDigest = "md5:" + strings.Repeat("0", 64)
+			return a
+		}, "bad blob digest"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -229,5 +256,53 @@ func TestRegistryTrustOnFirstUse(t *testing.T) {
 	none, _ := Open(Options{Dir: t.TempDir(), Registry: "none"})
 	if _, err := none.Pull(WithPullOptions(ctx, PullOptions{ExpectDigest: third}), "debian:12"); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("no registry: %v", err)
+	}
+}
+
+// An artifact pushed by pyro 2.4 (rootfs named by its plain sha256) still
+// installs; pushing that install again publishes the sparse digest, and
+// that artifact installs under it with the same content.
+func TestRegistryDigestAlgorithms(t *testing.T) {
+	prefix := startRegistry(t)
+	ctx := t.Context()
+	a := goodArtifact("legacy")
+	a.rootfs = append(make([]byte, 3*sparseBlock+5), a.rootfs...) // leading zero blocks
+	a.plainRootfs = true
+	push(t, prefix+"/debian:12", a)
+	old, err := Open(Options{Dir: t.TempDir(), Registry: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := old.Pull(ctx, "debian:12")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.RootfsDigest != rawBlob(a.rootfs).Digest {
+		t.Fatalf("legacy install: rootfs %s, want %s", inst.RootfsDigest, rawBlob(a.rootfs).Digest)
+	}
+	if got, _ := os.ReadFile(inst.RootfsPath); !bytes.Equal(got, a.rootfs) {
+		t.Fatal("legacy install: rootfs content differs")
+	}
+
+	prefix2 := prefix + "/again"
+	if _, err := old.Push(ctx, "debian:12", prefix2); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(Options{Dir: t.TempDir(), Registry: prefix2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err = s.Pull(ctx, "debian:12")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.RootfsDigest != sparseRef(a.rootfs) {
+		t.Fatalf("install of a new push: rootfs %s, want the sparse %s", inst.RootfsDigest, sparseRef(a.rootfs))
+	}
+	if got, _ := os.ReadFile(inst.RootfsPath); !bytes.Equal(got, a.rootfs) {
+		t.Fatal("install of a new push: rootfs content differs")
+	}
+	if err := s.Verify(ctx, "debian:12"); err != nil {
+		t.Fatalf("Verify = %v", err)
 	}
 }

@@ -61,7 +61,7 @@ func Open(opts Options) (*Store, error) {
 		s.registry = ""
 	}
 	s.registry = strings.TrimSuffix(s.registry, "/")
-	for _, d := range []string{dir, s.path("blobs", "sha256"), s.path("envs"), s.path("leases"), s.path("locks"), s.path("tmp")} {
+	for _, d := range []string{dir, s.path("blobs", algSHA256), s.path("blobs", algSparse), s.path("envs"), s.path("leases"), s.path("locks"), s.path("tmp")} {
 		if err := paths.EnsurePrivate(d); err != nil {
 			return nil, errdefs.Wrap(errdefs.ErrFailedPrecondition, err,
 				"set PYRO_CACHE_DIR to a writable directory", "opening the environment cache %s", dir)
@@ -114,9 +114,11 @@ func safeName(name string) string { return strings.NewReplacer(":", "_", "/", "_
 
 func (s *Store) manifestPath(name string) string { return s.path("envs", safeName(name)+".json") }
 
-// BlobPath is where the blob with digest "sha256:<hex>" lives.
+// BlobPath is where the blob with digest "<algorithm>:<hex>" lives:
+// blobs/<algorithm>/<hex>.
 func (s *Store) BlobPath(digest string) string {
-	return s.path("blobs", "sha256", strings.TrimPrefix(digest, "sha256:"))
+	alg := digestAlg(digest)
+	return s.path("blobs", alg, strings.TrimPrefix(digest, alg+":"))
 }
 
 // List returns every catalog entry with its install state. An entry whose

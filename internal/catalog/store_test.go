@@ -62,7 +62,11 @@ func installFake(t *testing.T, s *Store, name, version string) *Manifest {
 		if err := os.WriteFile(p, []byte(name+version+strings.Repeat("x", i+1)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		b, err := s.putBlob(t.Context(), p, "", name)
+		alg := algSHA256
+		if dst == &m.Blobs.Rootfs {
+			alg = algSparse
+		}
+		b, err := s.putBlob(t.Context(), p, alg, "", name)
 		if err != nil {
 			t.Fatal(err)
 		}

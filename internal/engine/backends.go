@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strings"
 
 	"github.com/pyro-mcp/pyro/internal/backendsel"
 	"github.com/pyro-mcp/pyro/internal/catalog"
@@ -119,7 +120,7 @@ func (e *Engine) guestSpec(rec *vmRecord, spec *vmm.MachineSpec) error {
 	host := fmt.Sprintf("pyro_hostname=pyro-%s", rec.ID[:8])
 	if vmm.Kind(rec.BackendKind) != vmm.KindFirecracker {
 		spec.Disks = []vmm.Disk{{Path: rec.Disk, Format: "qcow2"}}
-		spec.Cmdline = "pyro_channel=virtio-serial pyro_root=/dev/vda " + host
+		spec.Cmdline = "pyro_channel=virtio-serial pyro_root=/dev/vda " + host + benchGuestArgs()
 		return nil
 	}
 	// Firecracker wants an uncompressed ELF kernel on x86_64; derive it
@@ -135,4 +136,17 @@ func (e *Engine) guestSpec(rec *vmRecord, spec *vmm.MachineSpec) error {
 	}
 	spec.Cmdline = "pyro_channel=vsock pyro_root=/dev/vda pyro_rootmode=overlay pyro_scratch=/dev/vdb " + host
 	return nil
+}
+
+// benchGuestArgs are the pyro_bench_* kernel arguments bench/ asks for in
+// $PYRO_BENCH_GUEST_ARGS (the agent's profiler); anything else there is
+// ignored.
+func benchGuestArgs() string {
+	var out string
+	for _, f := range strings.Fields(os.Getenv("PYRO_BENCH_GUEST_ARGS")) {
+		if strings.HasPrefix(f, "pyro_bench_") {
+			out += " " + f
+		}
+	}
+	return out
 }

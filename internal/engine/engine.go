@@ -70,6 +70,7 @@ type Engine struct {
 	templates *template.Store
 	inflight  sync.WaitGroup
 	warmOnce
+	conns agentConns
 }
 
 func (e *Engine) storeOf(kind string) *state.Store {

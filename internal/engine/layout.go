@@ -176,7 +176,7 @@ func (e *Engine) workspaceDisks(rec *vmRecord, spec *vmm.MachineSpec) bool {
 	}
 	d := rec.Workspace.Disk
 	spec.Disks = []vmm.Disk{{Path: e.layers.Path(d.Root), Format: "qcow2", Serial: serialRoot}}
-	spec.Cmdline = "pyro_channel=virtio-serial pyro_root=/dev/vda pyro_hostname=pyro-" + rec.ID[:8]
+	spec.Cmdline = "pyro_channel=virtio-serial pyro_root=/dev/vda pyro_hostname=pyro-" + rec.ID[:8] + benchGuestArgs()
 	if d.Layout != api.LayoutData {
 		return true
 	}

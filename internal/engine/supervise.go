@@ -17,6 +17,7 @@ import (
 
 	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/agentproto"
+	"github.com/pyro-mcp/pyro/internal/benchprof"
 	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/initramfs"
@@ -196,6 +197,10 @@ func (e *Engine) launch(ctx context.Context, dir string, cfg superviseConfig) (*
 	}
 }
 
+// SupervisorProfile is the file in a VM's state directory where its
+// supervisor writes the CPU profiles bench/ asks for (internal/benchprof).
+const SupervisorProfile = "supervisor.pprof"
+
 // RunSupervisor is the body of `pyro __supervise DIR`: fd 3 is the ready pipe.
 func RunSupervisor(ctx context.Context, dir string, log *slog.Logger) error {
 	data, err := os.ReadFile(filepath.Join(dir, "supervisor.json"))
@@ -207,6 +212,9 @@ func RunSupervisor(ctx context.Context, dir string, log *slog.Logger) error {
 		return err
 	}
 	ready := os.NewFile(3, "ready")
+	if benchprof.Enabled() {
+		go benchprof.Serve(filepath.Join(dir, SupervisorProfile), log)
+	}
 	b, err := newBackend(ctx, cfg.Mode, cfg.Kind, cfg.Spec.Kernel, log)
 	if err != nil {
 		if ready != nil {

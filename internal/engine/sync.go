@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"path"
@@ -105,8 +106,14 @@ func (e *Engine) push(ctx context.Context, rec *vmRecord, src, dest string, tota
 	var st archive.Stats
 	done := make(chan error, 1)
 	go func() {
+		// Whole frames' worth per pipe hand-off, not the tar writer's
+		// 512-byte headers and 32 KiB copies.
+		bw := bufio.NewWriterSize(pw, agentproto.ChunkSize)
 		var err error
-		st, err = archive.Write(ctx, src, pw, archive.DefaultLimits)
+		st, err = archive.Write(ctx, src, bw, archive.DefaultLimits)
+		if err == nil {
+			err = bw.Flush()
+		}
 		pw.CloseWithError(err)
 		done <- err
 	}()

@@ -310,13 +310,24 @@ func (e *Engine) cleanup(id string) {
 	}
 }
 
-// exec runs one command over the supervisor's socket.
+// exec runs one command over the supervisor's socket. A command whose
+// output only goes to memory uses the engine's shared connection to the
+// supervisor; one streaming to the caller's writers gets its own, so that a
+// slow writer never holds up other commands' frames.
 func (e *Engine) exec(ctx context.Context, rec *vmRecord, o api.ExecOptions) (*api.ExecResult, error) {
-	c, err := e.dial(ctx, rec)
+	var c *agentproto.Client
+	var err error
+	if o.Stdout == nil && o.Stderr == nil {
+		c, err = e.agent(ctx, rec)
+	} else {
+		c, err = e.dial(ctx, rec)
+		if c != nil {
+			defer c.Close()
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
 	req := agentproto.ExecRequest{Argv: o.Argv, Shell: o.Command, Cwd: o.Cwd, Env: o.Env, TimeoutMs: int64(o.TimeoutSeconds) * 1000,
 		Sync: rec.Kind == kindWorkspace}
 	// The client already caps what a guest can send (the default

@@ -78,8 +78,14 @@ func (e *Engine) ExecWorkspace(ctx context.Context, ref string, o api.ExecOption
 		Resumed: restarted && rec.Start == startResume}, nil
 }
 
-// update applies f to the workspace record id under its lock.
+// update applies f to the workspace record id under its lock and writes
+// it back durably.
 func (e *Engine) update(id string, f func(*vmRecord) error) error {
+	return e.updateRecord(id, false, f)
+}
+
+// updateRecord is update, durably unless unsynced.
+func (e *Engine) updateRecord(id string, unsynced bool, f func(*vmRecord) error) error {
 	lock, err := e.wss.Lock(id)
 	if err != nil {
 		return err
@@ -92,12 +98,19 @@ func (e *Engine) update(id string, f func(*vmRecord) error) error {
 	if err := f(&rec); err != nil {
 		return err
 	}
+	if unsynced {
+		return e.wss.WriteUnsynced(id, &rec)
+	}
 	return e.wss.Write(id, &rec)
 }
 
+// nextSequence numbers a command as it starts. The counter is written
+// without an fsync: appendLog's durable write of the same record, when the
+// command ends, carries it; a host crash before that loses only the number
+// of a command whose result was lost with it. One fsync per exec, not two.
 func (e *Engine) nextSequence(id string) (int, error) {
 	var seq int
-	err := e.update(id, func(rec *vmRecord) error {
+	err := e.updateRecord(id, true, func(rec *vmRecord) error {
 		seq = rec.Workspace.NextSequence
 		rec.Workspace.NextSequence++
 		return nil

@@ -135,7 +135,7 @@ func (s *Store) Read(id string, v any) error {
 	return nil
 }
 
-// Write stores v as id's record atomically.
+// Write stores v as id's record atomically and durably.
 func (s *Store) Write(id string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -156,6 +156,17 @@ func WriteError(err error, path string) error {
 			"writing %s", path)
 	}
 	return err
+}
+
+// WriteUnsynced stores v as id's record atomically but without an fsync
+// (atomicfile.WriteFileUnsynced): for a change that a later Write makes
+// durable.
+func (s *Store) WriteUnsynced(id string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFileUnsynced(filepath.Join(s.Path(id), RecordFile), append(data, '\n'), 0o600)
 }
 
 // Remove deletes id's directory and everything in it.

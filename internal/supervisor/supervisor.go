@@ -13,7 +13,6 @@
 package supervisor
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -302,8 +301,8 @@ type router struct {
 	log    *slog.Logger
 	hello  agentproto.Hello
 	guest  io.ReadWriteCloser
-	in     *bufio.Reader // buffered reads from the guest
-	gw     sync.Mutex    // serialises writes to the guest
+	in     *agentproto.FrameReader
+	gw     sync.Mutex // serialises writes to the guest
 	mu     sync.Mutex
 	next   uint32
 	routes map[uint32]route
@@ -319,7 +318,7 @@ type client struct {
 }
 
 func newRouter(guest io.ReadWriteCloser, hello agentproto.Hello, log *slog.Logger) *router {
-	return &router{log: log, hello: hello, guest: guest, in: bufio.NewReaderSize(guest, agentproto.ReadBufferSize),
+	return &router{log: log, hello: hello, guest: guest, in: agentproto.NewFrameReader(guest),
 		routes: map[uint32]route{}, conns: map[*client]bool{}}
 }
 
@@ -344,46 +343,54 @@ func (r *router) shutdownGuest() {
 // holds one frame at a time whatever the guest sends: frames for unknown
 // streams, of types a guest must not send, and output past a stream's cap
 // are dropped here; an oversized frame header ends the guest connection.
+// A relayed frame is not copied: its header is rewritten in front of its
+// payload, in the buffer it was read into.
 func (r *router) readGuest() {
 	for {
-		f, err := agentproto.ReadFrame(r.in)
+		f, err := r.in.Next()
 		if err != nil {
 			r.log.Info("guest connection closed", "err", err)
 			r.close()
 			return
 		}
-		if f.Stream == 0 {
-			continue
-		}
-		switch f.Type {
-		case agentproto.TypeStdout, agentproto.TypeStderr, agentproto.TypeResponse:
-		default:
-			// Host-only or unknown types: not the guest's to send; the
-			// client would fail the call on the former, so never relay them.
-			r.log.Debug("dropping guest frame", "type", f.Type, "stream", f.Stream)
-			continue
-		}
-		r.mu.Lock()
-		rt, ok := r.routes[f.Stream]
-		gone := ok && rt.c.gone
-		if ok && f.Type == agentproto.TypeResponse {
-			delete(r.routes, f.Stream)
-			delete(rt.c.streams, rt.local)
-		}
-		r.mu.Unlock()
-		if !ok || gone {
-			continue
-		}
-		if f.Type != agentproto.TypeResponse && !rt.admit(&f) {
-			continue
-		}
-		f.Stream = rt.local
-		rt.c.wmu.Lock()
-		err = agentproto.WriteFrame(rt.c.conn, f)
-		rt.c.wmu.Unlock()
-		if err != nil {
-			rt.c.conn.Close()
-		}
+		r.relayGuest(f)
+		f.Release()
+	}
+}
+
+// relayGuest passes one guest frame to its client, or drops it.
+func (r *router) relayGuest(f agentproto.Frame) {
+	if f.Stream == 0 {
+		return
+	}
+	switch f.Type {
+	case agentproto.TypeStdout, agentproto.TypeStderr, agentproto.TypeResponse:
+	default:
+		// Host-only or unknown types: not the guest's to send; the
+		// client would fail the call on the former, so never relay them.
+		r.log.Debug("dropping guest frame", "type", f.Type, "stream", f.Stream)
+		return
+	}
+	r.mu.Lock()
+	rt, ok := r.routes[f.Stream]
+	gone := ok && rt.c.gone
+	if ok && f.Type == agentproto.TypeResponse {
+		delete(r.routes, f.Stream)
+		delete(rt.c.streams, rt.local)
+	}
+	r.mu.Unlock()
+	if !ok || gone {
+		return
+	}
+	if f.Type != agentproto.TypeResponse && !rt.admit(&f) {
+		return
+	}
+	f.Stream = rt.local
+	rt.c.wmu.Lock()
+	err := agentproto.WriteFrame(rt.c.conn, f)
+	rt.c.wmu.Unlock()
+	if err != nil {
+		rt.c.conn.Close()
 	}
 }
 
@@ -440,8 +447,8 @@ func (r *router) serveClient(conn net.Conn) {
 			r.toGuest(agentproto.Frame{Type: agentproto.TypeCancel, Stream: g})
 		}
 	}()
-	in := bufio.NewReaderSize(conn, agentproto.ReadBufferSize)
-	first, err := agentproto.ReadFrame(in)
+	in := agentproto.NewFrameReader(conn)
+	first, err := in.Next()
 	if err != nil || first.Type != agentproto.TypeHello {
 		return
 	}
@@ -464,35 +471,43 @@ func (r *router) serveClient(conn net.Conn) {
 	r.conns[c] = true
 	r.mu.Unlock()
 	for {
-		f, err := agentproto.ReadFrame(in)
+		f, err := in.Next()
 		if err != nil {
 			return
 		}
-		if f.Stream == 0 {
-			continue
-		}
-		r.mu.Lock()
-		g, ok := c.streams[f.Stream]
-		if f.Type == agentproto.TypeRequest {
-			if ok {
-				r.mu.Unlock()
-				continue // a stream id may be opened once
-			}
-			r.next++
-			g = r.next
-			c.streams[f.Stream] = g
-			r.routes[g] = route{c: c, local: f.Stream, maxOut: outputCap(f.Payload), seen: new([2]int64)}
-			ok = true
-		}
-		r.mu.Unlock()
-		if !ok {
-			continue
-		}
-		f.Stream = g
-		if err := r.toGuest(f); err != nil {
+		err = r.relayClient(c, f)
+		f.Release()
+		if err != nil {
 			return
 		}
 	}
+}
+
+// relayClient passes one client frame to the guest under its global
+// stream id (opening the stream on a request), or drops it.
+func (r *router) relayClient(c *client, f agentproto.Frame) error {
+	if f.Stream == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	g, ok := c.streams[f.Stream]
+	if f.Type == agentproto.TypeRequest {
+		if ok {
+			r.mu.Unlock()
+			return nil // a stream id may be opened once
+		}
+		r.next++
+		g = r.next
+		c.streams[f.Stream] = g
+		r.routes[g] = route{c: c, local: f.Stream, maxOut: outputCap(f.Payload), seen: new([2]int64)}
+		ok = true
+	}
+	r.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	f.Stream = g
+	return r.toGuest(f)
 }
 
 func (r *router) close() {
