@@ -156,15 +156,15 @@ func TestWorkspace(t *testing.T) {
 	if err != nil || sync.Dest != "/workspace/sub" || sync.Entries < 1 {
 		t.Fatalf("sync %+v %v", sync, err)
 	}
-	if r := exec(pyro.ExecOptions{Argv: []string{"cat", "made.txt", "sub/extra.txt"}}); r.Stdout != "state\npushed later\n" || r.Sequence != 2 {
+	if r := exec(pyro.ExecOptions{Argv: []string{"cat", "made.txt", "sub/extra.txt"}}); r.Stdout != "state\npushed later\n" || r.Sequence != 3 {
 		t.Errorf("second exec %+v", r)
 	}
 	st, err := c.StatusWorkspace(ctx, ws.WorkspaceID)
-	if err != nil || st.CommandCount != 2 || st.LastCommand == nil || st.LastCommand.Sequence != 2 {
+	if err != nil || st.CommandCount != 2 || st.LastCommand == nil || st.LastCommand.Sequence != 3 {
 		t.Errorf("status %+v %v", st, err)
 	}
 	logs, err := c.LogsWorkspace(ctx, ws.WorkspaceID)
-	if err != nil || logs.Count != 2 || logs.Entries[1].Stdout != "state\npushed later\n" {
+	if err != nil || logs.Count != 3 || logs.Entries[1].Kind != pyro.LogSync || logs.Entries[2].Stdout != "state\npushed later\n" {
 		t.Errorf("logs %+v %v", logs, err)
 	}
 	del, err := c.DeleteWorkspace(ctx, ws.WorkspaceID)
