@@ -72,7 +72,9 @@ func TestMCPSnapshots(t *testing.T) {
 	if r := m.ok(t, "workspace_disk_read", map[string]any{"workspace_id": fid, "path": "d/x.txt"}); r["content"] != "from the fork" || r["encoding"] != "utf-8" {
 		t.Errorf("workspace_disk_read: %v", r)
 	}
-	out := filepath.Join(t.TempDir(), "fork.img")
+	// Under the server's working directory: host paths from MCP are
+	// confined to it (no client roots here).
+	out := filepath.Join(m.dir, "fork.img")
 	if r := m.ok(t, "workspace_disk_export", map[string]any{"workspace_id": fid, "output_path": out}); r["disk"] != "workspace" || r["output_path"] != out {
 		t.Errorf("workspace_disk_export: %v", r)
 	}

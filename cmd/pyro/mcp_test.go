@@ -275,7 +275,8 @@ func TestMCPWorkspaceFlow(t *testing.T) {
 		t.Errorf("status %v", st)
 	}
 	logs := m.ok(t, "workspace_logs", map[string]any{"workspace_id": id})
-	if entries, _ := logs["entries"].([]any); logs["count"] != 2.0 || len(entries) != 2 {
+	// The push has an entry of its own (kind sync) between the commands.
+	if entries, _ := logs["entries"].([]any); logs["count"] != 3.0 || len(entries) != 3 {
 		t.Errorf("logs %v", logs)
 	}
 	if d := m.ok(t, "workspace_delete", map[string]any{"workspace_id": id}); d["deleted"] != true {
