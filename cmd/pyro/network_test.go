@@ -65,6 +65,16 @@ func init() {
 		ts.Setenv("HOST_ADDR", host)
 		ts.Setenv("HOST_PORT", fmt.Sprint(l.Addr().(*net.TCPAddr).Port))
 	}
+	// holdport PORT: hold 127.0.0.1:PORT until the script ends, so that a
+	// published port cannot be bound there again.
+	scriptCmdRegistry["holdport"] = func(ts *testscript.TestScript, neg bool, args []string) {
+		if len(args) != 1 {
+			ts.Fatalf("usage: holdport PORT")
+		}
+		l, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", args[0]))
+		ts.Check(err)
+		ts.Defer(func() { l.Close() })
+	}
 	// pubport VAR: set $VAR to the host port of the first published port
 	// of the service on stdout (JSON).
 	scriptCmdRegistry["pubport"] = func(ts *testscript.TestScript, neg bool, args []string) {

@@ -126,6 +126,9 @@ func (e *Engine) WorkspaceNetwork(ctx context.Context, ref string) (*api.Workspa
 	}
 	out.Running = e.alive(rec)
 	switch {
+	case !out.Running && rec.Workspace != nil && rec.Workspace.Suspended != nil && len(rec.Workspace.Ports) > 0:
+		out.Note = "the workspace is suspended: its services' published ports are bound again when it resumes, and its connection log starts again"
+		return out, nil
 	case !out.Running:
 		out.Note = "the workspace is not running: it has no published ports and its connection log starts again at its next start"
 		return out, nil
@@ -228,6 +231,9 @@ func (e *Engine) updateNetwork(ctx context.Context, rec *vmRecord, p netpolicy.P
 		}
 	}
 	setPolicy(&rec.Machine, p)
+	if rec.Workspace != nil && !p.Publish() {
+		rec.Workspace.Ports = nil // released by the live change, or never bound again
+	}
 	return note, nil
 }
 
@@ -280,15 +286,18 @@ func (e *Engine) publish(ctx context.Context, rec *vmRecord, service string, por
 	if rep == nil {
 		return []api.PublishedPort{}, nil
 	}
+	e.keepPorts(ctx, rec.ID, service, boundPorts(rep, service))
 	return publishedView(rep.Ports, service), nil
 }
 
-// unpublish releases a service's ports, if its workspace runs.
+// unpublish releases a service's ports, if its workspace runs, and
+// forgets them in its record. The caller holds no lock on rec.
 func (e *Engine) unpublish(ctx context.Context, rec *vmRecord, service string) {
 	if _, err := e.netCall(context.WithoutCancel(ctx), rec, supervisor.NetRequest{Op: supervisor.NetOpUnpublish, Owner: service}); err != nil &&
 		errdefs.ClassOf(err) != errdefs.ErrUnavailable {
 		e.log.Warn("releasing published ports", "workspace", rec.ID, "service", service, "err", err)
 	}
+	e.keepPorts(ctx, rec.ID, service, nil)
 }
 
 // servicePorts returns the published ports of a running workspace by

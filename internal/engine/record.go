@@ -66,6 +66,10 @@ type wsState struct {
 	// Suspended is the saved state of a workspace stopped by suspending
 	// it (suspend.go).
 	Suspended *suspendRec `json:"suspended,omitempty"`
+	// Ports are the published ports of running services by service, with
+	// the host port each one got, bound again after a resume (ports.go):
+	// absent in 2.4 records and in records of workspaces without any.
+	Ports map[string][]api.PublishPort `json:"published_ports,omitempty"`
 }
 
 // machine is the record's public part; the VMM's pid only while it runs.

@@ -66,6 +66,7 @@ func (e *Engine) ResetWorkspace(ctx context.Context, ref, snapshot string) (*api
 	seq := ws.NextSequence
 	ws.NextSequence++
 	ws.LastReset = &api.ResetSummary{Snapshot: snapshot, Sequence: seq, At: in.At}
+	ws.Ports = nil // released with the supervisor
 	rec.State = api.StateStopped
 	rec.SupervisorPID, rec.VMMPid = 0, 0
 	if err := e.wss.Write(rec.ID, rec); err != nil {

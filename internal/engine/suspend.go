@@ -102,8 +102,11 @@ func (e *Engine) StopWorkspace(ctx context.Context, ref string, o *api.StopOptio
 		e.log.Warn("stopping shells and services", "workspace_id", rec.ID, "err", err)
 	}
 	e.stopLocked(ctx, rec)
-	if rec.Workspace != nil && rec.Workspace.Suspended != nil {
-		e.dropSuspended(rec)
+	if rec.Workspace != nil {
+		if rec.Workspace.Suspended != nil {
+			e.dropSuspended(rec)
+		}
+		rec.Workspace.Ports = nil // released with the supervisor
 	}
 	rec.State = api.StateStopped
 	if err := e.wss.Write(rec.ID, rec); err != nil {

@@ -230,6 +230,7 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 		e.killProcesses(rec)
 		return err
 	}
+	e.rebindPorts(ctx, rec)
 	backendsel.RecordBoot(ready.Kind, ready.Accel, rec.Env, ready.BootMs)
 	if ws := rec.Workspace; ws != nil && ws.Disk != nil {
 		ws.Disk.Chown = "" // done by the agent at this boot
