@@ -219,9 +219,11 @@ func (e *Engine) updateNetwork(ctx context.Context, rec *vmRecord, p netpolicy.P
 	old := rec.netPolicy()
 	note := ""
 	switch {
+	case !e.alive(rec) && rec.Workspace != nil && rec.Workspace.Suspended != nil && old.NIC() != p.NIC():
+		note = fmt.Sprintf("network policy %s takes effect at the workspace's next start, which boots it afresh: its suspended processes end (a saved guest's network device cannot be added or removed)", p.Mode)
 	case !e.alive(rec):
 	case !old.NIC() || !p.NIC():
-		note = fmt.Sprintf("network policy %s takes effect at the workspace's next start (stop and start it): a running guest's network device cannot be added or removed", p.Mode)
+		note = fmt.Sprintf("network policy %s takes effect at the workspace's next start (stop and start it; that stop powers the guest off, ending its processes): a running guest's network device cannot be added or removed", p.Mode)
 	default:
 		if _, err := e.netCall(ctx, rec, supervisor.NetRequest{Op: supervisor.NetOpSetPolicy, Policy: &p}); err != nil {
 			if errdefs.ClassOf(err) != errdefs.ErrUnavailable {

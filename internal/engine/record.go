@@ -30,6 +30,17 @@ type vmRecord struct {
 	// Warm names the template build the disks were made from, until the
 	// first boot (warm.go).
 	Warm *warmRef `json:"warm,omitempty"`
+	// BootNIC says whether the machine that runs (or is suspended) has a
+	// network device: set at each boot, kept by a resume. A policy change
+	// that adds or removes the device makes the next stop power off and
+	// the next start boot (nicChanged).
+	BootNIC *bool `json:"boot_nic,omitempty"`
+}
+
+// nicChanged says whether rec's policy wants a network device the
+// machine it runs (or saved) was not booted with, or the reverse.
+func (rec *vmRecord) nicChanged() bool {
+	return rec.BootNIC != nil && *rec.BootNIC != rec.netPolicy().NIC()
 }
 
 const (

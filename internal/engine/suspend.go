@@ -84,7 +84,9 @@ func (e *Engine) StopWorkspace(ctx context.Context, ref string, o *api.StopOptio
 		return nil, err
 	}
 	defer unlock()
-	cold := (o != nil && o.Cold) || e.templatesMode() == TemplatesOff
+	// A policy change that adds or removes the network device needs a
+	// new machine: this stop powers off.
+	cold := (o != nil && o.Cold) || e.templatesMode() == TemplatesOff || rec.nicChanged()
 	if !cold && rec.Workspace != nil && rec.Workspace.Suspended != nil && !e.alive(rec) {
 		return e.workspaceView(rec, false, ""), nil // suspended already
 	}
@@ -246,6 +248,9 @@ func (e *Engine) resumable(ctx context.Context, rec *vmRecord, s *suspendRec) st
 	}
 	if _, err := os.Stat(filepath.Join(e.wss.Path(rec.ID), suspendFile)); err != nil {
 		return "the saved state is missing"
+	}
+	if rec.nicChanged() {
+		return "its network policy now adds or removes the network device"
 	}
 	vmmID, initrd := e.machineIdentity(ctx, rec)
 	if vmmID != s.VMM || initrd != s.Initrd {

@@ -221,6 +221,10 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 	rec.State = api.StateRunning
 	rec.Start = ready.Start
 	rec.Warm = nil // its disks are its own from now on
+	if ready.Start != startResume || rec.BootNIC == nil {
+		nic := rec.netPolicy().NIC()
+		rec.BootNIC = &nic
+	}
 	e.resumed(rec)
 	rec.StartedAt = &now
 	rec.BootMs = ready.BootMs
