@@ -164,11 +164,14 @@ class WorkspaceTest(GuestTestCase):
             self.assertEqual(st["command_count"], 4)
             self.assertEqual(st["workspace_seed"]["mode"], "directory")
             logs = self.pyro.logs_workspace(wid)
-            self.assertEqual(logs["count"], 4)
-            self.assertEqual([e["sequence"] for e in logs["entries"]], [1, 2, 3, 4])
-            self.assertEqual(logs["entries"][0]["stdout"], "hello from /workspace\nREADME.md\nrun.sh\n")
-            self.assertEqual(logs["entries"][2]["exit_code"], 7)
-            self.assertTrue(logs["entries"][3]["timed_out"])
+            # the two pushes have entries of their own (kind "sync") between the commands
+            self.assertEqual(logs["count"], 6)
+            self.assertEqual([e["kind"] for e in logs["entries"]], ["exec", "sync", "sync", "exec", "exec", "exec"])
+            self.assertEqual([e["sequence"] for e in logs["entries"]], [1, 2, 3, 4, 5, 6])
+            execs = [e for e in logs["entries"] if e["kind"] == "exec"]
+            self.assertEqual(execs[0]["stdout"], "hello from /workspace\nREADME.md\nrun.sh\n")
+            self.assertEqual(execs[2]["exit_code"], 7)
+            self.assertTrue(execs[3]["timed_out"])
         finally:
             deleted = self.pyro.delete_workspace(wid)
         self.assertEqual(deleted, {"workspace_id": wid, "deleted": True})
