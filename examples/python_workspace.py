@@ -76,8 +76,12 @@ def main() -> int:
             status = pyro.status_workspace(wid)
             print(f"status: {status['state']}, running={status['running']}, {status['command_count']} command(s)")
             logs = pyro.logs_workspace(wid)
-            print(f"history ({logs['count']} commands):")
+            print(f"history ({logs['count']} entries):")
             for entry in logs["entries"]:
+                if entry.get("kind", "exec") != "exec":
+                    # a sync push, file write, patch, export, snapshot...
+                    print(f"  #{entry['sequence']} {entry['kind']} in {entry.get('duration_ms', 0)} ms")
+                    continue
                 argv = entry["command"]
                 shown = argv[2] if argv[:2] == ["sh", "-c"] and len(argv) == 3 else " ".join(argv)
                 print(f"  #{entry['sequence']} {shown!r} -> exit {entry['exit_code']} "
