@@ -93,14 +93,7 @@ type WorkspaceDisk struct {
 }
 
 // DiskEntry is one file of a stopped workspace's disk, read offline.
-type DiskEntry struct {
-	Path       string    `json:"path"`
-	Type       string    `json:"type"` // "file", "directory", "symlink" or "other"
-	Size       int64     `json:"size"`
-	Mode       string    `json:"mode"` // permission bits in octal, e.g. "0644"
-	MTime      time.Time `json:"mtime"`
-	LinkTarget string    `json:"link_target,omitempty"`
-}
+type DiskEntry = FileEntry
 
 // DiskList is `pyro workspace disk list --json`, workspace_disk_list.
 type DiskList struct {

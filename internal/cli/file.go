@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pyro-mcp/pyro"
+	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
 
@@ -49,18 +50,7 @@ resolved in the guest: a symlink that leads out of it is never followed.`,
 			if a.JSON {
 				return a.printJSON(l)
 			}
-			tw := tabwriter.NewWriter(a.Stdout, 0, 4, 2, ' ', 0)
-			for _, e := range l.Entries {
-				name := e.Path
-				if e.LinkTarget != "" {
-					name += " -> " + e.LinkTarget
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", e.Type, e.Mode, e.Size, e.MTime.Local().Format(time.RFC3339), name)
-			}
-			if l.Truncated {
-				fmt.Fprintf(tw, "(only the first %d entries are listed)\n", l.Count)
-			}
-			return tw.Flush()
+			return printEntries(a.Stdout, l.Entries, l.Truncated, l.Count)
 		},
 	}
 	list.Flags().BoolVar(&recursive, "recursive", false, "list everything below PATH")
@@ -333,4 +323,21 @@ func fileEventLine(le pyro.LogEntry) string {
 		return fmt.Sprintf("[export] %s -> %s (%d entries, %d bytes, %d skipped)", ev.Path, ev.OutputPath, ev.Entries, ev.Bytes, ev.Skipped)
 	}
 	return "[" + le.Kind + "]"
+}
+
+// printEntries is the table of a file or disk listing: type, mode, size,
+// mtime, path (and a link's target).
+func printEntries(w io.Writer, entries []api.FileEntry, truncated bool, count int) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, e := range entries {
+		name := e.Path
+		if e.LinkTarget != "" {
+			name += " -> " + e.LinkTarget
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", e.Type, e.Mode, e.Size, e.MTime.Local().Format(time.RFC3339), name)
+	}
+	if truncated {
+		fmt.Fprintf(tw, "(only the first %d entries are listed)\n", count)
+	}
+	return tw.Flush()
 }

@@ -2,9 +2,6 @@ package cli
 
 import (
 	"encoding/base64"
-	"fmt"
-	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -42,15 +39,7 @@ are never listed, read or exported.`,
 			if a.JSON {
 				return a.printJSON(l)
 			}
-			tw := tabwriter.NewWriter(a.Stdout, 0, 4, 2, ' ', 0)
-			for _, e := range l.Entries {
-				name := e.Path
-				if e.LinkTarget != "" {
-					name += " -> " + e.LinkTarget
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", e.Type, e.Mode, e.Size, e.MTime.Local().Format(time.RFC3339), name)
-			}
-			return tw.Flush()
+			return printEntries(a.Stdout, l.Entries, false, l.Count)
 		},
 	}
 	list.Flags().BoolVar(&recursive, "recursive", false, "list everything below PATH")
