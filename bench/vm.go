@@ -128,8 +128,16 @@ func (b *benchEnv) floor(ctx context.Context, env string, n int) ([]time.Duratio
 		return nil, err
 	}
 	return timeIt(n, func() error {
-		os.Remove(console)
-		out, err := exec.CommandContext(ctx, qb.Binary(), args...).CombinedOutput()
+		// QEMU writes the console to its descriptor 3 (pyro hands it the
+		// write end of a capped pipe; the floor, a plain file).
+		f, err := os.Create(console)
+		if err != nil {
+			return err
+		}
+		cmd := exec.CommandContext(ctx, qb.Binary(), args...)
+		cmd.ExtraFiles = []*os.File{f}
+		out, err := cmd.CombinedOutput()
+		f.Close()
 		if err != nil {
 			return fmt.Errorf("qemu: %v: %s", err, out)
 		}
