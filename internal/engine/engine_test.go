@@ -463,10 +463,15 @@ func TestWait(t *testing.T) {
 	if err := e.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The run's last work is deleting its VM: none may be left once Wait
+	// returns. (The goroutine's own return may lag Run's by a moment.)
+	if vms, err := e.ListVMs(ctx); err != nil || len(vms) != 0 {
+		t.Errorf("Wait returned before the run: VMs %v, %v", vms, err)
+	}
 	select {
 	case <-done:
-	default:
-		t.Error("Wait returned before the run")
+	case <-time.After(5 * time.Second):
+		t.Error("the run did not return after Wait")
 	}
 }
 
