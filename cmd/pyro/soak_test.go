@@ -100,7 +100,12 @@ func errSuffix(err error) string {
 func (s *soakEnv) command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, filepath.Join(pyroBinDir, "pyro"), args...)
 	cmd.Env = s.env
-	cmd.WaitDelay = 5 * time.Second
+	// After a kill, a descendant still holding the pipes must not hang the
+	// test; but with 400 pyro processes on 2 CPUs this test process itself
+	// can wait seconds for the CPU before it reads the pipes' EOF (48 of
+	// 400 exits with correct output missed a 5 s delay), so the delay is
+	// generous: a real hang still ends the call.
+	cmd.WaitDelay = time.Minute
 	return cmd
 }
 
