@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -97,6 +98,7 @@ func rchar(pid int) int64 {
 // killFigures are one kill target's and phase's counts.
 type killFigures struct {
 	rounds, missed, usable, damaged, intact, hangs, orphans int
+	retried, whole, absent                                  int // pushes: retried to success; landed whole; failed and left nothing
 	recover                                                 []time.Duration
 }
 
@@ -132,6 +134,9 @@ func TestSoakKill(t *testing.T) {
 				}
 				t.Logf("soak: kill -9 %s mid-%s: %d rounds, %d missed (call ended first), %d usable after, %d damaged with a hint, %d content intact, %d hangs, %d orphans; recovery %s",
 					target, phase, f.rounds, f.missed, f.usable, f.damaged, f.intact, f.hangs, f.orphans, stats(f.recover))
+				if phase == "push" {
+					t.Logf("soak: kill -9 %s mid-push: %d pushes sent again and succeeded, %d trees whole, %d absent (failed), 0 partial", target, f.retried, f.whole, f.absent)
+				}
 				s.must(t, 5*time.Minute, "workspace", "delete", id)
 				assertNoLeftovers(t, s)
 			})
@@ -146,6 +151,7 @@ func killRound(t *testing.T, s *soakEnv, id, target, phase string, round int, sr
 	s.must(t, 5*time.Minute, "workspace", "exec", id, "--", "sh", "-c", fmt.Sprintf("echo %d > /workspace/r-%d && sync", round, round))
 
 	busy := fmt.Sprintf("busy-%d", round)
+	pushed := false
 	var v *victim
 	switch {
 	case phase == "exec" && target == "mcp":
@@ -195,9 +201,16 @@ func killRound(t *testing.T, s *soakEnv, id, target, phase string, round int, sr
 	}
 	select {
 	case r := <-v.done:
+		pushed = r.code == 0
 		if target == "vmm" || target == "supervisor" {
-			if r.code == 0 && !missed {
+			// A push whose VM died is sent again once on a fresh boot (by
+			// design: the staging tree is only moved into place whole);
+			// an exec's command died with its VM and must not succeed.
+			if r.code == 0 && !missed && phase == "exec" {
 				t.Errorf("round %d: the interrupted call succeeded: %s", round, r)
+			}
+			if r.code == 0 && !missed && phase == "push" {
+				f.retried++
 			}
 		}
 	case <-time.After(3 * time.Minute):
@@ -220,6 +233,9 @@ func killRound(t *testing.T, s *soakEnv, id, target, phase string, round int, sr
 			f.intact++
 		} else {
 			t.Errorf("round %d: /workspace content %q, want %q", round, r.stdout, want)
+		}
+		if phase == "push" {
+			checkPushed(t, s, id, round, src, pushed, f)
 		}
 	case strings.Contains(r.stderr, "hint:"):
 		f.damaged++
@@ -246,6 +262,37 @@ func killRound(t *testing.T, s *soakEnv, id, target, phase string, round int, sr
 		f.orphans++
 		t.Errorf("round %d: the workspace lock is still held", round)
 	}
+}
+
+// checkPushed: the destination of a push is either absent (a failed push) or
+// holds the source's exact bytes, never a half tree; a push that reported
+// success must have landed. (A push whose client was killed may have landed
+// whole before the kill.)
+func checkPushed(t *testing.T, s *soakEnv, id string, round int, src string, pushed bool, f *killFigures) {
+	t.Helper()
+	dest := "/workspace/push-" + strconv.Itoa(round)
+	if r := s.pyro(5*time.Minute, "workspace", "exec", id, "--", "test", "-e", dest); r.code != 0 {
+		if pushed {
+			t.Errorf("round %d: the push succeeded but %s is missing: %s", round, dest, r)
+			return
+		}
+		f.absent++
+		return
+	}
+	var want strings.Builder
+	for i := range 4 {
+		b, err := os.ReadFile(filepath.Join(src, fmt.Sprintf("blob-%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&want, "%x\n", sha256.Sum256(b))
+	}
+	r := s.pyro(5*time.Minute, "workspace", "exec", id, "--", "sh", "-c", "cd "+dest+" && sha256sum blob-0 blob-1 blob-2 blob-3 | cut -d' ' -f1")
+	if r.code != 0 || r.stdout != want.String() {
+		t.Errorf("round %d: %s is a partial or different tree: %s; got %q want %q", round, dest, r, r.stdout, want.String())
+		return
+	}
+	f.whole++
 }
 
 func sortedLines(s string) string {
@@ -300,6 +347,8 @@ func TestSoakDiskFull(t *testing.T) {
 			t.Errorf("disk full: %s succeeded, so what it wrote cannot be on disk", name)
 		case !strings.Contains(strings.ToLower(r.stderr), "no space left"):
 			t.Errorf("disk full: %s failed without saying the disk is full: %s", name, r)
+		case !strings.Contains(r.stderr, "hint: free disk space"):
+			t.Errorf("disk full: %s failed without saying what to do: %s", name, r)
 		}
 	}
 	checkRecords(t, state)
