@@ -50,11 +50,45 @@ func TestRealFirecracker(t *testing.T) {
 	}
 }
 
+// TestRealFirecrackerWarm starts from a Firecracker template: the first
+// run saves it on its way (pause, full snapshot), the next ones load it
+// (a fresh Firecracker, load, resume) and run the identity step before
+// the command: two clones differ in their kernel's uuid and hostname, and
+// their clock is the host's.
+func TestRealFirecrackerWarm(t *testing.T) {
+	run := realPyro(t, "PYRO_TEMPLATES=auto")
+	cmd := []string{"run", "--backend", "firecracker", "debian:12", "--", "sh", "-c", "cat /proc/sys/kernel/random/uuid; hostname; date +%s"}
+	first := run(cmd...)
+	if first["exit_code"] != float64(0) {
+		t.Fatalf("first run: %v", first)
+	}
+	var outs []string
+	for i := range 2 {
+		r := run(cmd...)
+		if r["start"] != "warm" || r["exit_code"] != float64(0) {
+			t.Fatalf("run %d: %v, want a warm start", i, r)
+		}
+		f := strings.Fields(fmt.Sprint(r["stdout"]))
+		if len(f) != 3 {
+			t.Fatalf("run %d: stdout %q", i, r["stdout"])
+		}
+		var guest int64
+		fmt.Sscan(f[2], &guest)
+		if d := time.Now().Unix() - guest; d < -1 || d > 1 {
+			t.Errorf("run %d: guest clock %d s off the host's", i, d)
+		}
+		outs = append(outs, f[0]+" "+f[1])
+	}
+	if a, b := strings.Fields(outs[0]), strings.Fields(outs[1]); a[0] == b[0] || a[1] == b[1] {
+		t.Errorf("two clones share their uuid or hostname: %q and %q", outs[0], outs[1])
+	}
+}
+
 // realPyro builds pyro and returns a runner of its --json commands, or
 // skips, naming what is missing: a firecracker binary, a KVM that really
 // runs a guest (not this project's build host: its /dev/kvm cannot), and
 // debian:12 installed.
-func realPyro(t *testing.T) func(args ...string) map[string]any {
+func realPyro(t *testing.T, extraEnv ...string) func(args ...string) map[string]any {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("boots real guests")
@@ -86,6 +120,7 @@ func realPyro(t *testing.T) func(args ...string) map[string]any {
 	}
 	env := append(os.Environ(), "PYRO_BIN="+pyro, "PYRO_AGENT_BIN="+pyro,
 		"PYRO_STATE_DIR="+filepath.Join(tmp, "state"), "PYRO_RUNTIME_DIR="+filepath.Join(tmp, "run"), "PYRO_BACKEND=")
+	env = append(env, extraEnv...)
 	return func(args ...string) map[string]any {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)

@@ -2,6 +2,8 @@ package firecracker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -371,4 +373,29 @@ func syncPrivate(p string) error {
 	}
 	defer f.Close()
 	return f.Sync()
+}
+
+// MachineDigest names the machine a cold boot of spec configures, for a
+// template's key: the SHA-256 of its boot requests (paths as the spec
+// gives them: the caller passes placeholders) and of whether the jailer
+// runs it (a jailed snapshot names its files from the chroot's root). A
+// machine with a different device, kernel argument or shape has another.
+func MachineDigest(spec vmm.MachineSpec, port uint32) (string, error) {
+	plan, err := BuildPlan(spec, planConfig{VsockPort: port})
+	if err != nil {
+		return "", err
+	}
+	j, err := JailerFromEnv()
+	if err != nil {
+		return "", err
+	}
+	data, err := json.Marshal(struct {
+		Requests []Request
+		Jailed   bool
+	}{plan.Requests, j != nil})
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:]), nil
 }

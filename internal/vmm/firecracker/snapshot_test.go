@@ -316,3 +316,33 @@ func TestJailerStagesSnapshotFiles(t *testing.T) {
 		t.Error("a restore staged the kernel")
 	}
 }
+
+// A template's key names the machine by its boot requests: the same
+// spec the same digest; another shape, kernel argument or the jailer
+// another.
+func TestMachineDigest(t *testing.T) {
+	t.Setenv("PYRO_FIRECRACKER_JAILER", "")
+	base := vmmSpec("/pyro-template/run")
+	d0, err := MachineDigest(base, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := MachineDigest(base, 0); again != d0 {
+		t.Error("the digest of one spec changed")
+	}
+	more := base
+	more.VCPUs = 4
+	args := base
+	args.Cmdline += " pyro_x=1"
+	for name, spec := range map[string]vmm.MachineSpec{"vcpus": more, "cmdline": args} {
+		if d, _ := MachineDigest(spec, 0); d == d0 {
+			t.Errorf("%s: same digest", name)
+		}
+	}
+	t.Setenv("PYRO_FIRECRACKER_JAILER", "/usr/bin/jailer")
+	t.Setenv("PYRO_FIRECRACKER_UID", "123")
+	t.Setenv("PYRO_FIRECRACKER_GID", "123")
+	if d, _ := MachineDigest(base, 0); d == d0 {
+		t.Error("jailed: same digest")
+	}
+}
