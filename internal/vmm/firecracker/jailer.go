@@ -100,16 +100,18 @@ func (j *Jailer) stageAll(root string, spec vmm.MachineSpec) (func(string) strin
 			return nil, err
 		}
 	} else {
-		// A restore reads the state and memory files instead (snapshot.go);
-		// the jailer's user must be able to read them.
+		// A restore reads the state and memory files instead (snapshot.go).
+		// They are 0600: hard links given to the jailer's user, so that it
+		// can read them (pyro runs as root with the jailer and reads them
+		// still), never copies (a memory file is the guest's whole RAM).
 		memory, err := restoreMemory(spec)
 		if err != nil {
 			return nil, err
 		}
-		if err := stage(spec.Restore.State, jailState, false); err != nil {
+		if err := stage(spec.Restore.State, jailState, true); err != nil {
 			return nil, err
 		}
-		if err := stage(memory, jailMemory, false); err != nil {
+		if err := stage(memory, jailMemory, true); err != nil {
 			return nil, err
 		}
 	}
