@@ -56,7 +56,8 @@ import (
 // whose listener is still there, and the agent serves it; its shells and
 // services live in the agent, not in the connection. A save that fails
 // after the create and resumes the machine (Resume) costs the running
-// machine its open vsock connections the same way: the caller reconnects.
+// machine its open vsock connections the same way, its supervisor's among
+// them (the engine powers such a workspace off anyway).
 //
 // A machine with a network is not saved: the guest's address is set at
 // its cold boot from its own subnet lease, which a clone, or a later
