@@ -43,9 +43,9 @@ import (
 // therefore staged under a fixed name (drive-rootfs, drive-scratch, ...)
 // in the machine's own directory (Firecracker's working directory, or
 // the jailer's chroot) and named to Firecracker relatively, as is the
-// vsock socket: a clone resolves them in its own directory. That works
-// with Firecracker releases older than vsock_override (which the
-// description now has for the socket, and which pyro so needs not send).
+// vsock socket: a clone resolves them in its own directory. So pyro need
+// not send vsock_override (which the description has for the socket), and
+// works with Firecracker releases that lack it.
 //
 // The vsock device is reset across a snapshot (Firecracker's
 // snapshot-support documentation): SnapshotCreate queues a
@@ -182,6 +182,9 @@ func Save(ctx context.Context, dir string, o vmm.SaveOptions) error {
 	}
 	api := NewClient(rec.APISocket)
 	defer api.Close()
+	// Writing all of RAM may take longer than the client's usual 30 s
+	// bound on one request: ctx alone bounds the save.
+	api.hc.Timeout = 0
 	for _, r := range []Request{pauseRequest(), createRequest(state, memory)} {
 		if err := api.Send(ctx, r); err != nil {
 			return apiFailure(ctx, err, dir, "saving the machine ("+r.Step+")")
