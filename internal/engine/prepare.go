@@ -20,7 +20,6 @@ import (
 	"github.com/pyro-mcp/pyro/internal/template"
 	"github.com/pyro-mcp/pyro/internal/version"
 	"github.com/pyro-mcp/pyro/internal/vmm"
-	"github.com/pyro-mcp/pyro/internal/vmm/qemu"
 )
 
 // phaseTemplate builds warm-start templates.
@@ -74,11 +73,12 @@ func (e *Engine) buildTemplate(ctx context.Context, wm *warmMachine, inline bool
 			os.RemoveAll(dir)
 		}
 	}()
-	spec, err := e.templateSpec(wm, id, dir)
+	vkind := vmm.Kind(wm.Key.Backend)
+	spec, err := e.templateSpec(ctx, wm, id, dir)
 	if err != nil {
 		return nil, err
 	}
-	cfg := superviseConfig{Mode: api.ModeGuest, Backend: e.opts.Backend, Kind: vmm.KindQEMU, Spec: *spec,
+	cfg := superviseConfig{Mode: api.ModeGuest, Backend: e.opts.Backend, Kind: vkind, Spec: *spec,
 		ControlSock: filepath.Join(spec.Dir, "ctl.sock"), BootTimeout: e.opts.BootTimeout}
 	release, err := admission.Boot(ctx, e.opts.CacheDir)
 	if err != nil {
@@ -91,18 +91,21 @@ func (e *Engine) buildTemplate(ctx context.Context, wm *warmMachine, inline bool
 	}
 	defer stopBuilder(pid, ready.VMMPid, spec.Dir)
 	saveStart := time.Now()
-	if err := quiesceTemplate(ctx, filepath.Join(spec.Dir, "ctl.sock"), wm.Kind); err != nil {
+	if err := quiesceTemplate(ctx, filepath.Join(spec.Dir, "ctl.sock"), quiesceMounts(vkind, []string{"/"})); err != nil {
 		return nil, err
 	}
 	sctx, cancel := context.WithTimeout(ctx, stretch(60*time.Second))
 	defer cancel()
-	if err := qemu.Save(sctx, spec.Dir, vmm.SaveOptions{State: filepath.Join(dir, template.StateFile), IgnoreShared: true}); err != nil {
+	if err := saveMachine(sctx, vkind, spec.Dir, vmm.SaveOptions{State: filepath.Join(dir, template.StateFile), IgnoreShared: true,
+		Memory: filepath.Join(dir, template.MemoryFile)}); err != nil {
 		return nil, fmt.Errorf("saving the template's guest: %w", err)
 	}
 	saveMs := time.Since(saveStart).Milliseconds()
 	stopBuilder(pid, ready.VMMPid, spec.Dir)
 	for _, p := range spec.Disks[1:] {
-		os.Remove(p.Path) // placeholders
+		if p.Path != filepath.Join(dir, template.RootFile) { // Firecracker's scratch disk
+			os.Remove(p.Path) // placeholders
+		}
 	}
 	m, err := e.templateMeta(wm, id, build, dir)
 	if err != nil {
@@ -121,7 +124,10 @@ func (e *Engine) buildTemplate(ctx context.Context, wm *warmMachine, inline bool
 // templateSpec is wm's machine with a build's own files: the root layer
 // over the environment's image, sparse placeholders for a workspace's
 // data disk and baseline, the memory file shared.
-func (e *Engine) templateSpec(wm *warmMachine, id, dir string) (*vmm.MachineSpec, error) {
+func (e *Engine) templateSpec(ctx context.Context, wm *warmMachine, id, dir string) (*vmm.MachineSpec, error) {
+	if vmm.Kind(wm.Key.Backend) == vmm.KindFirecracker {
+		return e.fcTemplateSpec(ctx, wm, id, dir)
+	}
 	spec := wm.Spec
 	spec.ID = "tmpl-" + id[:7]
 	spec.Dir = filepath.Join(e.opts.RuntimeDir, "t-"+id[:10])
@@ -152,7 +158,7 @@ func (e *Engine) templateSpec(wm *warmMachine, id, dir string) (*vmm.MachineSpec
 // quiesceTemplate readies the template's guest for its save: one command
 // first (so that a clone's first command finds the shell, the C library
 // and the agent's exec path already in its page cache), then the quiesce.
-func quiesceTemplate(ctx context.Context, sock, kind string) error {
+func quiesceTemplate(ctx context.Context, sock string, mounts []string) error {
 	ctx, cancel := context.WithTimeout(ctx, guestCallTimeout())
 	defer cancel()
 	conn, err := dialUnix(ctx, sock)
@@ -168,7 +174,7 @@ func quiesceTemplate(ctx context.Context, sock, kind string) error {
 	if _, err := c.Exec(ctx, agentproto.ExecRequest{Argv: []string{"/bin/sh", "-c", "true"}}, nil, nil, nil); err != nil {
 		return fmt.Errorf("warming the template's guest up: %w", err)
 	}
-	if _, err := c.Quiesce(ctx, agentproto.QuiesceRequest{Mounts: []string{"/"}, Template: true, TimeoutMs: 60_000}); err != nil {
+	if _, err := c.Quiesce(ctx, agentproto.QuiesceRequest{Mounts: mounts, Template: true, TimeoutMs: 60_000}); err != nil {
 		return fmt.Errorf("quiescing the template's guest: %w", err)
 	}
 	return nil
@@ -267,11 +273,16 @@ func (e *Engine) Prepare(ctx context.Context, o api.PrepareOptions) (*api.Prepar
 			return nil, err
 		}
 		op.Phase(phaseTemplate)
+		seen := map[string]bool{}
 		for _, kind := range []string{template.KindVM, template.KindWorkspace} {
 			wm, err := e.warmMachine(ctx, kind, inst, vkind, vo.Shape, o.DiskGiB)
 			if err != nil {
 				return nil, err
 			}
+			if seen[wm.Key.ID()] {
+				continue // one machine for both kinds (Firecracker)
+			}
+			seen[wm.Key.ID()] = true
 			t, err := e.templates.Current(wm.Key.ID())
 			built := false
 			if err != nil || t.Rebuild != "" {

@@ -23,11 +23,15 @@ import (
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/layers"
 	"github.com/pyro-mcp/pyro/internal/vmm"
-	"github.com/pyro-mcp/pyro/internal/vmm/qemu"
 )
 
-// suspendFile is a suspended workspace's saved state, in its directory.
-const suspendFile = "suspend.state"
+// suspendFile is a suspended workspace's saved state, in its directory;
+// suspendMemFile its RAM, under a backend that saves RAM apart
+// (Firecracker).
+const (
+	suspendFile    = "suspend.state"
+	suspendMemFile = "suspend.mem"
+)
 
 // suspendRec is a suspended workspace's saved state in its record.
 type suspendRec struct {
@@ -71,7 +75,10 @@ func (e *Engine) diskTops(rec *vmRecord) []string {
 
 // canSuspend says whether rec's machine can be suspended here.
 func canSuspend(rec *vmRecord) bool {
-	return rec.Kind == kindWorkspace && rec.ExecutionMode == api.ModeGuest && vmm.Kind(rec.BackendKind) != vmm.KindFirecracker
+	// Firecracker does not save a machine with a network (its guest
+	// address belongs to the run): such a workspace powers off.
+	fcNet := vmm.Kind(rec.BackendKind) == vmm.KindFirecracker && rec.Network
+	return rec.Kind == kindWorkspace && rec.ExecutionMode == api.ModeGuest && !fcNet
 }
 
 // StopWorkspace suspends the workspace's VM, or powers it off (o.Cold,
@@ -146,15 +153,17 @@ func (e *Engine) suspendLocked(ctx context.Context, rec *vmRecord) error {
 	if layoutOf(rec) == api.LayoutData {
 		mounts = []string{api.WorkspaceRoot, "/"}
 	}
-	if _, err := c.Quiesce(ctx, agentproto.QuiesceRequest{Mounts: mounts, TimeoutMs: 60_000}); err != nil {
+	kind := vmm.Kind(rec.BackendKind)
+	if _, err := c.Quiesce(ctx, agentproto.QuiesceRequest{Mounts: quiesceMounts(kind, mounts), TimeoutMs: 60_000}); err != nil {
 		return fmt.Errorf("quiescing the guest: %w", err)
 	}
 	dir := e.wss.Path(rec.ID)
-	tmp := filepath.Join(dir, suspendFile+".tmp")
+	tmp, tmpMem := filepath.Join(dir, suspendFile+".tmp"), filepath.Join(dir, suspendMemFile+".tmp")
 	run := e.runDir(rec.ID)
 	start := time.Now()
-	if err := qemu.Save(ctx, run, vmm.SaveOptions{State: tmp}); err != nil {
+	if err := saveMachine(ctx, kind, run, vmm.SaveOptions{State: tmp, Memory: tmpMem}); err != nil {
 		os.Remove(tmp)
+		os.Remove(tmpMem)
 		e.wake(ctx, rec, c)
 		return fmt.Errorf("saving the guest: %w", err)
 	}
@@ -176,6 +185,10 @@ func (e *Engine) suspendLocked(ctx context.Context, rec *vmRecord) error {
 		return errdefs.Wrap(errdefs.ErrInternal, err, "", "keeping the saved state")
 	}
 	s.Bytes, _ = fileSize(filepath.Join(dir, suspendFile))
+	if err := os.Rename(tmpMem, filepath.Join(dir, suspendMemFile)); err == nil {
+		n, _ := fileSize(filepath.Join(dir, suspendMemFile))
+		s.Bytes += n
+	}
 	rec.Workspace.Suspended = s
 	rec.State = api.StateSuspended
 	if err := e.wss.Write(rec.ID, rec); err != nil {
@@ -189,10 +202,7 @@ func (e *Engine) suspendLocked(ctx context.Context, rec *vmRecord) error {
 // continues and the agent thaws its filesystems.
 func (e *Engine) wake(ctx context.Context, rec *vmRecord, c *agentproto.Client) {
 	ctx = context.WithoutCancel(ctx)
-	if q, err := e.qmp(ctx, rec); err == nil {
-		q.Execute(ctx, "cont", nil, nil)
-		q.Close()
-	}
+	continueMachine(ctx, vmm.Kind(rec.BackendKind), e.runDir(rec.ID))
 	entropy := make([]byte, 32)
 	if _, err := c.Identity(ctx, agentproto.IdentityRequest{Entropy: entropy, UnixNano: time.Now().UnixNano()}); err != nil {
 		e.log.Warn("thawing the guest after a failed suspend", "workspace_id", rec.ID, "err", err)
@@ -202,7 +212,9 @@ func (e *Engine) wake(ctx context.Context, rec *vmRecord, c *agentproto.Client) 
 // machineIdentity names what a saved machine must be resumed by: the
 // VMM binary and the initramfs (whose agent runs in the saved memory).
 func (e *Engine) machineIdentity(ctx context.Context, rec *vmRecord) (vmmID, initrd string) {
-	if b, err := e.qemuBackend(ctx, rec.Env.KernelPath); err == nil {
+	if vmm.Kind(rec.BackendKind) == vmm.KindFirecracker {
+		vmmID = firecrackerIdentity()
+	} else if b, err := e.qemuBackend(ctx, rec.Env.KernelPath); err == nil {
 		vmmID = fileIdentity(b.Binary())
 	}
 	if img, err := e.initramfs(ctx, rec.Env); err == nil {
@@ -234,7 +246,7 @@ func (e *Engine) resumeSpec(ctx context.Context, rec *vmRecord, cfg *superviseCo
 		e.dropSuspended(rec)
 		return true
 	}
-	cfg.Spec.Restore = &vmm.Restore{State: filepath.Join(e.wss.Path(rec.ID), suspendFile)}
+	cfg.Spec.Restore = &vmm.Restore{State: filepath.Join(e.wss.Path(rec.ID), suspendFile), Memory: filepath.Join(e.wss.Path(rec.ID), suspendMemFile)}
 	cfg.Identity = &agentproto.IdentityRequest{}
 	// Reading a whole RAM image takes longer than a template's device state.
 	cfg.BootTimeout = min(cfg.BootTimeout, stretch(2*restoreTimeout))
@@ -254,7 +266,7 @@ func (e *Engine) resumable(ctx context.Context, rec *vmRecord, s *suspendRec) st
 	}
 	vmmID, initrd := e.machineIdentity(ctx, rec)
 	if vmmID != s.VMM || initrd != s.Initrd {
-		return "pyro or QEMU changed since it was saved"
+		return "pyro or its VMM changed since it was saved"
 	}
 	tops := e.diskTops(rec)
 	if len(tops) != len(s.Tops) {
@@ -304,5 +316,6 @@ func (e *Engine) resumed(rec *vmRecord) {
 // dropSuspended forgets rec's saved state; the caller writes rec.
 func (e *Engine) dropSuspended(rec *vmRecord) {
 	os.Remove(filepath.Join(e.wss.Path(rec.ID), suspendFile))
+	os.Remove(filepath.Join(e.wss.Path(rec.ID), suspendMemFile))
 	rec.Workspace.Suspended = nil
 }

@@ -102,11 +102,10 @@ const (
 )
 
 // warmMachine describes the template a new machine of this kind, shape and
-// environment would be cloned from. Only QEMU machines have templates
-// here; see firecracker.md for that backend.
+// environment would be cloned from (Firecracker's: warmfc.go).
 func (e *Engine) warmMachine(ctx context.Context, kind string, inst *catalog.Installed, vkind vmm.Kind, sh api.Shape, sizeGiB int) (*warmMachine, error) {
 	if vkind == vmm.KindFirecracker {
-		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "", "templates are built for the QEMU backend only")
+		return e.fcWarmMachine(ctx, inst, sh)
 	}
 	img, err := e.initramfs(ctx, inst)
 	if err != nil {
@@ -227,9 +226,6 @@ func (e *Engine) chooseTemplate(ctx context.Context, kind string, inst *catalog.
 	if cold || mode == TemplatesOff || inst == nil {
 		return warmChoice{}
 	}
-	if vkind == vmm.KindFirecracker {
-		return warmChoice{}
-	}
 	wm, err := e.warmMachine(ctx, kind, inst, vkind, sh, sizeGiB)
 	if err != nil {
 		return warmChoice{Why: "no template can be made: " + err.Error()}
@@ -302,7 +298,7 @@ func (e *Engine) restoreSpec(ctx context.Context, rec *vmRecord, cfg *superviseC
 	if rec.Workspace != nil && rec.Workspace.Disk != nil {
 		root = e.layers.Path(rec.Workspace.Disk.Root)
 	}
-	if !pristine(root) {
+	if !pristineDisk(vmm.Kind(rec.BackendKind), root) {
 		rec.Warm = nil // booted before: its root is its own now
 		return nil
 	}

@@ -26,10 +26,10 @@ const templateRootName = "template-root.qcow2"
 
 // createVMDisk makes a new VM's writable disk: over a template's root
 // layer when one fits (rec.Warm names it), else over the environment's
-// root image (or, under Firecracker, an empty scratch disk).
+// root image (under Firecracker: warmfc.go).
 func (e *Engine) createVMDisk(ctx context.Context, rec *vmRecord, vkind vmm.Kind, o api.CreateVMOptions, mayBuild bool) error {
 	if vkind == vmm.KindFirecracker {
-		return createDisk(ctx, vkind, rec.Env, rec.Disk)
+		return e.createFCDisk(ctx, rec, o, mayBuild)
 	}
 	t := e.templateFor(ctx, template.KindVM, rec, vkind, o.Shape, 0, o.Cold, mayBuild)
 	if t == nil {

@@ -24,6 +24,11 @@ type Restore struct {
 	// spec's Memory file (a template clone). Otherwise RAM is in State (a
 	// suspended workspace).
 	IgnoreShared bool
+	// Memory is the RAM file of a backend that keeps RAM apart from its
+	// device state (Firecracker's mem_file_path), for a restore without
+	// IgnoreShared (a suspended machine). QEMU keeps that RAM in State and
+	// ignores it; a template clone's RAM is the spec's Memory file.
+	Memory string
 }
 
 // ErrNotRestorable marks a failure to start a machine from its saved
@@ -38,6 +43,11 @@ type SaveOptions struct {
 	// IgnoreShared leaves RAM out: it is already in the machine's shared
 	// Memory file (a template).
 	IgnoreShared bool
+	// Memory is where a backend that writes RAM apart from the device
+	// state (Firecracker, whose machines run on anonymous memory) writes
+	// it: the template's memory file with IgnoreShared, a suspended
+	// machine's RAM without. QEMU ignores it.
+	Memory string
 }
 
 // Saver is implemented by backends that can save a running machine's

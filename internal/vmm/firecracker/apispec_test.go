@@ -52,10 +52,11 @@ type schema struct {
 	Maximum              *float64           `yaml:"maximum"`
 	Items                *schema            `yaml:"items"`
 	ReadOnly             bool               `yaml:"readOnly"`
+	Description          string             `yaml:"description"`
 }
 
-// specPath finds ../shared/reference/firecracker/firecracker-api.yaml
-// relative to the repository root.
+// specPath finds shared/reference/firecracker/firecracker-api.yaml beside
+// the repository root or beside one of its parents.
 func specPath(t testing.TB) string {
 	_, file, _, _ := runtime.Caller(0)
 	dir := filepath.Dir(file)
@@ -69,7 +70,18 @@ func specPath(t testing.TB) string {
 		}
 		dir = parent
 	}
-	return filepath.Join(dir, "..", "shared", "reference", "firecracker", "firecracker-api.yaml")
+	// Beside the clone (CI), or beside a directory above it (a git
+	// worktree a level deeper).
+	rel := filepath.Join("shared", "reference", "firecracker", "firecracker-api.yaml")
+	first := filepath.Join(filepath.Dir(dir), rel)
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, rel)); err == nil {
+			return filepath.Join(d, rel)
+		}
+		if filepath.Dir(d) == d {
+			return first
+		}
+	}
 }
 
 var (
@@ -227,6 +239,11 @@ func (s *apiSpec) validate(v any, sc *schema, at string) []error {
 			if rs, _ := s.resolve(ps); rs != nil && rs.ReadOnly {
 				bad("field %q is read-only", k)
 			}
+			// A field the description marks deprecated (vsock_id,
+			// mem_file_path, enable_diff_snapshots) may go in any release.
+			if strings.Contains(strings.ToLower(ps.Description), "deprecated") {
+				bad("field %q is deprecated", k)
+			}
 			errs = append(errs, s.validate(obj[k], ps, at+"."+k)...)
 		}
 	case "string":
@@ -269,11 +286,20 @@ func (s *apiSpec) validate(v any, sc *schema, at string) []error {
 }
 
 // checkPathIDs enforces what Firecracker checks beyond the schema: the id
-// in the URL matches the one in the body.
+// in the URL matches the one in the body, and (SnapshotLoadParams'
+// description) a load names its memory exactly once, by mem_backend or by
+// mem_file_path.
 func checkPathIDs(s *apiSpec, path string, body []byte) error {
 	tmpl, params, _ := s.route(path)
 	var obj map[string]any
 	_ = json.Unmarshal(body, &obj)
+	if tmpl == "/snapshot/load" {
+		_, backend := obj["mem_backend"]
+		_, file := obj["mem_file_path"]
+		if backend == file {
+			return fmt.Errorf("%s: exactly one of mem_backend and mem_file_path must be present, got %s", tmpl, body)
+		}
+	}
 	for name, val := range params {
 		if got, ok := obj[name]; ok && got != val {
 			return fmt.Errorf("%s: path %s=%q but body says %v", tmpl, name, val, got)
@@ -299,6 +325,19 @@ func TestValidatorCatchesMistakes(t *testing.T) {
 		{"POST", "/actions", `{"action_type":"InstanceStart"}`, "method not allowed"},
 		{"PUT", "/nope", `{}`, "no such path"},
 		{"PATCH", "/vm", `{"state":"Stopped"}`, "is not one of"},
+		{"PATCH", "/vm", `{}`, `missing required field "state"`},
+		{"PUT", "/vm", `{"state":"Paused"}`, "method not allowed"},
+		{"PUT", "/snapshot/create", `{"snapshot_path":"/s"}`, `missing required field "mem_file_path"`},
+		{"PUT", "/snapshot/create", `{"snapshot_path":"/s","mem_file_path":"/m","snapshot_type":"Incremental"}`, "is not one of"},
+		{"PUT", "/snapshot/create", `{"snapshot_path":1,"mem_file_path":"/m"}`, "want a string"},
+		{"PUT", "/snapshot/load", `{"mem_backend":{"backend_type":"File","backend_path":"/m"}}`, `missing required field "snapshot_path"`},
+		{"PUT", "/snapshot/load", `{"snapshot_path":"/s","mem_backend":{"backend_type":"Anon","backend_path":"/m"}}`, "is not one of"},
+		{"PUT", "/snapshot/load", `{"snapshot_path":"/s","mem_backend":{"backend_type":"File"}}`, `missing required field "backend_path"`},
+		{"PUT", "/snapshot/load", `{"snapshot_path":"/s","mem_backend":{"backend_type":"File","backend_path":"/m"},"resume_vm":"yes"}`, "want a boolean"},
+		{"PUT", "/snapshot/load", `{"snapshot_path":"/s","mem_file_path":"/m"}`, `field "mem_file_path" is deprecated`},
+		{"PUT", "/snapshot/load", `{"snapshot_path":"/s","mem_backend":{"backend_type":"File","backend_path":"/m"},"enable_diff_snapshots":false}`, `field "enable_diff_snapshots" is deprecated`},
+		{"PUT", "/snapshot/load", `{"snapshot_path":"/s","mem_backend":{"backend_type":"File","backend_path":"/m"},"vsock_override":{}}`, `missing required field "uds_path"`},
+		{"GET", "/snapshot/load", ``, "method not allowed"},
 	} {
 		errs := s.ValidateRequest(tc.method, tc.path, []byte(tc.body))
 		if len(errs) == 0 || !strings.Contains(fmt.Sprint(errs), tc.want) {
@@ -307,6 +346,55 @@ func TestValidatorCatchesMistakes(t *testing.T) {
 	}
 	if errs := s.ValidateRequest("PATCH", "/vm", []byte(`{"state":"Paused"}`)); len(errs) != 0 {
 		t.Errorf("a valid PATCH /vm body was rejected: %v", errs)
+	}
+	for _, body := range []string{`{"snapshot_path":"/s"}`, `{"snapshot_path":"/s","mem_file_path":"/m","mem_backend":{"backend_type":"File","backend_path":"/m"}}`} {
+		if err := checkPathIDs(s, "/snapshot/load", []byte(body)); err == nil || !strings.Contains(err.Error(), "exactly one") {
+			t.Errorf("load %s: got %v, want exactly one memory source", body, err)
+		}
+	}
+}
+
+// TestSnapshotRequestsValidateAgainstSpec checks every snapshot request
+// pyro sends, plain and jailed, against the API description: paths,
+// methods, required fields, types, enum values, no deprecated field, and
+// the memory named once.
+func TestSnapshotRequestsValidateAgainstSpec(t *testing.T) {
+	s := loadSpec(t)
+	for _, tc := range []struct {
+		name string
+		r    Request
+		want string // the body, exactly
+	}{
+		{"pause", pauseRequest(), `{"state":"Paused"}`},
+		{"resume", resumeRequest(), `{"state":"Resumed"}`},
+		{"create", createRequest("/run/x/snapshot.state", "/run/x/snapshot.mem"),
+			`{"snapshot_type":"Full","snapshot_path":"/run/x/snapshot.state","mem_file_path":"/run/x/snapshot.mem"}`},
+		{"create jailed", createRequest("/"+jailState, "/"+jailMemory),
+			`{"snapshot_type":"Full","snapshot_path":"/snapshot.state","mem_file_path":"/snapshot.mem"}`},
+		{"load", loadRequest("/cache/t/state", "/cache/t/memory"),
+			`{"snapshot_path":"/cache/t/state","mem_backend":{"backend_type":"File","backend_path":"/cache/t/memory"},"resume_vm":false}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body, _ := json.Marshal(tc.r.Body)
+			for _, e := range s.ValidateRequest(tc.r.Method, tc.r.Path, body) {
+				t.Errorf("%s %s: %v", tc.r.Method, tc.r.Path, e)
+			}
+			if err := checkPathIDs(s, tc.r.Path, body); err != nil {
+				t.Error(err)
+			}
+			if string(body) != tc.want {
+				t.Errorf("body\n got %s\nwant %s", body, tc.want)
+			}
+		})
+	}
+	// The enum values pyro sends are the description's own.
+	for def, want := range map[string][2]string{"Vm": {"state", VMPaused + "," + VMResumed}, "SnapshotCreateParams": {"snapshot_type", SnapshotTypeFull}, "MemoryBackend": {"backend_type", MemoryBackendFile}} {
+		p := s.Definitions[def].Properties[want[0]]
+		for _, v := range strings.Split(want[1], ",") {
+			if !slices.ContainsFunc(p.Enum, func(e any) bool { return fmt.Sprint(e) == v }) {
+				t.Errorf("%s.%s: %q is not in %v", def, want[0], v, p.Enum)
+			}
+		}
 	}
 }
 
@@ -348,6 +436,20 @@ func TestPlanValidatesAgainstSpec(t *testing.T) {
 			want = append(want, "PUT /vsock", "PUT /actions")
 			if !reflect.DeepEqual(steps, want) {
 				t.Errorf("steps\n got %q\nwant %q", steps, want)
+			}
+			// Drives and the vsock socket by fixed names relative to
+			// Firecracker's directory: what a snapshot refers to.
+			for _, r := range plan.Requests {
+				switch b := r.Body.(type) {
+				case Drive:
+					if tc.cfg.Root == nil && b.PathOnHost != drivePrefix+b.DriveID {
+						t.Errorf("drive %s at %q, want %q", b.DriveID, b.PathOnHost, drivePrefix+b.DriveID)
+					}
+				case Vsock:
+					if want := map[bool]string{true: VsockSocket, false: "/" + VsockSocket}[tc.cfg.Root == nil]; b.UDSPath != want {
+						t.Errorf("vsock uds_path %q, want %q", b.UDSPath, want)
+					}
+				}
 			}
 			bs := plan.Requests[1].Body.(BootSource)
 			for _, arg := range []string{"console=ttyS0", "reboot=k", "panic=-1", "pci=off", "pyro_root=/dev/vda",

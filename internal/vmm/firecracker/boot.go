@@ -57,8 +57,10 @@ type Plan struct {
 // planConfig is what the plan depends on besides the spec.
 type planConfig struct {
 	VsockPort uint32
-	// Root maps host paths to the paths Firecracker sees: identity
-	// without the jailer, chroot-relative with it.
+	// Root maps host paths to the paths Firecracker sees under the
+	// jailer (chroot-relative); nil without it, where drives and the vsock
+	// socket are named relative to spec.Dir, Firecracker's working
+	// directory, and other files by their host paths.
 	Root func(hostPath string) string
 	// SockDir is where the API and vsock sockets live on the host.
 	SockDir string
@@ -121,10 +123,19 @@ func BuildPlan(spec vmm.MachineSpec, cfg planConfig) (*Plan, error) {
 	add("boot-source", http.MethodPut, "/boot-source", BootSource{
 		KernelImagePath: root(spec.Kernel), InitrdPath: initrd(root, spec.Initrd), BootArgs: strings.Join(args, " "),
 	})
+	// Drives and the vsock socket are named relative to Firecracker's
+	// working directory (spec.Dir, or the jail's root), where Start stages
+	// the drives under fixed names: a snapshot refers to them by these
+	// paths, and a clone restored in its own directory finds its own
+	// (snapshot.go).
 	for i, d := range spec.Disks {
 		id := driveID(i, d)
+		path := drivePrefix + id
+		if cfg.Root != nil {
+			path = root(d.Path)
+		}
 		add("drive "+id, http.MethodPut, "/drives/"+id, Drive{
-			DriveID: id, PathOnHost: root(d.Path), IsRootDevice: false, IsReadOnly: d.ReadOnly,
+			DriveID: id, PathOnHost: path, IsRootDevice: false, IsReadOnly: d.ReadOnly,
 			// Writeback honours the guest's flushes, which is what makes a
 			// workspace's scratch disk survive kill -9 after an exec.
 			CacheType: "Writeback",
@@ -135,7 +146,11 @@ func BuildPlan(spec vmm.MachineSpec, cfg planConfig) (*Plan, error) {
 			IfaceID: "eth0", HostDevName: p.Net.Tap, GuestMAC: p.Net.GuestMAC,
 		})
 	}
-	add("vsock", http.MethodPut, "/vsock", Vsock{GuestCID: GuestCID, UDSPath: root(p.VsockUDS)})
+	uds := VsockSocket
+	if cfg.Root != nil {
+		uds = root(p.VsockUDS)
+	}
+	add("vsock", http.MethodPut, "/vsock", Vsock{GuestCID: GuestCID, UDSPath: uds})
 	add("start", http.MethodPut, "/actions", InstanceActionInfo{ActionType: ActionInstanceStart})
 	return p, nil
 }

@@ -60,48 +60,13 @@ func fakeFirecracker(args []string) {
 		fmt.Fprintln(os.Stderr, "fake firecracker:", err)
 		os.Exit(1)
 	}
-	var mu sync.Mutex
-	started := false
-	configured := map[string]json.RawMessage{}
 	fsRoot, _ := os.MkdirTemp("", "fcroot")
+	f := &fakeFC{configured: map[string]json.RawMessage{}, fsRoot: fsRoot}
 	http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
+		f.mu.Lock()
+		defer f.mu.Unlock()
 		body, _ := io.ReadAll(r.Body)
-		status := http.StatusNoContent
-		fault := ""
-		switch {
-		case r.Method == http.MethodGet && r.URL.Path == "/version":
-			status = http.StatusOK
-		case r.Method != http.MethodPut:
-			status, fault = http.StatusBadRequest, "unsupported method"
-		case r.URL.Path == "/actions":
-			var a InstanceActionInfo
-			json.Unmarshal(body, &a)
-			switch {
-			case a.ActionType != ActionInstanceStart:
-			case started:
-				status, fault = http.StatusBadRequest, "The requested operation is not supported after starting the microVM."
-			case configured["/boot-source"] == nil:
-				status, fault = http.StatusBadRequest, "Cannot start microvm without kernel configuration."
-			default:
-				started = true
-				var v Vsock
-				json.Unmarshal(configured["/vsock"], &v)
-				if v.UDSPath != "" {
-					vl, err := net.Listen("unix", v.UDSPath)
-					if err == nil {
-						fv := &fakeVsock{ln: vl, port: DefaultVsockPort, dropFirst: 1, handler: agent.NewHandler(agent.Config{FSRoot: fsRoot})}
-						go fv.serve()
-					}
-				}
-				fmt.Println("fake firecracker: guest booted")
-			}
-		case started:
-			status, fault = http.StatusBadRequest, "The requested operation is not supported after starting the microVM."
-		default:
-			configured[r.URL.Path] = body
-		}
+		status, fault := f.handle(r.Method, r.URL.Path, body)
 		rec, _ := json.Marshal(recorded{Method: r.Method, Path: r.URL.Path, Body: body, Status: status})
 		recf.Write(append(rec, '\n'))
 		switch {
@@ -116,7 +81,144 @@ func fakeFirecracker(args []string) {
 		default:
 			w.WriteHeader(status)
 		}
+		if f.exit {
+			// Firecracker ends itself after a failed snapshot load.
+			w.(http.Flusher).Flush()
+			go func() { time.Sleep(20 * time.Millisecond); os.Exit(1) }()
+		}
 	}))
+}
+
+// fakeFC is the fake's API state. Its snapshot is a JSON file of the
+// configured resources; its "memory" a line naming the machine.
+type fakeFC struct {
+	mu         sync.Mutex
+	configured map[string]json.RawMessage // PUT path -> body, pre-boot
+	started    bool                       // booted or loaded
+	loaded     bool
+	paused     bool
+	vsock      *fakeVsock
+	fsRoot     string
+	exit       bool
+}
+
+const fakeMemory = "fake guest memory\n"
+
+const notAfterStart = "The requested operation is not supported after starting the microVM."
+
+func (f *fakeFC) handle(method, path string, body []byte) (int, string) {
+	bad := func(msg string) (int, string) { return http.StatusBadRequest, msg }
+	switch {
+	case method == http.MethodGet && path == "/version":
+		return http.StatusOK, ""
+	case method == http.MethodPatch && path == "/vm":
+		var v VMState
+		json.Unmarshal(body, &v)
+		if !f.started {
+			return bad("The requested operation is not supported before starting the microVM.")
+		}
+		f.paused = v.State == VMPaused
+		if !f.paused && f.vsock == nil {
+			f.serveVsock() // a loaded machine runs from here
+			fmt.Println("fake firecracker: guest resumed from its snapshot")
+		}
+		return http.StatusNoContent, ""
+	case method != http.MethodPut:
+		return bad("unsupported method")
+	case path == "/snapshot/create":
+		var c SnapshotCreateParams
+		json.Unmarshal(body, &c)
+		if !f.started || !f.paused {
+			return bad("Create snapshot error: the microVM must be paused")
+		}
+		state, _ := json.Marshal(f.configured)
+		if err := os.WriteFile(c.SnapshotPath, state, 0o644); err != nil {
+			return bad("Create snapshot error: " + err.Error())
+		}
+		if err := os.WriteFile(c.MemFilePath, []byte(fakeMemory), 0o644); err != nil {
+			return bad("Create snapshot error: " + err.Error())
+		}
+		// VIRTIO_VSOCK_EVENT_TRANSPORT_RESET: open connections end.
+		if f.vsock != nil {
+			f.vsock.reset()
+		}
+		return http.StatusNoContent, ""
+	case path == "/snapshot/load":
+		if f.started || len(f.configured) > 0 {
+			return bad("Loading a microVM snapshot not allowed after configuring boot-specific resources.")
+		}
+		var l SnapshotLoadParams
+		json.Unmarshal(body, &l)
+		f.exit = true // from here, a failure ends the process
+		state, err := os.ReadFile(l.SnapshotPath)
+		if err != nil || json.Unmarshal(state, &f.configured) != nil {
+			return bad(fmt.Sprintf("Load snapshot error: Cannot open snapshot file: %v", err))
+		}
+		if l.MemBackend == nil || l.MemBackend.BackendType != MemoryBackendFile {
+			return bad("Load snapshot error: only the File memory backend is faked")
+		}
+		if mem, err := os.ReadFile(l.MemBackend.BackendPath); err != nil || string(mem) != fakeMemory {
+			return bad(fmt.Sprintf("Load snapshot error: Cannot load the memory file: %v", err))
+		}
+		// The drives and the vsock socket are where the snapshot says,
+		// relative to this process's working directory.
+		for p, b := range f.configured {
+			if !strings.HasPrefix(p, "/drives/") {
+				continue
+			}
+			var d Drive
+			json.Unmarshal(b, &d)
+			if _, err := os.Stat(d.PathOnHost); err != nil {
+				return bad(fmt.Sprintf("Load snapshot error: Failed to restore from snapshot: block device %s: %v", d.DriveID, err))
+			}
+		}
+		var v Vsock
+		json.Unmarshal(f.configured["/vsock"], &v)
+		if _, err := os.Stat(v.UDSPath); err == nil {
+			return bad("Load snapshot error: VsockUnixBackend: Error binding to host-side Unix socket: Address in use (os error 98)")
+		}
+		f.exit = false
+		f.started, f.loaded, f.paused = true, true, !l.ResumeVM
+		if l.ResumeVM {
+			f.serveVsock()
+		}
+		return http.StatusNoContent, ""
+	case path == "/actions":
+		var a InstanceActionInfo
+		json.Unmarshal(body, &a)
+		switch {
+		case a.ActionType != ActionInstanceStart:
+		case f.started:
+			return bad(notAfterStart)
+		case f.configured["/boot-source"] == nil:
+			return bad("Cannot start microvm without kernel configuration.")
+		default:
+			f.started = true
+			f.serveVsock()
+			fmt.Println("fake firecracker: guest booted")
+		}
+		return http.StatusNoContent, ""
+	case f.started:
+		return bad(notAfterStart)
+	}
+	f.configured[path] = body
+	return http.StatusNoContent, ""
+}
+
+// serveVsock brings up the vsock device the configuration names, with the
+// real agent handler behind it.
+func (f *fakeFC) serveVsock() {
+	var v Vsock
+	json.Unmarshal(f.configured["/vsock"], &v)
+	if v.UDSPath == "" {
+		return
+	}
+	vl, err := net.Listen("unix", v.UDSPath)
+	if err != nil {
+		return
+	}
+	f.vsock = &fakeVsock{ln: vl, port: DefaultVsockPort, dropFirst: 1, handler: agent.NewHandler(agent.Config{FSRoot: f.fsRoot})}
+	go f.vsock.serve()
 }
 
 type cmdLog struct {

@@ -178,14 +178,22 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 	if err := checkSpec(spec); err != nil {
 		return nil, err
 	}
-	if spec.Network && !canAdminNet() {
-		return nil, errNoNetAdmin()
+	if spec.Restore != nil {
+		// A restore configures nothing but the snapshot (snapshot.go): the
+		// kernel is in the saved memory.
+		if err := checkRestore(spec); err != nil {
+			return nil, err
+		}
+	} else {
+		if spec.Network && !canAdminNet() {
+			return nil, errNoNetAdmin()
+		}
+		kernel, err := vmlinux.Cached(b.cacheDir, spec.Kernel)
+		if err != nil {
+			return nil, errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "firecracker needs an uncompressed vmlinux; reinstall the environment with 'pyro env pull'", "guest kernel")
+		}
+		spec.Kernel = kernel
 	}
-	kernel, err := vmlinux.Cached(b.cacheDir, spec.Kernel)
-	if err != nil {
-		return nil, errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "firecracker needs an uncompressed vmlinux; reinstall the environment with 'pyro env pull'", "guest kernel")
-	}
-	spec.Kernel = kernel
 
 	m := &machine{dir: spec.Dir, port: b.port, log: b.log, run: b.run, leases: b.leases}
 	started := false
@@ -196,6 +204,7 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 	}()
 	cfg := planConfig{VsockPort: b.port}
 	var argv []string
+	var err error
 	owner, group := -1, -1
 	logFIFO := filepath.Join(spec.Dir, LogFIFO)
 	if j := b.jailer; j != nil {
@@ -210,6 +219,7 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 			return nil, err
 		}
 		cfg.SockDir = root
+		m.jailRoot = root
 		argv = append([]string{j.Bin}, j.Args(b.bin, jid)...)
 		owner, group = j.UID, j.GID
 		logFIFO = filepath.Join(root, LogFIFO)
@@ -230,6 +240,14 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 		return nil, err
 	}
 	m.plan = plan
+	if cfg.Root == nil {
+		if err := stageDrives(spec.Dir, spec); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeMachine(spec.Dir, machineRecord{APISocket: plan.APISocket, Jail: m.jailRoot, Network: spec.Network}); err != nil {
+		return nil, errdefs.Wrap(errdefs.ErrInternal, err, "check that the runtime directory is writable", "recording the machine")
+	}
 	if argv == nil {
 		argv = []string{b.bin, "--api-sock", plan.APISocket, "--id", "pyro-" + spec.ID, "--log-path", logFIFO, "--level", "Warning"}
 	}
@@ -272,6 +290,17 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 	if err := api.WaitReady(ctx, m.proc.Done()); err != nil {
 		return fail(errors.Join(err, tailErr(stderrPath)), "waiting for the firecracker API")
 	}
+	if spec.Restore != nil {
+		root := cfg.Root
+		if root == nil {
+			root = func(p string) string { return p }
+		}
+		if err := m.restore(ctx, spec, root); err != nil {
+			_ = m.Kill()
+			return nil, err
+		}
+		return m, nil
+	}
 	if err := Boot(ctx, api, plan.Requests); err != nil {
 		return fail(err, "configuring firecracker")
 	}
@@ -311,11 +340,13 @@ type machine struct {
 	net     *NetPlan
 	leases  netLeases
 	jailDir string
-	console *vmm.Console
-	fcLog   *vmm.Console
-	port    uint32
-	log     *slog.Logger
-	run     runner
+	// jailRoot is the jailer's chroot ("" without the jailer).
+	jailRoot string
+	console  *vmm.Console
+	fcLog    *vmm.Console
+	port     uint32
+	log      *slog.Logger
+	run      runner
 
 	once sync.Once
 }

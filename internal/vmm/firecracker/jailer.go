@@ -84,22 +84,40 @@ func (j *Jailer) Args(fcBin, id string) []string {
 // root and returns how host paths map to the paths Firecracker sees.
 func (j *Jailer) stageAll(root string, spec vmm.MachineSpec) (func(string) string, error) {
 	staged := map[string]string{}
-	stage := func(p string, writable bool) error {
+	stage := func(p, name string, writable bool) error {
 		if p == "" || staged[p] != "" {
 			return nil
 		}
-		in, err := j.stage(root, p, writable)
+		in, err := j.stage(root, p, name, writable)
 		staged[p] = in
 		return err
 	}
-	if err := stage(spec.Kernel, false); err != nil {
-		return nil, err
+	if spec.Restore == nil {
+		if err := stage(spec.Kernel, filepath.Base(spec.Kernel), false); err != nil {
+			return nil, err
+		}
+		if err := stage(spec.Initrd, filepath.Base(spec.Initrd), false); err != nil {
+			return nil, err
+		}
+	} else {
+		// A restore reads the state and memory files instead (snapshot.go).
+		// They are 0600: hard links given to the jailer's user, so that it
+		// can read them (pyro runs as root with the jailer and reads them
+		// still), never copies (a memory file is the guest's whole RAM).
+		memory, err := restoreMemory(spec)
+		if err != nil {
+			return nil, err
+		}
+		if err := stage(spec.Restore.State, jailState, true); err != nil {
+			return nil, err
+		}
+		if err := stage(memory, jailMemory, true); err != nil {
+			return nil, err
+		}
 	}
-	if err := stage(spec.Initrd, false); err != nil {
-		return nil, err
-	}
-	for _, d := range spec.Disks {
-		if err := stage(d.Path, !d.ReadOnly); err != nil {
+	// Drives by fixed names: a snapshot refers to them by path.
+	for i, d := range spec.Disks {
+		if err := stage(d.Path, drivePrefix+driveID(i, d), !d.ReadOnly); err != nil {
 			return nil, err
 		}
 	}
@@ -114,11 +132,10 @@ func (j *Jailer) stageAll(root string, spec vmm.MachineSpec) (func(string) strin
 	}, nil
 }
 
-// stage makes host files visible inside the jail: a hard link (so that a
-// writable scratch disk's writes land in the real file), else, for
-// read-only files only, a copy. It returns the path Firecracker sees.
-func (j *Jailer) stage(root, hostPath string, writable bool) (string, error) {
-	name := filepath.Base(hostPath)
+// stage makes a host file visible inside the jail as name: a hard link
+// (so that a writable scratch disk's writes land in the real file), else,
+// for read-only files only, a copy. It returns the path Firecracker sees.
+func (j *Jailer) stage(root, hostPath, name string, writable bool) (string, error) {
 	dst := filepath.Join(root, name)
 	_ = os.Remove(dst)
 	err := os.Link(hostPath, dst)

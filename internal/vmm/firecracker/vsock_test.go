@@ -27,6 +27,20 @@ type fakeVsock struct {
 	dropFirst int32
 	accepted  atomic.Int32
 	handler   *agent.Handler
+
+	mu    sync.Mutex
+	conns map[net.Conn]bool
+}
+
+// reset closes every open connection and keeps listening, as the guest's
+// driver does on Firecracker's VIRTIO_VSOCK_EVENT_TRANSPORT_RESET (sent
+// at a snapshot's creation).
+func (f *fakeVsock) reset() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.conns {
+		c.Close()
+	}
 }
 
 func startFakeVsock(t *testing.T, uds string, port uint32, dropFirst int32, fsRoot string) *fakeVsock {
@@ -48,8 +62,19 @@ func (f *fakeVsock) serve() {
 			return
 		}
 		n := f.accepted.Add(1)
+		f.mu.Lock()
+		if f.conns == nil {
+			f.conns = map[net.Conn]bool{}
+		}
+		f.conns[c] = true
+		f.mu.Unlock()
 		go func() {
-			defer c.Close()
+			defer func() {
+				c.Close()
+				f.mu.Lock()
+				delete(f.conns, c)
+				f.mu.Unlock()
+			}()
 			line, err := readLine(c, 64)
 			if err != nil {
 				return
