@@ -26,22 +26,11 @@ import (
 // so that the host never receives a link into its own files.
 func (h *Handler) getArchive(ctx context.Context, s *agentproto.Stream) (any, error) {
 	var req agentproto.GetArchiveRequest
-	if err := decode(s.Params, &req); err != nil {
-		return nil, err
-	}
-	w, err := h.openWorkspace()
+	w, p, st, err := h.openTarget(s.Params, &req, &req.Path, mustExist)
 	if err != nil {
 		return nil, err
 	}
 	defer w.close()
-	p, err := w.resolve(req.Path, false)
-	if err != nil {
-		return nil, err
-	}
-	st, err := w.statRel(p.rel)
-	if err != nil {
-		return nil, openErr(p, err)
-	}
 	out := bufio.NewWriterSize(s.Stdout(), chunk)
 	x := &exporter{ctx: ctx, w: w, tw: tar.NewWriter(out), root: p.rel, guest: p.guest,
 		res: &agentproto.GetArchiveResult{Skipped: []api.SkippedEntry{}}, buf: make([]byte, chunk)}
