@@ -242,30 +242,5 @@ func (x *exporter) linkTarget(rel, target string) (string, string) {
 	// Absolute: stored relative to the link's directory, so that it means
 	// the same wherever the export lands.
 	inside, _ := archive.Within(api.WorkspaceRoot, path.Clean(target))
-	return relPath(dir, inside), ""
-}
-
-// relPath is the relative path from dir to target, both relative to the
-// same root.
-func relPath(dir, target string) string {
-	var from, to []string
-	if dir != "." {
-		from = strings.Split(dir, "/")
-	}
-	if target != "." {
-		to = strings.Split(target, "/")
-	}
-	i := 0
-	for i < len(from) && i < len(to) && from[i] == to[i] {
-		i++
-	}
-	var parts []string
-	for range from[i:] {
-		parts = append(parts, "..")
-	}
-	parts = append(parts, to[i:]...)
-	if len(parts) == 0 {
-		return "."
-	}
-	return strings.Join(parts, "/")
+	return archive.RelativeTo(dir, inside), ""
 }
