@@ -81,15 +81,18 @@ func (p *patcher) apply(f *gitdiff.File, from *pending, rel string) (*applied, e
 	if err != nil {
 		return nil, err
 	}
-	cw := &countWriter{w: out}
-	err = gitdiff.Apply(cw, src, f)
+	err = gitdiff.Apply(out, src, f)
+	var written int64
+	if err == nil {
+		written, err = out.Seek(0, io.SeekCurrent) // the file is new: its offset is what was written
+	}
 	if cerr := out.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
 		return nil, applyErr(guest, f, err, lines)
 	}
-	return &applied{staged: name, size: cw.n}, nil
+	return &applied{staged: name, size: written}, nil
 }
 
 // copyOf stages a copy of what from holds.
@@ -164,17 +167,6 @@ func (r *readerAtCloser) Close() {
 	if r.c != nil {
 		r.c.Close()
 	}
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // limitedBuffer refuses to grow past max (a symlink target).
