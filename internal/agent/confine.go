@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"path"
@@ -44,14 +45,61 @@ type workspace struct {
 
 // openWorkspace opens /workspace (under FSRoot).
 func (h *Handler) openWorkspace() (*workspace, error) {
-	fd, err := unix.Open(h.hostPath(api.WorkspaceRoot), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := h.openTree(api.WorkspaceRoot, "/workspace")
 	if err != nil {
-		return nil, errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "", "opening /workspace")
+		return nil, err
 	}
 	return &workspace{h: h, fd: fd}, nil
 }
 
+// openTree opens the directory guest (under FSRoot) as an O_PATH
+// descriptor; what names it in the error.
+func (h *Handler) openTree(guest, what string) (int, error) {
+	fd, err := unix.Open(h.hostPath(guest), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "", "opening %s", what)
+	}
+	return fd, nil
+}
+
 func (w *workspace) close() { unix.Close(w.fd) }
+
+// How openTarget takes its path.
+type resolveHow int
+
+const (
+	followLast resolveHow = 1 << iota // the last component's symlink is followed too
+	mustExist                         // lstat what the path names: it must exist
+)
+
+// openTarget is the preamble of every file method that works on one path:
+// it decodes params into req, opens /workspace, resolves asked (a field of
+// req, read once req is decoded) beneath it and, with mustExist, lstats
+// what it names. Errors keep their classes: bad params or a path outside
+// /workspace InvalidArgument, no /workspace FailedPrecondition, a stat's
+// error as openErr classes it (a missing path NotFound). The caller closes
+// w.
+func (h *Handler) openTarget(params json.RawMessage, req any, asked *string, how resolveHow) (*workspace, wsPath, unix.Stat_t, error) {
+	var st unix.Stat_t
+	if err := decode(params, req); err != nil {
+		return nil, wsPath{}, st, err
+	}
+	w, err := h.openWorkspace()
+	if err != nil {
+		return nil, wsPath{}, st, err
+	}
+	p, err := w.resolve(*asked, how&followLast != 0)
+	if err == nil && how&mustExist != 0 {
+		if st, err = w.statRel(p.rel); err != nil {
+			err = openErr(p, err)
+		}
+	}
+	if err != nil {
+		w.close()
+		return nil, wsPath{}, st, err
+	}
+	return w, p, st, nil
+}
 
 // CleanWorkspacePath makes p an absolute guest path under /workspace, or
 // refuses it: the one lexical rule of the file operations, which the host

@@ -35,14 +35,14 @@ func (h *Handler) diff(ctx context.Context, s *agentproto.Stream) (any, error) {
 	if base == "" {
 		return nil, errdefs.New(errdefs.ErrFailedPrecondition, "", "this guest has no baseline mounted at %s", api.BaselineMount)
 	}
-	wfd, err := unix.Open(h.hostPath(api.WorkspaceRoot), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	w, err := h.openWorkspace()
 	if err != nil {
-		return nil, errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "", "opening /workspace")
+		return nil, err
 	}
-	defer unix.Close(wfd)
-	bfd, err := unix.Open(h.hostPath(base), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	defer w.close()
+	bfd, err := h.openTree(base, "the baseline")
 	if err != nil {
-		return nil, errdefs.Wrap(errdefs.ErrFailedPrecondition, err, "", "opening the baseline")
+		return nil, err
 	}
 	defer unix.Close(bfd)
 	rels, err := diffPaths(req.Paths)
@@ -56,7 +56,7 @@ func (h *Handler) diff(ctx context.Context, s *agentproto.Stream) (any, error) {
 		if rel == "." {
 			name = ""
 		}
-		o, n := stat(bfd, name, rel), stat(wfd, name, rel)
+		o, n := stat(bfd, name, rel), stat(w.fd, name, rel)
 		if !o.ok && !n.ok && rel != "." {
 			return nil, errdefs.New(errdefs.ErrNotFound, "", "%s is neither in /workspace nor in its baseline", path.Join(api.WorkspaceRoot, rel))
 		}

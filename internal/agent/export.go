@@ -26,22 +26,11 @@ import (
 // so that the host never receives a link into its own files.
 func (h *Handler) getArchive(ctx context.Context, s *agentproto.Stream) (any, error) {
 	var req agentproto.GetArchiveRequest
-	if err := decode(s.Params, &req); err != nil {
-		return nil, err
-	}
-	w, err := h.openWorkspace()
+	w, p, st, err := h.openTarget(s.Params, &req, &req.Path, mustExist)
 	if err != nil {
 		return nil, err
 	}
 	defer w.close()
-	p, err := w.resolve(req.Path, false)
-	if err != nil {
-		return nil, err
-	}
-	st, err := w.statRel(p.rel)
-	if err != nil {
-		return nil, openErr(p, err)
-	}
 	out := bufio.NewWriterSize(s.Stdout(), chunk)
 	x := &exporter{ctx: ctx, w: w, tw: tar.NewWriter(out), root: p.rel, guest: p.guest,
 		res: &agentproto.GetArchiveResult{Skipped: []api.SkippedEntry{}}, buf: make([]byte, chunk)}
@@ -253,30 +242,5 @@ func (x *exporter) linkTarget(rel, target string) (string, string) {
 	// Absolute: stored relative to the link's directory, so that it means
 	// the same wherever the export lands.
 	inside, _ := archive.Within(api.WorkspaceRoot, path.Clean(target))
-	return relPath(dir, inside), ""
-}
-
-// relPath is the relative path from dir to target, both relative to the
-// same root.
-func relPath(dir, target string) string {
-	var from, to []string
-	if dir != "." {
-		from = strings.Split(dir, "/")
-	}
-	if target != "." {
-		to = strings.Split(target, "/")
-	}
-	i := 0
-	for i < len(from) && i < len(to) && from[i] == to[i] {
-		i++
-	}
-	var parts []string
-	for range from[i:] {
-		parts = append(parts, "..")
-	}
-	parts = append(parts, to[i:]...)
-	if len(parts) == 0 {
-		return "."
-	}
-	return strings.Join(parts, "/")
+	return archive.RelativeTo(dir, inside), ""
 }

@@ -55,22 +55,11 @@ const chunk = agentproto.ChunkSize
 
 func (h *Handler) fileList(ctx context.Context, s *agentproto.Stream) (any, error) {
 	var req agentproto.FileListRequest
-	if err := decode(s.Params, &req); err != nil {
-		return nil, err
-	}
-	w, err := h.openWorkspace()
+	w, p, st, err := h.openTarget(s.Params, &req, &req.Path, followLast|mustExist)
 	if err != nil {
 		return nil, err
 	}
 	defer w.close()
-	p, err := w.resolve(req.Path, true)
-	if err != nil {
-		return nil, err
-	}
-	st, err := w.statRel(p.rel)
-	if err != nil {
-		return nil, openErr(p, err)
-	}
 	out := bufio.NewWriterSize(s.Stdout(), chunk)
 	l := &lister{ctx: ctx, w: w, enc: json.NewEncoder(out), req: req, max: req.MaxEntries}
 	if l.max <= 0 || l.max > api.MaxFileListEntries {
@@ -166,20 +155,13 @@ func (l *lister) dir(rel, guest string) error {
 
 func (h *Handler) fileRead(ctx context.Context, s *agentproto.Stream) (any, error) {
 	var req agentproto.FileReadRequest
-	if err := decode(s.Params, &req); err != nil {
-		return nil, err
-	}
-	if req.MaxBytes < 0 {
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "", "max_bytes %d is negative", req.MaxBytes)
-	}
-	w, err := h.openWorkspace()
+	w, p, _, err := h.openTarget(s.Params, &req, &req.Path, followLast)
 	if err != nil {
 		return nil, err
 	}
 	defer w.close()
-	p, err := w.resolve(req.Path, true)
-	if err != nil {
-		return nil, err
+	if req.MaxBytes < 0 {
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "", "max_bytes %d is negative", req.MaxBytes)
 	}
 	f, st, err := w.openRegular(p)
 	if err != nil {
@@ -244,19 +226,12 @@ func (h *Handler) fileWrite(ctx context.Context, s *agentproto.Stream) (any, err
 	// Whatever happens, take all the input so the host's sender finishes.
 	defer io.Copy(io.Discard, s)
 	var req agentproto.FileWriteRequest
-	if err := decode(s.Params, &req); err != nil {
-		return nil, err
-	}
-	w, err := h.openWorkspace()
+	// A symlink at the path is written through, when it stays inside.
+	w, p, _, err := h.openTarget(s.Params, &req, &req.Path, followLast)
 	if err != nil {
 		return nil, err
 	}
 	defer w.close()
-	// A symlink at the path is written through, when it stays inside.
-	p, err := w.resolve(req.Path, true)
-	if err != nil {
-		return nil, err
-	}
 	if p.rel == "." {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "name a file under /workspace", "%s is /workspace itself", p.guest)
 	}

@@ -516,3 +516,50 @@ func TestGetArchive(t *testing.T) {
 		t.Errorf("a link alone: %+v %v", r, err)
 	}
 }
+
+// TestFileMethodsClassPathErrorsAlike: the file methods that take one path
+// share their preamble, so a bad path is the same class whichever asks.
+func TestFileMethodsClassPathErrorsAlike(t *testing.T) {
+	c, ws, _ := serveFiles(t)
+	write(t, ws, map[string]string{"shadow": "->/etc/shadow"})
+	methods := map[string]func(p string) error{
+		"list": func(p string) error {
+			_, err := c.ListFiles(t.Context(), agentproto.FileListRequest{Path: p}, func(api.FileEntry) error { return nil })
+			return err
+		},
+		"read": func(p string) error {
+			_, _, err := readFile(t, c, p, 10)
+			return err
+		},
+		"write": func(p string) error {
+			_, err := c.WriteFile(t.Context(), agentproto.FileWriteRequest{Path: p}, strings.NewReader("x"))
+			return err
+		},
+		"export": func(p string) error {
+			_, err := c.GetArchive(t.Context(), agentproto.GetArchiveRequest{Path: p}, io.Discard, 1<<20)
+			return err
+		},
+	}
+	tests := []struct {
+		path    string
+		code    error
+		message string
+		skip    string // the method for which the path is not an error
+	}{
+		{path: "../etc/shadow", code: errdefs.ErrInvalidArgument, message: "is outside /workspace"},
+		{path: "/etc", code: errdefs.ErrInvalidArgument, message: "/etc is outside /workspace"},
+		{path: "nope/x", code: errdefs.ErrNotFound, message: "/workspace/nope/x does not exist", skip: "write"},
+	}
+	for _, tt := range tests {
+		for name, call := range methods {
+			if name == tt.skip {
+				continue
+			}
+			t.Run(name+"/"+tt.path, func(t *testing.T) {
+				if err := call(tt.path); !errors.Is(err, tt.code) || !strings.Contains(err.Error(), tt.message) {
+					t.Fatalf("%v, want %v containing %q", err, tt.code, tt.message)
+				}
+			})
+		}
+	}
+}

@@ -348,25 +348,9 @@ func copyArchive(ctx context.Context, src string, tw *tar.Writer, lim Limits) (S
 	}
 	tr := tar.NewReader(r)
 	c := &counter{lim: lim}
-	tree := NewTree(TreeOptions{})
-	for {
-		if err := ctx.Err(); err != nil {
-			return Stats{}, err
-		}
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return Stats{}, errdefs.Wrap(errdefs.ErrInvalidArgument, err, "check the archive is a valid tar", "reading %s", src)
-		}
-		m, skip, err := tree.Add(hdr)
-		if err != nil {
-			return Stats{}, refused(err)
-		}
-		if skip {
-			continue
-		}
+	err = eachMember(ctx, tr, func(err error) error {
+		return errdefs.Wrap(errdefs.ErrInvalidArgument, err, "check the archive is a valid tar", "reading %s", src)
+	}, func(hdr *tar.Header, m Member) error {
 		out := &tar.Header{Name: m.Name, Typeflag: m.Type, Linkname: m.Linkname, Mode: hdr.Mode & 0o7777, ModTime: hdr.ModTime, Format: tar.FormatPAX}
 		switch m.Type {
 		case tar.TypeDir:
@@ -375,27 +359,28 @@ func copyArchive(ctx context.Context, src string, tw *tar.Writer, lim Limits) (S
 			out.Size = hdr.Size
 		}
 		if err := c.add(m.Name, out.Size); err != nil {
-			return Stats{}, err
+			return err
 		}
 		if tw == nil {
 			if out.Typeflag == tar.TypeReg {
 				if _, err := io.Copy(io.Discard, tr); err != nil {
-					return Stats{}, errdefs.Wrap(errdefs.ErrInvalidArgument, err, "", "reading %s", src)
+					return errdefs.Wrap(errdefs.ErrInvalidArgument, err, "", "reading %s", src)
 				}
 			}
-			continue
+			return nil
 		}
 		if err := tw.WriteHeader(out); err != nil {
-			return Stats{}, err
+			return err
 		}
 		if out.Typeflag == tar.TypeReg {
 			if _, err := io.CopyN(tw, tr, out.Size); err != nil {
-				return Stats{}, errdefs.Wrap(errdefs.ErrInvalidArgument, err, "", "reading %s", src)
+				return errdefs.Wrap(errdefs.ErrInvalidArgument, err, "", "reading %s", src)
 			}
 		}
-	}
-	if err := tree.Finish(); err != nil {
-		return Stats{}, refused(err)
+		return nil
+	})
+	if err != nil {
+		return Stats{}, err
 	}
 	return c.st, nil
 }

@@ -58,16 +58,27 @@ func writeTar(t *testing.T, path string, gz bool, members []member) {
 func names(t *testing.T, data []byte) []string {
 	t.Helper()
 	var out []string
+	eachInTar(t, data, func(h *tar.Header, _ []byte) { out = append(out, h.Name) })
+	return out
+}
+
+// eachInTar calls f with every member of the tar data and its content.
+func eachInTar(t *testing.T, data []byte, f func(h *tar.Header, body []byte)) {
+	t.Helper()
 	tr := tar.NewReader(bytes.NewReader(data))
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			return out
+			return
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, h.Name)
+		body, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(h, body)
 	}
 }
 

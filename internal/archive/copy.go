@@ -3,11 +3,9 @@ package archive
 import (
 	"archive/tar"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"path"
 
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
@@ -23,30 +21,12 @@ import (
 func Copy(ctx context.Context, r io.Reader, tw *tar.Writer, lim Limits, onEntry func(entries, bytes int64)) (Stats, error) {
 	tr := tar.NewReader(r)
 	c := &counter{lim: lim}
-	tree := NewTree(TreeOptions{})
 	dirs := map[string]bool{".": true}
-	for {
-		if err := ctx.Err(); err != nil {
-			return Stats{}, err
-		}
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return Stats{}, errdefs.Wrap(errdefs.ErrInvalidArgument, err, "", "reading the export")
-		}
-		m, skip, err := tree.Add(hdr)
-		if err != nil {
-			return Stats{}, refused(err)
-		}
-		if skip {
-			continue
-		}
-		for p := path.Dir(m.Name); p != "."; p = path.Dir(p) {
-			if !dirs[p] {
-				return Stats{}, reject(m.Name, fmt.Sprintf("its parent %q is not a directory of the archive", p))
-			}
+	err := eachMember(ctx, tr, func(err error) error {
+		return errdefs.Wrap(errdefs.ErrInvalidArgument, err, "", "reading the export")
+	}, func(hdr *tar.Header, m Member) error {
+		if err := parentsMade(m.Name, func(p string) bool { return dirs[p] }); err != nil {
+			return err
 		}
 		out := &tar.Header{Name: m.Name, Mode: int64(fs.FileMode(hdr.Mode) & fs.ModePerm), ModTime: hdr.ModTime, Format: tar.FormatPAX}
 		var size int64
@@ -60,28 +40,26 @@ func Copy(ctx context.Context, r io.Reader, tw *tar.Writer, lim Limits, onEntry 
 		case tar.TypeSymlink:
 			out.Typeflag, out.Linkname, out.Mode = tar.TypeSymlink, m.Linkname, 0o777
 		default:
-			return Stats{}, reject(m.Name, "only directories, regular files and symlinks are exported")
+			return reject(m.Name, "only directories, regular files and symlinks are exported")
 		}
 		if err := c.add(m.Name, size); err != nil {
-			return Stats{}, err
+			return err
 		}
 		if err := tw.WriteHeader(out); err != nil {
-			return Stats{}, err
+			return err
 		}
 		if size > 0 {
-			if _, err := io.CopyN(tw, tr, size); err != nil {
-				if errors.Is(err, io.EOF) {
-					err = io.ErrUnexpectedEOF
-				}
-				return Stats{}, fmt.Errorf("copying %s: %w", m.Name, err)
+			if err := copyContent(tw, tr, size); err != nil {
+				return fmt.Errorf("copying %s: %w", m.Name, err)
 			}
 		}
 		if onEntry != nil {
 			onEntry(int64(c.st.Entries), c.st.Bytes)
 		}
-	}
-	if err := tree.Finish(); err != nil {
-		return Stats{}, refused(err)
+		return nil
+	})
+	if err != nil {
+		return Stats{}, err
 	}
 	return c.st, nil
 }

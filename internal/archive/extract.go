@@ -3,12 +3,10 @@ package archive
 import (
 	"archive/tar"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -29,7 +27,6 @@ import (
 func Extract(ctx context.Context, r io.Reader, dir string, lim Limits, onEntry func(n int64)) (Stats, error) {
 	tr := tar.NewReader(r)
 	c := &counter{lim: lim}
-	tree := NewTree(TreeOptions{})
 	kinds := map[string]byte{".": tar.TypeDir}
 	type dirTime struct {
 		path  string
@@ -37,29 +34,12 @@ func Extract(ctx context.Context, r io.Reader, dir string, lim Limits, onEntry f
 		mtime time.Time
 	}
 	var dirs []dirTime
-	for {
-		if err := ctx.Err(); err != nil {
-			return Stats{}, err
-		}
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return Stats{}, errdefs.Wrap(errdefs.ErrInvalidArgument, err, "check the archive is a valid tar", "reading the seed")
-		}
-		m, skip, err := tree.Add(hdr)
-		if err != nil {
-			return Stats{}, refused(err)
-		}
-		if skip {
-			continue
-		}
+	err := eachMember(ctx, tr, func(err error) error {
+		return errdefs.Wrap(errdefs.ErrInvalidArgument, err, "check the archive is a valid tar", "reading the seed")
+	}, func(hdr *tar.Header, m Member) error {
 		name := m.Name
-		for p := path.Dir(name); p != "."; p = path.Dir(p) {
-			if k, ok := kinds[p]; !ok || k != tar.TypeDir {
-				return Stats{}, reject(name, fmt.Sprintf("its parent %q is not a directory of the archive", p))
-			}
+		if err := parentsMade(name, func(p string) bool { return kinds[p] == tar.TypeDir }); err != nil {
+			return err
 		}
 		dst := filepath.Join(dir, filepath.FromSlash(name))
 		perm := fs.FileMode(hdr.Mode) & fs.ModePerm
@@ -69,7 +49,7 @@ func Extract(ctx context.Context, r io.Reader, dir string, lim Limits, onEntry f
 			typ = tar.TypeReg
 		}
 		if exists && (prev == tar.TypeDir) != (typ == tar.TypeDir) {
-			return Stats{}, reject(name, "appears twice in the archive, once as a directory")
+			return reject(name, "appears twice in the archive, once as a directory")
 		}
 		var size int64
 		if typ == tar.TypeReg {
@@ -77,7 +57,7 @@ func Extract(ctx context.Context, r io.Reader, dir string, lim Limits, onEntry f
 		}
 		// The limits hold before anything of the member is written.
 		if err := c.add(name, size); err != nil {
-			return Stats{}, err
+			return err
 		}
 		switch typ {
 		case tar.TypeDir:
@@ -88,7 +68,7 @@ func Extract(ctx context.Context, r io.Reader, dir string, lim Limits, onEntry f
 				// Owner-writable while its children are made; the real
 				// mode is set at the end.
 				if err := os.Mkdir(dst, 0o700); err != nil {
-					return Stats{}, fmt.Errorf("staging %s: %w", name, err)
+					return fmt.Errorf("staging %s: %w", name, err)
 				}
 			}
 			dirs = append(dirs, dirTime{dst, perm, hdr.ModTime})
@@ -100,7 +80,7 @@ func Extract(ctx context.Context, r io.Reader, dir string, lim Limits, onEntry f
 				os.Remove(dst)
 			}
 			if err := writeFile(dst, tr, hdr.Size, perm); err != nil {
-				return Stats{}, fmt.Errorf("staging %s: %w", name, err)
+				return fmt.Errorf("staging %s: %w", name, err)
 			}
 			os.Chtimes(dst, hdr.ModTime, hdr.ModTime)
 		case tar.TypeSymlink:
@@ -108,30 +88,31 @@ func Extract(ctx context.Context, r io.Reader, dir string, lim Limits, onEntry f
 				os.Remove(dst)
 			}
 			if err := os.Symlink(m.Linkname, dst); err != nil {
-				return Stats{}, fmt.Errorf("staging %s: %w", name, err)
+				return fmt.Errorf("staging %s: %w", name, err)
 			}
 		case tar.TypeLink:
 			target := m.Linkname
 			if kinds[target] != tar.TypeReg {
-				return Stats{}, reject(name, fmt.Sprintf("hard link to %q, which is not a regular file earlier in the archive", hdr.Linkname))
+				return reject(name, fmt.Sprintf("hard link to %q, which is not a regular file earlier in the archive", hdr.Linkname))
 			}
 			if exists {
 				os.Remove(dst)
 			}
 			if err := os.Link(filepath.Join(dir, filepath.FromSlash(target)), dst); err != nil {
-				return Stats{}, fmt.Errorf("staging %s: %w", name, err)
+				return fmt.Errorf("staging %s: %w", name, err)
 			}
 			typ = tar.TypeReg
 		default:
-			return Stats{}, reject(name, "device nodes, FIFOs and other special files are not allowed")
+			return reject(name, "device nodes, FIFOs and other special files are not allowed")
 		}
 		kinds[name] = typ
 		if onEntry != nil {
 			onEntry(int64(c.st.Entries))
 		}
-	}
-	if err := tree.Finish(); err != nil {
-		return Stats{}, refused(err)
+		return nil
+	})
+	if err != nil {
+		return Stats{}, err
 	}
 	// Deepest first, so that setting a directory's time is not undone by
 	// a child's.
@@ -152,11 +133,8 @@ func writeFile(path string, r io.Reader, n int64, perm fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	if _, err := io.CopyN(f, r, n); err != nil {
+	if err := copyContent(f, r, n); err != nil {
 		f.Close()
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
 		return err
 	}
 	if err := f.Close(); err != nil {

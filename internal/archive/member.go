@@ -185,7 +185,7 @@ func (t *Tree) symlinkTarget(orig, name, target string) (string, error) {
 	}
 	// Stored relative so that it means the same wherever the destination
 	// is mounted (host-compat's root is not the guest's /).
-	return relativeTo(path.Dir(name), rel), nil
+	return RelativeTo(path.Dir(name), rel), nil
 }
 
 // underDest returns abs relative to Dest, when it is Dest or below it.
@@ -304,9 +304,9 @@ func Within(base, p string) (string, bool) {
 	return "", false
 }
 
-// relativeTo returns the relative path from dir to target (both clean and
-// relative to the same root).
-func relativeTo(dir, target string) string {
+// RelativeTo returns the relative path from dir to target (both clean and
+// relative to the same root): how a symlink at dir/x names target.
+func RelativeTo(dir, target string) string {
 	var from, to []string
 	if dir != "." {
 		from = strings.Split(dir, "/")

@@ -153,38 +153,60 @@ func (e *Engine) dropDiskCache(rec *vmRecord) {
 	}
 }
 
+// diskPath is a path looked up on a stopped workspace's disk.
+type diskPath struct {
+	rec   *vmRecord
+	guest string           // the path asked for, cleaned
+	disk  string           // the disk that holds it
+	img   string           // that disk's raw image
+	in    string           // the path in img
+	st    *ext4image.Entry // what is there
+}
+
+// onStoppedDisk cleans the guest path p, holds the stopped workspace ref
+// (until the caller calls unlock) and looks p up on its disk: the
+// preamble of the offline tools that read a path.
+func (e *Engine) onStoppedDisk(ctx context.Context, ref, p string) (*diskPath, func(), error) {
+	guest, err := cleanGuestPath(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, unlock, err := e.stoppedForDisk(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	d := &diskPath{rec: rec, guest: guest}
+	d.disk, d.in = diskOf(rec, guest)
+	if d.img, err = e.rawImage(ctx, rec, d.disk); err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	if d.st, err = ext4image.Stat(ctx, d.img, d.in); err != nil {
+		unlock()
+		return nil, nil, notOnDisk(err, rec, guest)
+	}
+	return d, unlock, nil
+}
+
 // ListWorkspaceDisk lists a path of a stopped workspace's disks (a
 // directory's entries, or the file itself), runtime-only paths left out.
 func (e *Engine) ListWorkspaceDisk(ctx context.Context, ref, p string, recursive bool) (*api.DiskList, error) {
 	defer e.enter()()
-	guest, err := cleanGuestPath(p)
-	if err != nil {
-		return nil, err
-	}
-	rec, unlock, err := e.stoppedForDisk(ref)
+	d, unlock, err := e.onStoppedDisk(ctx, ref, p)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	disk, in := diskOf(rec, guest)
-	img, err := e.rawImage(ctx, rec, disk)
-	if err != nil {
-		return nil, err
-	}
-	st, err := ext4image.Stat(ctx, img, in)
-	if err != nil {
-		return nil, notOnDisk(err, rec, guest)
-	}
-	out := &api.DiskList{WorkspaceID: rec.ID, Path: guest, Recursive: recursive, Entries: []api.DiskEntry{}}
-	ents := []ext4image.Entry{*st}
-	if st.IsDir() {
-		ents, err = ext4image.List(ctx, img, in, recursive, func(p string) bool { return runtimeOnly(guestPathOf(disk, p)) })
+	out := &api.DiskList{WorkspaceID: d.rec.ID, Path: d.guest, Recursive: recursive, Entries: []api.DiskEntry{}}
+	ents := []ext4image.Entry{*d.st}
+	if d.st.IsDir() {
+		ents, err = ext4image.List(ctx, d.img, d.in, recursive, func(p string) bool { return runtimeOnly(guestPathOf(d.disk, p)) })
 		if err != nil {
 			return nil, err
 		}
 	}
 	for _, en := range ents {
-		out.Entries = append(out.Entries, diskEntry(disk, en))
+		out.Entries = append(out.Entries, diskEntry(d.disk, en))
 	}
 	sort.Slice(out.Entries, func(i, j int) bool { return out.Entries[i].Path < out.Entries[j].Path })
 	out.Count = len(out.Entries)
@@ -223,37 +245,24 @@ func (e *Engine) ReadWorkspaceDisk(ctx context.Context, ref, p string, maxBytes 
 	if maxBytes < 0 {
 		return nil, errdefs.New(errdefs.ErrInvalidArgument, "give a positive `max_bytes`", "max_bytes %d is negative", maxBytes)
 	}
-	guest, err := cleanGuestPath(p)
-	if err != nil {
-		return nil, err
-	}
-	rec, unlock, err := e.stoppedForDisk(ref)
+	d, unlock, err := e.onStoppedDisk(ctx, ref, p)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	disk, in := diskOf(rec, guest)
-	img, err := e.rawImage(ctx, rec, disk)
-	if err != nil {
-		return nil, err
-	}
-	st, err := ext4image.Stat(ctx, img, in)
-	if err != nil {
-		return nil, notOnDisk(err, rec, guest)
-	}
-	if !st.IsRegular() {
+	if !d.st.IsRegular() {
 		what := "a directory: list it with 'pyro workspace disk list'"
-		if st.IsSymlink() {
-			what = "a symlink to " + st.Link + ": read its target's path instead"
+		if d.st.IsSymlink() {
+			what = "a symlink to " + d.st.Link + ": read its target's path instead"
 		}
-		return nil, errdefs.New(errdefs.ErrInvalidArgument, "", "%s is not a regular file; it is %s", guest, what)
+		return nil, errdefs.New(errdefs.ErrInvalidArgument, "", "%s is not a regular file; it is %s", d.guest, what)
 	}
-	data, err := ext4image.Read(ctx, img, st, int64(maxBytes))
+	data, err := ext4image.Read(ctx, d.img, d.st, int64(maxBytes))
 	if err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(data)
-	r := &api.DiskRead{WorkspaceID: rec.ID, Path: guest, Size: st.Size, Truncated: int64(len(data)) < st.Size, SHA256: hex.EncodeToString(sum[:])}
+	r := &api.DiskRead{WorkspaceID: d.rec.ID, Path: d.guest, Size: d.st.Size, Truncated: int64(len(data)) < d.st.Size, SHA256: hex.EncodeToString(sum[:])}
 	if utf8.Valid(data) {
 		r.Content, r.Encoding = string(data), "utf-8"
 	} else {

@@ -2,14 +2,11 @@ package mcpserver
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/google/jsonschema-go/jsonschema"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/catalog"
@@ -127,49 +124,26 @@ func merge(ms ...map[string]any) map[string]any {
 	return out
 }
 
-func boolp(b bool) *bool { return &b }
-
-// Annotation sets. The hints describe what a tool does to the world
-// outside the guest it runs in.
-var (
-	readOnly = &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: boolp(false)}
-	// additive creates something and destroys nothing that existed.
-	additive = &mcp.ToolAnnotations{DestructiveHint: boolp(false), OpenWorldHint: boolp(false)}
-	// runsCommand runs arbitrary code, which may reach the network.
-	runsCommand = &mcp.ToolAnnotations{DestructiveHint: boolp(false), OpenWorldHint: boolp(true)}
-	// removes deletes or stops something; doing it twice changes nothing more.
-	removes = &mcp.ToolAnnotations{DestructiveHint: boolp(true), IdempotentHint: true, OpenWorldHint: boolp(false)}
-)
-
-func withTitle(a *mcp.ToolAnnotations, title string) *mcp.ToolAnnotations {
-	c := *a
-	c.Title = title
-	return &c
-}
-
 func (s *Server) register() {
 	e := s.eng
-	addTool(s, &mcp.Tool{
-		Name: "vm_run",
-		Description: `Run one shell command in a fresh, isolated microVM and return its exit code, stdout and stderr. ` +
+	addTool(s, toolDef{
+		name: "vm_run", title: "Run a command in a fresh microVM", hints: runsCommand, defaults: merge(shapeDefaults, vmTTL, execT), progress: "vm_run: booting and running the command",
+		desc: `Run one shell command in a fresh, isolated microVM and return its exit code, stdout and stderr. ` +
 			`Use this first for any one-shot task (checking a tool version, running a script, trying a command safely): ` +
 			`it boots the environment, runs the command, and deletes the VM afterwards, whatever happens. ` +
 			`Nothing persists between calls; for multi-step work on files use workspace_create instead. ` +
 			`Boot takes a few seconds; long calls send progress notifications.`,
-		Annotations: withTitle(runsCommand, "Run a command in a fresh microVM"),
-	}, merge(shapeDefaults, vmTTL, execT), "vm_run: booting and running the command",
-		func(ctx context.Context, in RunArgs) (*api.RunResult, error) {
-			if err := needCommand(in.Command); err != nil {
-				return nil, err
-			}
-			return e.Run(ctx, api.RunOptions{Environment: in.Environment, Shape: in.Shape, Command: in.Command, TimeoutSeconds: in.TimeoutSeconds})
-		}, execText)
+	}, func(ctx context.Context, in RunArgs) (*api.RunResult, error) {
+		if err := needCommand(in.Command); err != nil {
+			return nil, err
+		}
+		return e.Run(ctx, api.RunOptions{Environment: in.Environment, Shape: in.Shape, Command: in.Command, TimeoutSeconds: in.TimeoutSeconds})
+	}, execText)
 
-	addTool(s, &mcp.Tool{
-		Name:        "vm_list_environments",
-		Description: `List the environments VMs and workspaces can boot (debian:12, debian:12-base, debian:12-build), which are installed locally, and which is the default. A missing one is pulled automatically on first use.`,
-		Annotations: withTitle(readOnly, "List environments"),
-	}, nil, "", func(ctx context.Context, _ NoArgs) (*api.EnvironmentList, error) {
+	addTool(s, toolDef{
+		name: "vm_list_environments", title: "List environments", hints: readOnly,
+		desc: `List the environments VMs and workspaces can boot (debian:12, debian:12-base, debian:12-build), which are installed locally, and which is the default. A missing one is pulled automatically on first use.`,
+	}, func(ctx context.Context, _ NoArgs) (*api.EnvironmentList, error) {
 		envs, err := e.Catalog().List(ctx)
 		if err != nil {
 			return nil, err
@@ -177,86 +151,65 @@ func (s *Server) register() {
 		return &api.EnvironmentList{CatalogVersion: catalog.CatalogVersion, Environments: envs}, nil
 	}, envListText)
 
-	addTool(s, &mcp.Tool{
-		Name: "vm_create",
-		Description: `Create a microVM without booting it (advanced; prefer vm_run for one command, workspaces for several). ` +
+	addTool(s, toolDef{
+		name: "vm_create", title: "Create a microVM", hints: additive, defaults: merge(shapeDefaults, vmTTL), progress: "vm_create: preparing the VM",
+		desc: `Create a microVM without booting it (advanced; prefer vm_run for one command, workspaces for several). ` +
 			`Returns its vm_id; then vm_start and vm_exec. The VM is reaped after ttl_seconds.`,
-		Annotations: withTitle(additive, "Create a microVM"),
-	}, merge(shapeDefaults, vmTTL), "vm_create: preparing the VM", func(ctx context.Context, in CreateArgs) (*api.VM, error) {
+	}, func(ctx context.Context, in CreateArgs) (*api.VM, error) {
 		return e.CreateVM(ctx, api.CreateVMOptions{Environment: in.Environment, Shape: in.Shape})
 	}, vmText("created"))
 
-	addTool(s, &mcp.Tool{
-		Name:        "vm_start",
-		Description: `Boot a VM made by vm_create (advanced). Starting a running VM does nothing.`,
-		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(false), IdempotentHint: true, OpenWorldHint: boolp(false)}, "Start a microVM"),
-	}, nil, "vm_start: booting", func(ctx context.Context, in VMArgs) (*api.VM, error) {
-		return e.StartVM(ctx, in.VMID)
-	}, vmText("started"))
+	addTool(s, toolDef{
+		name: "vm_start", title: "Start a microVM", hints: idempotent, progress: "vm_start: booting",
+		desc: `Boot a VM made by vm_create (advanced). Starting a running VM does nothing.`,
+	}, onVM(e.StartVM), vmText("started"))
 
-	addTool(s, &mcp.Tool{
-		Name: "vm_exec",
-		Description: `Run one shell command in a VM made by vm_create (booting it if needed), then DELETE that VM: ` +
+	addTool(s, toolDef{
+		name: "vm_exec", title: "Run a command in a VM, then delete it", hints: runsAnything, defaults: execT, progress: "vm_exec: running the command",
+		desc: `Run one shell command in a VM made by vm_create (booting it if needed), then DELETE that VM: ` +
 			`vm_exec auto-cleans, so a VM serves exactly one vm_exec. For several commands in the same machine use a workspace.`,
-		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(true), OpenWorldHint: boolp(true)}, "Run a command in a VM, then delete it"),
-	}, execT, "vm_exec: running the command", func(ctx context.Context, in VMExecArgs) (*api.VMExecResult, error) {
+	}, func(ctx context.Context, in VMExecArgs) (*api.VMExecResult, error) {
 		if err := needCommand(in.Command); err != nil {
 			return nil, err
 		}
 		return e.ExecVM(ctx, in.VMID, api.ExecOptions{Command: in.Command, TimeoutSeconds: in.TimeoutSeconds})
 	}, execText)
 
-	addTool(s, &mcp.Tool{
-		Name:        "vm_stop",
-		Description: `Power a VM off; its disk stays until vm_delete or its TTL (advanced).`,
-		Annotations: withTitle(removes, "Stop a microVM"),
-	}, nil, "vm_stop: stopping", func(ctx context.Context, in VMArgs) (*api.VM, error) {
-		return e.StopVM(ctx, in.VMID)
-	}, vmText("stopped"))
+	addTool(s, toolDef{
+		name: "vm_stop", title: "Stop a microVM", hints: removes, progress: "vm_stop: stopping",
+		desc: `Power a VM off; its disk stays until vm_delete or its TTL (advanced).`,
+	}, onVM(e.StopVM), vmText("stopped"))
 
-	addTool(s, &mcp.Tool{
-		Name:        "vm_delete",
-		Description: `Stop a VM and delete its disk and state.`,
-		Annotations: withTitle(removes, "Delete a microVM"),
-	}, nil, "", func(ctx context.Context, in VMArgs) (*api.DeleteResult, error) {
-		return e.DeleteVM(ctx, in.VMID)
-	}, func(r *api.DeleteResult) string { return "deleted vm " + r.VMID })
+	addTool(s, toolDef{
+		name: "vm_delete", title: "Delete a microVM", hints: removes,
+		desc: `Stop a VM and delete its disk and state.`,
+	}, onVM(e.DeleteVM), func(r *api.DeleteResult) string { return "deleted vm " + r.VMID })
 
-	addTool(s, &mcp.Tool{
-		Name:        "vm_status",
-		Description: `Report a VM's state, shape, backend and expiry.`,
-		Annotations: withTitle(readOnly, "Show a microVM"),
-	}, nil, "", func(ctx context.Context, in VMArgs) (*api.VM, error) {
-		return e.StatusVM(ctx, in.VMID)
-	}, vmText(""))
+	addTool(s, toolDef{
+		name: "vm_status", title: "Show a microVM", hints: readOnly,
+		desc: `Report a VM's state, shape, backend and expiry.`,
+	}, onVM(e.StatusVM), vmText(""))
 
-	addTool(s, &mcp.Tool{
-		Name:        "vm_network_info",
-		Description: `Describe a VM's network: whether it has one, its mode, guest IP, gateway and DNS.`,
-		Annotations: withTitle(readOnly, "Show a microVM's network"),
-	}, nil, "", func(ctx context.Context, in VMArgs) (*api.NetworkInfo, error) {
-		return e.NetworkInfo(ctx, in.VMID)
-	}, func(r *api.NetworkInfo) string {
+	addTool(s, toolDef{
+		name: "vm_network_info", title: "Show a microVM's network", hints: readOnly,
+		desc: `Describe a VM's network: whether it has one, its mode, guest IP, gateway and DNS.`,
+	}, onVM(e.NetworkInfo), func(r *api.NetworkInfo) string {
 		return fmt.Sprintf("vm %s network=%v mode=%s\n%s", r.VMID, r.Network, r.Mode, jsonText(r))
 	})
 
-	addTool(s, &mcp.Tool{
-		Name:        "vm_reap_expired",
-		Description: `Stop and delete every VM and workspace past its ttl_seconds.`,
-		Annotations: withTitle(removes, "Reap expired VMs and workspaces"),
-	}, nil, "vm_reap_expired: reaping", func(ctx context.Context, _ NoArgs) (*api.ReapResult, error) {
-		return e.ReapExpired(ctx)
-	}, func(r *api.ReapResult) string {
+	addTool(s, toolDef{
+		name: "vm_reap_expired", title: "Reap expired VMs and workspaces", hints: removes, progress: "vm_reap_expired: reaping",
+		desc: `Stop and delete every VM and workspace past its ttl_seconds.`,
+	}, noArgs(e.ReapExpired), func(r *api.ReapResult) string {
 		return fmt.Sprintf("reaped %d: %s", r.Count, strings.Join(r.Reaped, " "))
 	})
 
-	addTool(s, &mcp.Tool{
-		Name: "workspace_create",
-		Description: `Create and boot a persistent workspace: a microVM whose /workspace directory keeps its files across many workspace_exec calls. ` +
+	addTool(s, toolDef{
+		name: "workspace_create", title: "Create a workspace", hints: additive, defaults: merge(shapeDefaults, wsTTL, wsDisk), progress: "workspace_create: booting the workspace",
+		desc: `Create and boot a persistent workspace: a microVM whose /workspace directory keeps its files across many workspace_exec calls. ` +
 			`Use it for multi-step work (clone, edit, build, test). seed_path copies a host directory or .tar/.tar.gz/.tgz into /workspace first` +
 			s.projectNote() + `. Returns workspace_id. Call workspace_delete when done.`,
-		Annotations: withTitle(additive, "Create a workspace"),
-	}, merge(shapeDefaults, wsTTL, wsDisk), "workspace_create: booting the workspace", func(ctx context.Context, in WorkspaceCreateArgs) (*api.Workspace, error) {
+	}, func(ctx context.Context, in WorkspaceCreateArgs) (*api.Workspace, error) {
 		seed, err := s.hostPath(ctx, "seed_path", in.SeedPath)
 		if err != nil {
 			return nil, err
@@ -272,11 +225,10 @@ func (s *Server) register() {
 			Name: in.Name, Labels: in.Labels, Secrets: secrets})
 	}, wsText("created"))
 
-	addTool(s, &mcp.Tool{
-		Name:        "workspace_list",
-		Description: `List every workspace that exists (also those made by earlier sessions or the pyro CLI), the most recently active first, with its name, labels, state, environment, seed, command, shell and service counts and expiry, so that one can be reused instead of creating another. labels keeps those with all of the given labels.`,
-		Annotations: withTitle(readOnly, "List workspaces"),
-	}, nil, "", func(ctx context.Context, in WorkspaceListArgs) (*api.WorkspaceList, error) {
+	addTool(s, toolDef{
+		name: "workspace_list", title: "List workspaces", hints: readOnly,
+		desc: `List every workspace that exists (also those made by earlier sessions or the pyro CLI), the most recently active first, with its name, labels, state, environment, seed, command, shell and service counts and expiry, so that one can be reused instead of creating another. labels keeps those with all of the given labels.`,
+	}, func(ctx context.Context, in WorkspaceListArgs) (*api.WorkspaceList, error) {
 		wss, err := e.ListWorkspacesWith(ctx, &api.WorkspaceListOptions{Labels: in.Labels})
 		if err != nil {
 			return nil, err
@@ -284,12 +236,11 @@ func (s *Server) register() {
 		return &api.WorkspaceList{Count: len(wss), Workspaces: wss}, nil
 	}, wsListText)
 
-	addTool(s, &mcp.Tool{
-		Name: "workspace_sync_push",
-		Description: `Copy a host directory or .tar/.tar.gz/.tgz archive into a started workspace, at /workspace or dest under it. ` +
+	addTool(s, toolDef{
+		name: "workspace_sync_push", title: "Push files into a workspace", hints: overwrites, defaults: dest, progress: "workspace_sync_push: copying",
+		desc: `Copy a host directory or .tar/.tar.gz/.tgz archive into a started workspace, at /workspace or dest under it. ` +
 			`Existing files with the same names are overwritten.`,
-		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(true), IdempotentHint: true, OpenWorldHint: boolp(false)}, "Push files into a workspace"),
-	}, dest, "workspace_sync_push: copying", func(ctx context.Context, in SyncPushArgs) (*api.SyncResult, error) {
+	}, func(ctx context.Context, in SyncPushArgs) (*api.SyncResult, error) {
 		src, err := s.hostPath(ctx, "source_path", in.SourcePath)
 		if err != nil {
 			return nil, err
@@ -299,108 +250,37 @@ func (s *Server) register() {
 		return fmt.Sprintf("pushed %s into workspace %s at %s: %d entries, %d bytes", r.SourcePath, r.WorkspaceID, r.Dest, r.Entries, r.Bytes)
 	})
 
-	addTool(s, &mcp.Tool{
-		Name: "workspace_exec",
-		Description: `Run one shell command in a workspace's /workspace (the working directory) and leave the workspace alive: ` +
+	addTool(s, toolDef{
+		name: "workspace_exec", title: "Run a command in a workspace", hints: runsAnything, defaults: execT, progress: "workspace_exec: running the command",
+		desc: `Run one shell command in a workspace's /workspace (the working directory) and leave the workspace alive: ` +
 			`files, installed packages and build outputs persist for the next command. Every command is kept in workspace_logs.`,
-		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(true), OpenWorldHint: boolp(true)}, "Run a command in a workspace"),
-	}, execT, "workspace_exec: running the command", func(ctx context.Context, in WorkspaceExecArgs) (*api.WorkspaceExecResult, error) {
+	}, func(ctx context.Context, in WorkspaceExecArgs) (*api.WorkspaceExecResult, error) {
 		if err := needCommand(in.Command); err != nil {
 			return nil, err
 		}
 		return e.ExecWorkspace(ctx, in.WorkspaceID, api.ExecOptions{Command: in.Command, TimeoutSeconds: in.TimeoutSeconds, SecretEnv: in.SecretEnv})
 	}, execText)
 
-	addTool(s, &mcp.Tool{
-		Name:        "workspace_status",
-		Description: `Report a workspace's state, shape, seed (workspace_seed), command count and last command.`,
-		Annotations: withTitle(readOnly, "Show a workspace"),
-	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.Workspace, error) {
-		return e.StatusWorkspace(ctx, in.WorkspaceID)
-	}, wsText(""))
+	addTool(s, toolDef{
+		name: "workspace_status", title: "Show a workspace", hints: readOnly,
+		desc: `Report a workspace's state, shape, seed (workspace_seed), command count and last command.`,
+	}, onWorkspace(e.StatusWorkspace), wsText(""))
 
-	addTool(s, &mcp.Tool{
-		Name: "workspace_logs",
-		Description: `Return a workspace's history, oldest first: every workspace_exec with its exit code, stdout and stderr, ` +
+	addTool(s, toolDef{
+		name: "workspace_logs", title: "Show a workspace's command history", hints: readOnly, output: logsOutputSchema(),
+		desc: `Return a workspace's history, oldest first: every workspace_exec with its exit code, stdout and stderr, ` +
 			`and its snapshot, reset, fork, file write, patch, sync, export, shell and service events (each entry's kind says which).`,
-		Annotations:  withTitle(readOnly, "Show a workspace's command history"),
-		OutputSchema: logsOutputSchema(),
-	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.WorkspaceLogs, error) {
-		return e.LogsWorkspace(ctx, in.WorkspaceID)
-	}, logsText)
+	}, onWorkspace(e.LogsWorkspace), logsText)
 
-	addTool(s, &mcp.Tool{
-		Name:        "workspace_delete",
-		Description: `Stop a workspace and delete its disk, files and logs for good.`,
-		Annotations: withTitle(removes, "Delete a workspace"),
-	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.WorkspaceDeleteResult, error) {
-		return e.DeleteWorkspace(ctx, in.WorkspaceID)
-	}, func(r *api.WorkspaceDeleteResult) string { return "deleted workspace " + r.WorkspaceID })
+	addTool(s, toolDef{
+		name: "workspace_delete", title: "Delete a workspace", hints: removes,
+		desc: `Stop a workspace and delete its disk, files and logs for good.`,
+	}, onWorkspace(e.DeleteWorkspace), func(r *api.WorkspaceDeleteResult) string { return "deleted workspace " + r.WorkspaceID })
 
 	s.registerDiskTools()
 	s.registerFileTools()
 	s.registerLiving()
 	s.registerNetwork()
-}
-
-// addTool registers one tool when the server's profile serves it (see
-// profiles.go, where every tool needs a row): its input schema (with defaults) is inferred
-// from In, its output schema from Out; the handler's result becomes
-// structuredContent and text(result) the readable content; an error becomes
-// an isError result with the error's class, message and hint. A non-empty
-// progress (the first message) turns on progress notifications for the
-// call, when its client asks for them.
-func addTool[In any, Out any](s *Server, t *mcp.Tool, defaults map[string]any, progress string,
-	h func(context.Context, In) (Out, error), text func(Out) string) {
-	if !s.serves(t.Name) {
-		return
-	}
-	sch := inputSchema[In](defaults)
-	s.narrow(t.Name, sch)
-	t.InputSchema = sch
-	mcp.AddTool(s.mcp, t, func(ctx context.Context, req *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
-		var zero Out
-		if s.decoded != nil {
-			if err := s.decoded(t.Name, in); err != nil {
-				return nil, zero, err
-			}
-		}
-		ctx = withRequest(ctx, req)
-		// Ask for the client's roots before anything else (progress
-		// included): the call is made again with the answer.
-		if s.mustAskRoots(ctx, in) {
-			return needRoots(), zero, nil
-		}
-		if progress != "" {
-			var stop func()
-			ctx, stop = s.track(ctx, req, t.Name, progress)
-			defer stop()
-		}
-		s.log.Debug("tool call", "tool", t.Name)
-		out, err := h(ctx, in)
-		if errors.Is(err, errNeedRoots) { // a tool whose arguments do not say they name host paths
-			return needRoots(), zero, nil
-		}
-		if err != nil {
-			return nil, zero, s.fail(ctx, t.Name, err)
-		}
-		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text(out)}}}, out, nil
-	})
-}
-
-func inputSchema[In any](defaults map[string]any) *jsonschema.Schema {
-	sch, err := jsonschema.For[In](nil)
-	if err != nil {
-		panic(fmt.Sprintf("mcpserver: schema of %T: %v", *new(In), err))
-	}
-	for k, v := range defaults {
-		p, ok := sch.Properties[k]
-		if !ok {
-			panic("mcpserver: default for unknown argument " + k)
-		}
-		p.Default, _ = json.Marshal(v)
-	}
-	return sch
 }
 
 // logsOutputSchema is workspace_logs' result schema: an entry's fields

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
 	"github.com/pyro-mcp/pyro/api"
 )
 
@@ -71,43 +69,33 @@ var (
 // snapshots, reset, fork, and the offline disk tools.
 func (s *Server) registerDiskTools() {
 	e := s.eng
-	addTool(s, &mcp.Tool{
-		Name:        "workspace_start",
-		Description: `Resume a suspended workspace (its processes, shells and services still there), or boot a stopped one from its disk. workspace_exec does this by itself when needed.`,
-		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(false), IdempotentHint: true, OpenWorldHint: boolp(false)}, "Start a workspace"),
-	}, nil, "workspace_start: booting", func(ctx context.Context, in WorkspaceArgs) (*api.Workspace, error) {
-		return e.StartWorkspace(ctx, in.WorkspaceID)
-	}, wsText("started"))
+	addTool(s, toolDef{
+		name: "workspace_start", title: "Start a workspace", hints: idempotent, progress: "workspace_start: booting",
+		desc: `Resume a suspended workspace (its processes, shells and services still there), or boot a stopped one from its disk. workspace_exec does this by itself when needed.`,
+	}, onWorkspace(e.StartWorkspace), wsText("started"))
 
-	addTool(s, &mcp.Tool{
-		Name: "workspace_stop",
-		Description: `Stop a workspace: it is suspended (memory saved next to its disk; workspace_start or the next workspace_exec resumes it ` +
+	addTool(s, toolDef{
+		name: "workspace_stop", title: "Stop a workspace", hints: removes, defaults: stopDefaults, progress: "workspace_stop: stopping",
+		desc: `Stop a workspace: it is suspended (memory saved next to its disk; workspace_start or the next workspace_exec resumes it ` +
 			`with its processes, shells and services still there), or with cold: true powered off (they end). Its files stay on its disk either way. ` +
 			`Needed before the workspace_disk_* tools.`,
-		Annotations: withTitle(removes, "Stop a workspace"),
-	}, stopDefaults, "workspace_stop: stopping", func(ctx context.Context, in StopArgs) (*api.Workspace, error) {
+	}, func(ctx context.Context, in StopArgs) (*api.Workspace, error) {
 		return e.StopWorkspace(ctx, in.WorkspaceID, &api.StopOptions{Cold: in.Cold})
 	}, wsText("stopped"))
 
-	addTool(s, &mcp.Tool{
-		Name: "snapshot_create",
-		Description: `Take a named checkpoint of a workspace's whole disk (root and /workspace), running or stopped, ` +
+	addTool(s, toolDef{
+		name: "snapshot_create", title: "Snapshot a workspace", hints: additive,
+		desc: `Take a named checkpoint of a workspace's whole disk (root and /workspace), running or stopped, ` +
 			`in well under a second whatever its size: take one before a risky change, then workspace_reset to it if the change goes wrong, ` +
 			`or workspace_fork from it to try two ways at once. Commands keep running during it.`,
-		Annotations: withTitle(additive, "Snapshot a workspace"),
-	}, nil, "", func(ctx context.Context, in SnapshotArgs) (*api.Snapshot, error) {
-		return e.CreateSnapshot(ctx, in.WorkspaceID, in.Name)
-	}, func(r *api.Snapshot) string {
+	}, onNamed[SnapshotArgs](e.CreateSnapshot), func(r *api.Snapshot) string {
 		return fmt.Sprintf("snapshot %s of workspace %s created (sequence %d)\n%s", r.Name, r.WorkspaceID, r.Sequence, jsonText(r))
 	})
 
-	addTool(s, &mcp.Tool{
-		Name:        "snapshot_list",
-		Description: `List a workspace's snapshots, oldest first: the baseline taken at create, then named ones, with the forks made from each.`,
-		Annotations: withTitle(readOnly, "List a workspace's snapshots"),
-	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.SnapshotList, error) {
-		return e.ListSnapshots(ctx, in.WorkspaceID)
-	}, func(l *api.SnapshotList) string {
+	addTool(s, toolDef{
+		name: "snapshot_list", title: "List a workspace's snapshots", hints: readOnly,
+		desc: `List a workspace's snapshots, oldest first: the baseline taken at create, then named ones, with the forks made from each.`,
+	}, onWorkspace(e.ListSnapshots), func(l *api.SnapshotList) string {
 		var names []string
 		for _, s := range l.Snapshots {
 			names = append(names, s.Name)
@@ -115,41 +103,35 @@ func (s *Server) registerDiskTools() {
 		return fmt.Sprintf("workspace %s: %d snapshot(s): %s\n%s", l.WorkspaceID, l.Count, strings.Join(names, ", "), jsonText(l))
 	})
 
-	addTool(s, &mcp.Tool{
-		Name:        "snapshot_delete",
-		Description: `Delete a named snapshot. The baseline cannot be deleted, nor a snapshot a fork was made from (the error lists the forks).`,
-		Annotations: withTitle(removes, "Delete a snapshot"),
-	}, nil, "", func(ctx context.Context, in SnapshotArgs) (*api.SnapshotDeleteResult, error) {
-		return e.DeleteSnapshot(ctx, in.WorkspaceID, in.Name)
-	}, func(r *api.SnapshotDeleteResult) string {
+	addTool(s, toolDef{
+		name: "snapshot_delete", title: "Delete a snapshot", hints: removes,
+		desc: `Delete a named snapshot. The baseline cannot be deleted, nor a snapshot a fork was made from (the error lists the forks).`,
+	}, onNamed[SnapshotArgs](e.DeleteSnapshot), func(r *api.SnapshotDeleteResult) string {
 		return fmt.Sprintf("deleted snapshot %s of workspace %s", r.Name, r.WorkspaceID)
 	})
 
-	addTool(s, &mcp.Tool{
-		Name: "workspace_reset",
-		Description: `Bring a workspace's whole disk (root and /workspace) back to a snapshot (default: baseline, the workspace as created) and boot it, ` +
+	addTool(s, toolDef{
+		name: "workspace_reset", title: "Reset a workspace to a snapshot", hints: rewrites, defaults: resetDefaults, progress: "workspace_reset: resetting and booting",
+		desc: `Bring a workspace's whole disk (root and /workspace) back to a snapshot (default: baseline, the workspace as created) and boot it, ` +
 			`with the same workspace_id. Running commands end; installed packages and every file change since the snapshot are gone; ` +
 			`workspace_logs keeps the history, marking what was rolled back.`,
-		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(true), OpenWorldHint: boolp(false)}, "Reset a workspace to a snapshot"),
-	}, resetDefaults, "workspace_reset: resetting and booting", func(ctx context.Context, in ResetArgs) (*api.Workspace, error) {
+	}, func(ctx context.Context, in ResetArgs) (*api.Workspace, error) {
 		return e.ResetWorkspace(ctx, in.WorkspaceID, in.Snapshot)
 	}, wsText("reset"))
 
-	addTool(s, &mcp.Tool{
-		Name: "workspace_fork",
-		Description: `Make and boot a new workspace whose disk starts as a snapshot of this one (default: taken now), sharing its blocks copy-on-write: ` +
+	addTool(s, toolDef{
+		name: "workspace_fork", title: "Fork a workspace", hints: additive, progress: "workspace_fork: forking and booting",
+		desc: `Make and boot a new workspace whose disk starts as a snapshot of this one (default: taken now), sharing its blocks copy-on-write: ` +
 			`a cheap branch to try a second approach beside the first. Returns the new workspace_id; both change independently.`,
-		Annotations: withTitle(additive, "Fork a workspace"),
-	}, nil, "workspace_fork: forking and booting", func(ctx context.Context, in ForkArgs) (*api.Workspace, error) {
+	}, func(ctx context.Context, in ForkArgs) (*api.Workspace, error) {
 		return e.ForkWorkspace(ctx, in.WorkspaceID, api.ForkOptions{Snapshot: in.Snapshot, Name: in.Name})
 	}, wsText("forked"))
 
-	addTool(s, &mcp.Tool{
-		Name: "workspace_disk_list",
-		Description: `List files on a STOPPED workspace's disk without booting it (workspace_stop first): type, size, mode, mtime, link target. ` +
+	addTool(s, toolDef{
+		name: "workspace_disk_list", title: "List a stopped workspace's disk", hints: readOnly, defaults: listDefaults, progress: "workspace_disk_list: reading the disk",
+		desc: `List files on a STOPPED workspace's disk without booting it (workspace_stop first): type, size, mode, mtime, link target. ` +
 			`Secrets and shell or service state are never shown.`,
-		Annotations: withTitle(readOnly, "List a stopped workspace's disk"),
-	}, listDefaults, "workspace_disk_list: reading the disk", func(ctx context.Context, in DiskListArgs) (*api.DiskList, error) {
+	}, func(ctx context.Context, in DiskListArgs) (*api.DiskList, error) {
 		return e.ListWorkspaceDisk(ctx, in.WorkspaceID, in.Path, in.Recursive)
 	}, func(l *api.DiskList) string {
 		var b strings.Builder
@@ -164,11 +146,10 @@ func (s *Server) registerDiskTools() {
 		return strings.TrimRight(b.String(), "\n")
 	})
 
-	addTool(s, &mcp.Tool{
-		Name:        "workspace_disk_read",
-		Description: `Read a file of a STOPPED workspace's disk without booting it (workspace_stop first); binary content comes back base64.`,
-		Annotations: withTitle(readOnly, "Read a file of a stopped workspace's disk"),
-	}, readDefaults, "workspace_disk_read: reading the disk", func(ctx context.Context, in DiskReadArgs) (*api.DiskRead, error) {
+	addTool(s, toolDef{
+		name: "workspace_disk_read", title: "Read a file of a stopped workspace's disk", hints: readOnly, defaults: readDefaults, progress: "workspace_disk_read: reading the disk",
+		desc: `Read a file of a STOPPED workspace's disk without booting it (workspace_stop first); binary content comes back base64.`,
+	}, func(ctx context.Context, in DiskReadArgs) (*api.DiskRead, error) {
 		return e.ReadWorkspaceDisk(ctx, in.WorkspaceID, in.Path, in.MaxBytes)
 	}, func(r *api.DiskRead) string {
 		head := fmt.Sprintf("%s (%d bytes, %s", r.Path, r.Size, r.Encoding)
@@ -178,12 +159,11 @@ func (s *Server) registerDiskTools() {
 		return head + "):\n" + r.Content
 	})
 
-	addTool(s, &mcp.Tool{
-		Name: "workspace_disk_export",
-		Description: `Write a STOPPED workspace's disk to a host file as a raw ext4 image (default: the /workspace disk; disk root for the root filesystem). ` +
+	addTool(s, toolDef{
+		name: "workspace_disk_export", title: "Export a stopped workspace's disk", hints: additive, defaults: exportDefault, progress: "workspace_disk_export: writing the image",
+		desc: `Write a STOPPED workspace's disk to a host file as a raw ext4 image (default: the /workspace disk; disk root for the root filesystem). ` +
 			`Never replaces an existing file unless force; secrets and shell or service state are removed from the image.`,
-		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(false), OpenWorldHint: boolp(false)}, "Export a stopped workspace's disk"),
-	}, exportDefault, "workspace_disk_export: writing the image", func(ctx context.Context, in DiskExportArgs) (*api.DiskExportResult, error) {
+	}, func(ctx context.Context, in DiskExportArgs) (*api.DiskExportResult, error) {
 		out, err := s.hostOutputPath(ctx, "output_path", in.OutputPath)
 		if err != nil {
 			return nil, err

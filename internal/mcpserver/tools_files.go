@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
 	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 )
@@ -73,21 +71,19 @@ var (
 // registerFileTools adds the file tools of a running workspace.
 func (s *Server) registerFileTools() {
 	e := s.eng
-	addTool(s, &mcp.Tool{
-		Name: "workspace_file_list",
-		Description: `List a directory of a workspace (default /workspace): each entry's type, mode, size, mtime and symlink target. ` +
+	addTool(s, toolDef{
+		name: "workspace_file_list", title: "List a workspace's files", hints: readOnly, defaults: fileListDefaults,
+		desc: `List a directory of a workspace (default /workspace): each entry's type, mode, size, mtime and symlink target. ` +
 			`recursive lists everything below it.`,
-		Annotations: withTitle(readOnly, "List a workspace's files"),
-	}, fileListDefaults, "", func(ctx context.Context, in FileListArgs) (*api.FileList, error) {
+	}, func(ctx context.Context, in FileListArgs) (*api.FileList, error) {
 		return e.ListWorkspaceFiles(ctx, in.WorkspaceID, in.Path, in.Recursive)
 	}, fileListText)
 
-	addTool(s, &mcp.Tool{
-		Name: "workspace_file_read",
-		Description: `Read a file of a workspace (at most max_bytes of it; size is the whole file's, truncated says it was cut). ` +
+	addTool(s, toolDef{
+		name: "workspace_file_read", title: "Read a workspace file", hints: readOnly, defaults: fileReadDefaults,
+		desc: `Read a file of a workspace (at most max_bytes of it; size is the whole file's, truncated says it was cut). ` +
 			`Content that is not UTF-8 comes back base64 (encoding). Paths are confined to /workspace.`,
-		Annotations: withTitle(readOnly, "Read a workspace file"),
-	}, fileReadDefaults, "", func(ctx context.Context, in FileReadArgs) (*api.FileRead, error) {
+	}, func(ctx context.Context, in FileReadArgs) (*api.FileRead, error) {
 		return e.ReadWorkspaceFile(ctx, in.WorkspaceID, in.Path, in.MaxBytes)
 	}, func(r *api.FileRead) string {
 		head := fmt.Sprintf("%s (%d bytes, %s", r.Path, r.Size, r.Encoding)
@@ -97,12 +93,11 @@ func (s *Server) registerFileTools() {
 		return head + "):\n" + r.Content
 	})
 
-	addTool(s, &mcp.Tool{
-		Name: "workspace_file_write",
-		Description: `Replace (or create) a file of a workspace with text, atomically, creating missing parent directories. ` +
+	addTool(s, toolDef{
+		name: "workspace_file_write", title: "Write a workspace file", hints: overwrites, defaults: fileWriteDefault,
+		desc: `Replace (or create) a file of a workspace with text, atomically, creating missing parent directories. ` +
 			`For a small change to a big file prefer workspace_patch_apply.`,
-		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(true), IdempotentHint: true, OpenWorldHint: boolp(false)}, "Write a workspace file"),
-	}, fileWriteDefault, "", func(ctx context.Context, in FileWriteArgs) (*api.FileWriteResult, error) {
+	}, func(ctx context.Context, in FileWriteArgs) (*api.FileWriteResult, error) {
 		var r io.Reader = strings.NewReader(in.Text)
 		switch in.Encoding {
 		case "", api.EncodingUTF8:
@@ -132,36 +127,33 @@ func (s *Server) registerFileTools() {
 		return fmt.Sprintf("%s %s in workspace %s: %d bytes, mode %s, sha256 %s", verb, r.Path, r.WorkspaceID, r.Bytes, r.Mode, r.SHA256)
 	})
 
-	addTool(s, &mcp.Tool{
-		Name: "workspace_patch_apply",
-		Description: `Apply a unified diff to a workspace's files, all or nothing: added, modified, deleted and renamed files, mode changes. ` +
+	addTool(s, toolDef{
+		name: "workspace_patch_apply", title: "Patch a workspace's files", hints: rewrites,
+		desc: `Apply a unified diff to a workspace's files, all or nothing: added, modified, deleted and renamed files, mode changes. ` +
 			`Every hunk is checked before anything is written; when one does not apply, the error names the file, the hunk and the line ` +
 			`the file has against the one the patch expects, and nothing changed: read the file and make the patch again.`,
-		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(true), OpenWorldHint: boolp(false)}, "Patch a workspace's files"),
-	}, nil, "", func(ctx context.Context, in PatchApplyArgs) (*api.PatchResult, error) {
+	}, func(ctx context.Context, in PatchApplyArgs) (*api.PatchResult, error) {
 		if strings.TrimSpace(in.Patch) == "" {
 			return nil, errdefs.New(errdefs.ErrInvalidArgument, "pass the unified diff in `patch`", "empty patch")
 		}
 		return e.ApplyWorkspacePatch(ctx, in.WorkspaceID, strings.NewReader(in.Patch))
 	}, patchText)
 
-	addTool(s, &mcp.Tool{
-		Name: "workspace_diff",
-		Description: `Show what changed in a workspace's /workspace since it was created (its baseline, right after the seed): git's unified diff ` +
+	addTool(s, toolDef{
+		name: "workspace_diff", title: "Diff a workspace against its baseline", hints: readOnly, defaults: diffDefaults, progress: "workspace_diff: comparing",
+		desc: `Show what changed in a workspace's /workspace since it was created (its baseline, right after the seed): git's unified diff ` +
 			`per text file (git apply and workspace_patch_apply take it), one line per binary file, mode and type changes. ` +
 			`stat or name_only for a short overview first.`,
-		Annotations: withTitle(readOnly, "Diff a workspace against its baseline"),
-	}, diffDefaults, "workspace_diff: comparing", func(ctx context.Context, in DiffArgs) (*api.Diff, error) {
+	}, func(ctx context.Context, in DiffArgs) (*api.Diff, error) {
 		return e.DiffWorkspace(ctx, in.WorkspaceID, api.DiffOptions{Paths: in.Paths, Stat: in.Stat, NameOnly: in.NameOnly})
 	}, diffText)
 
-	addTool(s, &mcp.Tool{
-		Name: "workspace_export",
-		Description: `Copy a file or directory out of a workspace's /workspace to a host path this server may write to, as itself or as a ` +
+	addTool(s, toolDef{
+		name: "workspace_export", title: "Export workspace files to the host", hints: additive, defaults: exportDefaults, progress: "workspace_export: copying",
+		desc: `Copy a file or directory out of a workspace's /workspace to a host path this server may write to, as itself or as a ` +
 			`.tar/.tar.gz archive when output_path's name says so. Never replaces an existing output unless force; symlinks come out as ` +
 			`symlinks (never followed), devices and FIFOs are skipped and listed.`,
-		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(false), OpenWorldHint: boolp(false)}, "Export workspace files to the host"),
-	}, exportDefaults, "workspace_export: copying", func(ctx context.Context, in ExportArgs) (*api.ExportResult, error) {
+	}, func(ctx context.Context, in ExportArgs) (*api.ExportResult, error) {
 		out, err := s.hostOutputPath(ctx, "output_path", in.OutputPath)
 		if err != nil {
 			return nil, err
@@ -176,14 +168,11 @@ func (s *Server) registerFileTools() {
 		return b.String()
 	})
 
-	addTool(s, &mcp.Tool{
-		Name: "workspace_summary",
-		Description: `A review card of a workspace since it was created or last reset: the commands run with their exit codes, ` +
+	addTool(s, toolDef{
+		name: "workspace_summary", title: "Summarize a workspace", hints: readOnly, progress: "workspace_summary: comparing",
+		desc: `A review card of a workspace since it was created or last reset: the commands run with their exit codes, ` +
 			`file writes, patches, syncs, exports, and the files changed since the baseline with their line counts. Call it at the end of a task.`,
-		Annotations: withTitle(readOnly, "Summarize a workspace"),
-	}, nil, "workspace_summary: comparing", func(ctx context.Context, in WorkspaceArgs) (*api.WorkspaceSummary, error) {
-		return e.SummarizeWorkspace(ctx, in.WorkspaceID)
-	}, summaryText)
+	}, onWorkspace(e.SummarizeWorkspace), summaryText)
 }
 
 // hostOutputPath decides an output path the client names: its directory

@@ -6,8 +6,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
 	"github.com/pyro-mcp/pyro/api"
 )
 
@@ -98,82 +96,68 @@ var (
 	shellReadDefaults = map[string]any{"cursor": 0, "max_chars": api.DefaultShellMaxChars, "plain": false, "wait_for_idle_ms": 0}
 	svcDefaults       = map[string]any{"cwd": api.WorkspaceRoot, "ready_timeout_seconds": api.DefaultReadyTimeoutSeconds,
 		"ready_interval_ms": api.DefaultReadyIntervalMs, "restart": api.RestartNo}
-	// typesInput runs what a model types: it may do anything in the guest.
-	typesInput = &mcp.ToolAnnotations{DestructiveHint: boolp(true), OpenWorldHint: boolp(true)}
 )
 
 func (s *Server) registerLiving() {
 	e := s.eng
-	addTool(s, &mcp.Tool{
-		Name: "workspace_update",
-		Description: `Rename a workspace, set or clear its labels, move its expiry to ttl_seconds from now, or change its network_policy (live when the guest keeps a network device). ` +
+	addTool(s, toolDef{
+		name: "workspace_update", title: "Update a workspace", hints: idempotent,
+		desc: `Rename a workspace, set or clear its labels, move its expiry to ttl_seconds from now, or change its network_policy (live when the guest keeps a network device). ` +
 			`A name works wherever a workspace_id does.`,
-		Annotations: withTitle(&mcp.ToolAnnotations{DestructiveHint: boolp(false), IdempotentHint: true, OpenWorldHint: boolp(false)}, "Update a workspace"),
-	}, nil, "", func(ctx context.Context, in WorkspaceUpdateArgs) (*api.Workspace, error) {
+	}, func(ctx context.Context, in WorkspaceUpdateArgs) (*api.Workspace, error) {
 		return e.UpdateWorkspace(ctx, in.WorkspaceID, api.WorkspaceUpdateOptions{Name: in.Name, Labels: in.Labels, ClearLabels: in.ClearLabels, TTLSeconds: in.TTLSeconds,
 			NetworkPolicy: in.NetworkPolicy, Allow: in.Allow, AllowPublish: in.AllowPublish})
 	}, wsText("updated"))
 
-	addTool(s, &mcp.Tool{
-		Name: "shell_open",
-		Description: `Open an interactive shell (bash on a terminal) in a workspace, for REPLs, debuggers and programs that ask questions. ` +
+	addTool(s, toolDef{
+		name: "shell_open", title: "Open a shell in a workspace", hints: runsCommand, defaults: shellDefaults, progress: "shell_open: opening a shell",
+		desc: `Open an interactive shell (bash on a terminal) in a workspace, for REPLs, debuggers and programs that ask questions. ` +
 			`It lives in the guest across calls until shell_close. Then shell_write input and shell_read output by cursor. Returns shell_id.`,
-		Annotations: withTitle(runsCommand, "Open a shell in a workspace"),
-	}, shellDefaults, "shell_open: opening a shell", func(ctx context.Context, in ShellOpenArgs) (*api.Shell, error) {
+	}, func(ctx context.Context, in ShellOpenArgs) (*api.Shell, error) {
 		return e.OpenShell(ctx, in.WorkspaceID, api.ShellOpenOptions{Cwd: in.Cwd, Cols: in.Cols, Rows: in.Rows, SecretEnv: in.SecretEnv})
 	}, shellText("opened"))
 
-	addTool(s, &mcp.Tool{
-		Name: "shell_write",
-		Description: `Type input into a shell, and press Enter unless append_newline is false. ` +
+	addTool(s, toolDef{
+		name: "shell_write", title: "Type into a shell", hints: runsAnything, defaults: map[string]any{"append_newline": true},
+		desc: `Type input into a shell, and press Enter unless append_newline is false. ` +
 			`Then shell_read from your last next_cursor, with wait_for_idle_ms (e.g. 500) to get the whole answer.`,
-		Annotations: withTitle(typesInput, "Type into a shell"),
-	}, map[string]any{"append_newline": true}, "", func(ctx context.Context, in ShellWriteArgs) (*api.ShellWriteResult, error) {
+	}, func(ctx context.Context, in ShellWriteArgs) (*api.ShellWriteResult, error) {
 		return e.WriteShell(ctx, in.WorkspaceID, in.ShellID, api.ShellWriteOptions{Input: in.Input, NoNewline: in.AppendNewline != nil && !*in.AppendNewline})
 	}, func(r *api.ShellWriteResult) string {
 		return fmt.Sprintf("wrote %d bytes to shell %s of workspace %s", r.Written, r.ShellID, r.WorkspaceID)
 	})
 
-	addTool(s, &mcp.Tool{
-		Name: "shell_read",
-		Description: `Read a shell's output from cursor (a byte offset; 0 is the start): returns the text and next_cursor, the cursor to read from next. ` +
+	addTool(s, toolDef{
+		name: "shell_read", title: "Read a shell's output", hints: readOnly, defaults: shellReadDefaults,
+		desc: `Read a shell's output from cursor (a byte offset; 0 is the start): returns the text and next_cursor, the cursor to read from next. ` +
 			`Reads never take output from each other. plain strips colours and control codes. The last 1 MiB is kept; dropped says how much of what you asked for is gone.`,
-		Annotations: withTitle(readOnly, "Read a shell's output"),
-	}, shellReadDefaults, "", func(ctx context.Context, in ShellReadArgs) (*api.ShellReadResult, error) {
+	}, func(ctx context.Context, in ShellReadArgs) (*api.ShellReadResult, error) {
 		return e.ReadShell(ctx, in.WorkspaceID, in.ShellID, api.ShellReadOptions{Cursor: in.Cursor, MaxChars: in.MaxChars, Plain: in.Plain, WaitForIdleMs: in.WaitForIdleMs})
 	}, shellReadText)
 
-	addTool(s, &mcp.Tool{
-		Name:        "shell_signal",
-		Description: `Send a signal to what runs in a shell's foreground: INT (as Ctrl-C, the default), TERM, KILL, HUP or QUIT.`,
-		Annotations: withTitle(typesInput, "Signal a shell"),
-	}, map[string]any{"signal": "INT"}, "", func(ctx context.Context, in ShellSignalArgs) (*api.Shell, error) {
+	addTool(s, toolDef{
+		name: "shell_signal", title: "Signal a shell", hints: runsAnything, defaults: map[string]any{"signal": "INT"},
+		desc: `Send a signal to what runs in a shell's foreground: INT (as Ctrl-C, the default), TERM, KILL, HUP or QUIT.`,
+	}, func(ctx context.Context, in ShellSignalArgs) (*api.Shell, error) {
 		return e.SignalShell(ctx, in.WorkspaceID, in.ShellID, in.Signal)
 	}, shellText("signalled"))
 
-	addTool(s, &mcp.Tool{
-		Name:        "shell_close",
-		Description: `Close a shell: hang it up (what still runs is killed) and forget it. Returns its exit code when it had one.`,
-		Annotations: withTitle(removes, "Close a shell"),
-	}, nil, "", func(ctx context.Context, in ShellArgs) (*api.Shell, error) {
-		return e.CloseShell(ctx, in.WorkspaceID, in.ShellID)
-	}, shellText("closed"))
+	addTool(s, toolDef{
+		name: "shell_close", title: "Close a shell", hints: removes,
+		desc: `Close a shell: hang it up (what still runs is killed) and forget it. Returns its exit code when it had one.`,
+	}, onNamed[ShellArgs](e.CloseShell), shellText("closed"))
 
-	addTool(s, &mcp.Tool{
-		Name:        "shell_list",
-		Description: `List a workspace's shells, running and exited, with their cursors (the end of their output so far).`,
-		Annotations: withTitle(readOnly, "List a workspace's shells"),
-	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.ShellList, error) {
-		return e.ListShells(ctx, in.WorkspaceID)
-	}, shellListText)
+	addTool(s, toolDef{
+		name: "shell_list", title: "List a workspace's shells", hints: readOnly,
+		desc: `List a workspace's shells, running and exited, with their cursors (the end of their output so far).`,
+	}, onWorkspace(e.ListShells), shellListText)
 
-	addTool(s, &mcp.Tool{
-		Name: "service_start",
-		Description: `Start a named long-running process in a workspace (a dev server, a database, a worker) and wait until it is ready ` +
+	addTool(s, toolDef{
+		name: "service_start", title: "Start a service in a workspace", hints: runsCommand, defaults: svcDefaults, progress: "service_start: starting the service",
+		desc: `Start a named long-running process in a workspace (a dev server, a database, a worker) and wait until it is ready ` +
 			`by its readiness probe; it keeps running across calls. Not ready within ready_timeout_seconds, or exited, is an error with the end of its log. ` +
 			`Its log is kept outside /workspace: service_logs.`,
-		Annotations: withTitle(runsCommand, "Start a service in a workspace"),
-	}, svcDefaults, "service_start: starting the service", func(ctx context.Context, in ServiceStartArgs) (*api.Service, error) {
+	}, func(ctx context.Context, in ServiceStartArgs) (*api.Service, error) {
 		if err := needCommand(in.Command); err != nil {
 			return nil, err
 		}
@@ -182,27 +166,20 @@ func (s *Server) registerLiving() {
 			PublishedPorts: in.PublishedPorts})
 	}, serviceText("started"))
 
-	addTool(s, &mcp.Tool{
-		Name:        "service_list",
-		Description: `List a workspace's services with their state (starting, ready, failed, exited, stopped), pid, exit code and restarts.`,
-		Annotations: withTitle(readOnly, "List a workspace's services"),
-	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.ServiceList, error) {
-		return e.ListServices(ctx, in.WorkspaceID)
-	}, serviceListText)
+	addTool(s, toolDef{
+		name: "service_list", title: "List a workspace's services", hints: readOnly,
+		desc: `List a workspace's services with their state (starting, ready, failed, exited, stopped), pid, exit code and restarts.`,
+	}, onWorkspace(e.ListServices), serviceListText)
 
-	addTool(s, &mcp.Tool{
-		Name:        "service_status",
-		Description: `Report one service: state, pid, start/ready/end times, exit code, restart count.`,
-		Annotations: withTitle(readOnly, "Show a service"),
-	}, nil, "", func(ctx context.Context, in ServiceArgs) (*api.Service, error) {
-		return e.StatusService(ctx, in.WorkspaceID, in.Name)
-	}, serviceText(""))
+	addTool(s, toolDef{
+		name: "service_status", title: "Show a service", hints: readOnly,
+		desc: `Report one service: state, pid, start/ready/end times, exit code, restart count.`,
+	}, onNamed[ServiceArgs](e.StatusService), serviceText(""))
 
-	addTool(s, &mcp.Tool{
-		Name:        "service_logs",
-		Description: `Return a service's log, stdout and stderr together: the last tail_lines lines (default 200), or all that is kept. It outlives the process.`,
-		Annotations: withTitle(readOnly, "Read a service's log"),
-	}, map[string]any{"tail_lines": api.DefaultServiceTailLines, "all": false}, "", func(ctx context.Context, in ServiceLogsArgs) (*api.ServiceLogs, error) {
+	addTool(s, toolDef{
+		name: "service_logs", title: "Read a service's log", hints: readOnly, defaults: map[string]any{"tail_lines": api.DefaultServiceTailLines, "all": false},
+		desc: `Return a service's log, stdout and stderr together: the last tail_lines lines (default 200), or all that is kept. It outlives the process.`,
+	}, func(ctx context.Context, in ServiceLogsArgs) (*api.ServiceLogs, error) {
 		tail := in.TailLines
 		if in.All {
 			tail = 0
@@ -210,13 +187,10 @@ func (s *Server) registerLiving() {
 		return e.LogsService(ctx, in.WorkspaceID, in.Name, api.ServiceLogsOptions{TailLines: tail, All: in.All})
 	}, serviceLogsText)
 
-	addTool(s, &mcp.Tool{
-		Name:        "service_stop",
-		Description: `Stop a service: TERM to its process group, KILL after 5 s. Its log stays readable.`,
-		Annotations: withTitle(removes, "Stop a service"),
-	}, nil, "", func(ctx context.Context, in ServiceArgs) (*api.Service, error) {
-		return e.StopService(ctx, in.WorkspaceID, in.Name)
-	}, serviceText("stopped"))
+	addTool(s, toolDef{
+		name: "service_stop", title: "Stop a service", hints: removes,
+		desc: `Stop a service: TERM to its process group, KILL after 5 s. Its log stays readable.`,
+	}, onNamed[ServiceArgs](e.StopService), serviceText("stopped"))
 }
 
 func shellText(verb string) func(*api.Shell) string {

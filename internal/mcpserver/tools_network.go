@@ -1,10 +1,7 @@
 package mcpserver
 
 import (
-	"context"
 	"fmt"
-
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pyro-mcp/pyro/api"
 )
@@ -19,14 +16,11 @@ type NetworkPolicyArgs struct {
 // registerNetwork adds workspace_network.
 func (s *Server) registerNetwork() {
 	e := s.eng
-	addTool(s, &mcp.Tool{
-		Name: "workspace_network",
-		Description: `Show a workspace's network: its policy, the guest's address, the ports its services published on the host's 127.0.0.1 ` +
+	addTool(s, toolDef{
+		name: "workspace_network", title: "Show a workspace's network", hints: readOnly,
+		desc: `Show a workspace's network: its policy, the guest's address, the ports its services published on the host's 127.0.0.1 ` +
 			`(service_start published_ports), and the recent connections its guest made or tried (destination, allowed or refused and why, bytes).`,
-		Annotations: withTitle(readOnly, "Show a workspace's network"),
-	}, nil, "", func(ctx context.Context, in WorkspaceArgs) (*api.WorkspaceNetwork, error) {
-		return e.WorkspaceNetwork(ctx, in.WorkspaceID)
-	}, func(n *api.WorkspaceNetwork) string {
+	}, onWorkspace(e.WorkspaceNetwork), func(n *api.WorkspaceNetwork) string {
 		return fmt.Sprintf("workspace %s network: policy=%s published=%d connections=%d\n%s", n.WorkspaceID, n.Policy,
 			len(n.PublishedPorts), len(n.Connections), jsonText(n))
 	})
