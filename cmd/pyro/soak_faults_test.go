@@ -81,13 +81,14 @@ func (s *soakEnv) startMCPCall(t *testing.T, tool string, args map[string]any) *
 }
 
 // rchar is how many bytes pid has read so far.
-func rchar(pid int) int64 {
+// ioCount reads one counter of /proc/PID/io (-1 when it cannot).
+func ioCount(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
 	if err != nil {
 		return -1
 	}
 	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "rchar: "); ok {
+		if v, ok := strings.CutPrefix(l, field+": "); ok {
 			n, _ := strconv.ParseInt(v, 10, 64)
 			return n
 		}
@@ -152,6 +153,11 @@ func killRound(t *testing.T, s *soakEnv, id, target, phase string, round int, sr
 
 	busy := fmt.Sprintf("busy-%d", round)
 	pushed := false
+	// A push is in the middle once the supervisor has written more than
+	// 1 MiB on towards the guest (the client reads the whole tree once to
+	// check it before it sends anything).
+	sup := s.pidOf(id, "supervisor_pid")
+	sent := ioCount(sup, "wchar")
 	var v *victim
 	switch {
 	case phase == "exec" && target == "mcp":
@@ -171,7 +177,7 @@ func killRound(t *testing.T, s *soakEnv, id, target, phase string, round int, sr
 		if phase == "exec" {
 			return s.pyro(time.Minute, "workspace", "exec", id, "--", "test", "-e", "/workspace/."+busy).code == 0
 		}
-		return rchar(v.pid) > 1<<20
+		return ioCount(sup, "wchar") > sent+1<<20
 	}
 	deadline := time.Now().Add(5 * time.Minute)
 	missed := false
