@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/api"
+	"github.com/pyro-mcp/pyro/internal/admission"
 	"github.com/pyro-mcp/pyro/internal/agentproto"
 	"github.com/pyro-mcp/pyro/internal/benchprof"
 	"github.com/pyro-mcp/pyro/internal/catalog"
@@ -59,6 +60,7 @@ func (e *Engine) supervisorBinary() (string, error) {
 func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*supervisor.Ready, int, error) {
 	dir := e.storeOf(rec.Kind).Path(rec.ID)
 	run := e.runDir(rec.ID)
+	done := e.timed("boot.spec")
 	spec, err := e.coldSpec(ctx, rec, dir, run)
 	if err != nil {
 		return nil, 0, err
@@ -70,7 +72,26 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 	if err := e.restoreSpec(ctx, rec, &cfg); err != nil {
 		return nil, 0, err
 	}
+	done()
+	done = e.timed("admission")
+	release, err := e.admit(ctx, cfg.Spec)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer release()
+	done()
 	return e.launch(ctx, dir, cfg)
+}
+
+// admit waits for a slot to start spec in (internal/admission): a
+// restore from a template takes a restore slot, which never waits behind
+// the host's cold boots; a boot, or a resume (which reads all of the
+// machine's memory), a boot slot.
+func (e *Engine) admit(ctx context.Context, spec vmm.MachineSpec) (func(), error) {
+	if r := spec.Restore; r != nil && r.IgnoreShared {
+		return admission.Restore(ctx, e.opts.CacheDir)
+	}
+	return admission.Boot(ctx, e.opts.CacheDir)
 }
 
 // coldSpec is the machine that boots rec from its disks.
@@ -108,6 +129,7 @@ func (e *Engine) initramfs(ctx context.Context, env *catalog.Installed) (*initra
 // launch starts a supervisor for cfg in the state directory dir and waits
 // for its report: the guest ready, or why not.
 func (e *Engine) launch(ctx context.Context, dir string, cfg superviseConfig) (*supervisor.Ready, int, error) {
+	done := e.timed("boot.launch")
 	run := cfg.Spec.Dir
 	os.RemoveAll(run)
 	if err := os.MkdirAll(run, 0o700); err != nil {
@@ -143,6 +165,8 @@ func (e *Engine) launch(ctx context.Context, dir string, cfg superviseConfig) (*
 	}
 	pw.Close()
 	pid := cmd.Process.Pid
+	done()
+	done = e.timed("boot.supervisor")
 	op.PhaseStep(phaseBoot, "guest")
 	// Reap the supervisor when it exits, for long-lived callers (MCP server).
 	go cmd.Wait()
@@ -182,6 +206,10 @@ func (e *Engine) launch(ctx context.Context, dir string, cfg superviseConfig) (*
 				err = &restoreError{err: err}
 			}
 			return nil, 0, err
+		}
+		done()
+		for _, t := range r.Timings {
+			e.logTiming("supervisor."+t.Step, time.Duration(t.Ms*float64(time.Millisecond)))
 		}
 		return r, pid, nil
 	case <-ctx.Done():

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/api"
-	"github.com/pyro-mcp/pyro/internal/admission"
 	"github.com/pyro-mcp/pyro/internal/agentproto"
 	"github.com/pyro-mcp/pyro/internal/backendsel"
 	"github.com/pyro-mcp/pyro/internal/catalog"
@@ -59,10 +58,13 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 	op := progress.From(ctx)
 	op.Describe(o.Environment, "")
 	op.Phase(phaseEnvironment)
+	done := e.timed("environment")
 	mode, inst, err := e.chooseMode(ctx, o)
 	if err != nil {
 		return nil, err
 	}
+	done()
+	done = e.timed("backend")
 	var vkind vmm.Kind
 	if mode == api.ModeGuest {
 		if vkind, err = e.guestKind(ctx, inst.KernelPath); err != nil {
@@ -76,11 +78,15 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 	if err != nil {
 		return nil, err
 	}
+	done()
 	// Expired VMs and workspaces hold memory and disk: creating is a good
 	// moment to collect them, so a TTL holds even if nobody runs reap.
+	done = e.timed("reap")
 	if _, err := e.reapExpired(ctx); err != nil {
 		e.log.Warn("reaping expired objects", "err", err)
 	}
+	done()
+	done = e.timed("record.create")
 	st := e.storeOf(kind)
 	id := state.NewID()
 	op.Describe("", id)
@@ -107,6 +113,8 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 			st.Remove(id)
 			return nil, err
 		}
+		done()
+		done = e.timed("disk")
 		// A QEMU workspace's disks are layers of the pool (CreateWorkspace).
 		if kind != kindWorkspace || vkind == vmm.KindFirecracker {
 			rec.Disk = filepath.Join(dir, diskName(vkind))
@@ -120,11 +128,14 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 		st.Remove(id)
 		return nil, err
 	}
+	done()
+	done = e.timed("record.write")
 	if err := st.Write(id, rec); err != nil {
 		e.catalog.Release(id)
 		st.Remove(id)
 		return nil, err
 	}
+	done()
 	e.log.Info(kind+" created", "id", id, "environment", o.Environment, "mode", mode)
 	return rec, nil
 }
@@ -208,15 +219,13 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 	if err := e.prepareDisks(ctx, rec); err != nil {
 		return err
 	}
-	release, err := admission.Boot(ctx, e.opts.CacheDir)
-	if err != nil {
-		return err
-	}
+	done := e.timed("boot")
 	ready, pid, err := e.bootWarmOrCold(ctx, rec)
-	release()
 	if err != nil {
 		return err
 	}
+	done()
+	done = e.timed("boot.after")
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	rec.State = api.StateRunning
 	rec.Start = ready.Start
@@ -239,9 +248,12 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 	if ws := rec.Workspace; ws != nil && ws.Disk != nil {
 		ws.Disk.Chown = "" // done by the agent at this boot
 	}
+	done()
+	done = e.timed("record.write")
 	if err := e.storeOf(rec.Kind).Write(rec.ID, rec); err != nil {
 		return err
 	}
+	done()
 	e.log.Info("vm started", "vm_id", rec.ID, "boot_ms", ready.BootMs)
 	return nil
 }
@@ -295,6 +307,7 @@ func (e *Engine) boot(ctx context.Context, st *state.Store, rec *vmRecord) error
 	if e.alive(rec) {
 		return nil
 	}
+	done := e.timed("record.lock")
 	lock, err := st.Lock(rec.ID)
 	if err != nil {
 		return err
@@ -303,11 +316,13 @@ func (e *Engine) boot(ctx context.Context, st *state.Store, rec *vmRecord) error
 	if err := st.Read(rec.ID, rec); err != nil {
 		return err
 	}
+	done()
 	return e.startLocked(ctx, rec)
 }
 
 // cleanup deletes a VM even when the caller's context is cancelled (Ctrl-C).
 func (e *Engine) cleanup(id string) {
+	defer e.timed("cleanup")()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := e.remove(ctx, e.vms, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
@@ -579,10 +594,12 @@ func (e *Engine) Run(ctx context.Context, o api.RunOptions) (*api.RunResult, err
 		return nil, err
 	}
 	op.Phase(phaseExec)
+	done := e.timed("exec")
 	res, err := e.exec(ctx, rec, ex)
 	if err != nil {
 		return nil, err
 	}
+	done()
 	op.Done()
 	return &api.RunResult{
 		Environment: rec.Environment, VMID: rec.ID, ExecutionMode: rec.ExecutionMode, Backend: rec.Backend,
