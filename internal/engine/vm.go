@@ -250,7 +250,11 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 	}
 	done()
 	done = e.timed("record.write")
-	if err := e.storeOf(rec.Kind).Write(rec.ID, rec); err != nil {
+	write := e.storeOf(rec.Kind).Write
+	if oneShot(ctx) {
+		write = e.storeOf(rec.Kind).WriteUnsynced
+	}
+	if err := write(rec.ID, rec); err != nil {
 		return err
 	}
 	done()
@@ -318,16 +322,6 @@ func (e *Engine) boot(ctx context.Context, st *state.Store, rec *vmRecord) error
 	}
 	done()
 	return e.startLocked(ctx, rec)
-}
-
-// cleanup deletes a VM even when the caller's context is cancelled (Ctrl-C).
-func (e *Engine) cleanup(id string) {
-	defer e.timed("cleanup")()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := e.remove(ctx, e.vms, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		e.log.Warn("cleaning up vm", "vm_id", id, "err", err)
-	}
 }
 
 // exec runs one command over the supervisor's socket. A command whose
@@ -488,10 +482,16 @@ func (e *Engine) removeLocked(st *state.Store, id string, lock *state.Lock) erro
 		return err
 	}
 	rec.State = api.StateDeleting
-	st.Write(id, &rec)
+	// No fsync: the directory goes right after, and a host that crashed
+	// in between left a record whose processes are gone either way.
+	st.WriteUnsynced(id, &rec)
 	// The disk goes away with the record, so there is nothing to flush:
 	// kill at once instead of a graceful power-off.
+	done := e.timed("cleanup.kill")
 	e.killProcesses(&rec)
+	done()
+	done = e.timed("cleanup.remove")
+	defer done()
 	os.RemoveAll(e.runDir(rec.ID))
 	if err := st.Remove(id); err != nil {
 		return fmt.Errorf("removing %s %s: %w", st.Kind, id, err)
@@ -571,39 +571,4 @@ func (e *Engine) reapExpired(ctx context.Context) (*api.ReapResult, error) {
 	}
 	res.Count = len(res.Reaped)
 	return res, nil
-}
-
-// Run is the one-shot path: create, start, exec, delete — the VM is gone
-// afterwards whatever happened, Ctrl-C included.
-func (e *Engine) Run(ctx context.Context, o api.RunOptions) (*api.RunResult, error) {
-	defer e.enter()()
-	ctx, op := e.start(ctx, "run", phaseEnvironment, phaseDisk, phaseBoot, phaseExec)
-	vo, ex := o.VM(), o.Exec()
-	if err := validateCreate(&vo, api.DefaultVMTTLSeconds); err != nil {
-		return nil, err
-	}
-	if err := validateExec(&ex); err != nil {
-		return nil, err
-	}
-	rec, err := e.createRecord(ctx, kindVM, vo, true)
-	if err != nil {
-		return nil, err
-	}
-	defer e.cleanup(rec.ID)
-	if err := e.boot(ctx, e.vms, rec); err != nil {
-		return nil, err
-	}
-	op.Phase(phaseExec)
-	done := e.timed("exec")
-	res, err := e.exec(ctx, rec, ex)
-	if err != nil {
-		return nil, err
-	}
-	done()
-	op.Done()
-	return &api.RunResult{
-		Environment: rec.Environment, VMID: rec.ID, ExecutionMode: rec.ExecutionMode, Backend: rec.Backend,
-		VCPUCount: rec.VCPUCount, MemMiB: rec.MemMiB, Network: rec.Network, NetworkPolicy: string(rec.netPolicy().Mode), Command: argv(ex),
-		ExecResult: *res, BootMs: rec.BootMs, TotalMs: op.Elapsed().Milliseconds(), Start: rec.Start,
-	}, nil
 }
