@@ -110,7 +110,7 @@ func (e *Engine) coldSpec(ctx context.Context, rec *vmRecord, dir, run string) (
 			return nil, err
 		}
 		spec.Kernel, spec.Initrd = rec.Env.KernelPath, img.Path
-		if err := e.guestSpec(rec, &spec); err != nil {
+		if err := e.guestSpec(rec, &spec, oneShot(ctx)); err != nil {
 			return nil, err
 		}
 	}

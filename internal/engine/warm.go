@@ -327,11 +327,6 @@ func (e *Engine) restoreSpec(ctx context.Context, rec *vmRecord, cfg *superviseC
 	cold := cfg.Spec
 	spec := cold
 	spec.Cmdline = wm.Spec.Cmdline
-	// The restored guest booted long ago: QEMU would only read the
-	// initramfs (~12 MB) into its firmware configuration, which nothing
-	// reads again (measured: a tenth of a warm run's CPU went to reading
-	// the kernel and initramfs).
-	spec.Initrd = ""
 	spec.Memory = &vmm.MemoryFile{Path: t.MemoryPath()}
 	spec.Restore = &vmm.Restore{State: t.StatePath(), IgnoreShared: true}
 	cfg.Spec = spec
