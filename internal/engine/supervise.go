@@ -43,6 +43,9 @@ type superviseConfig struct {
 	ExpiresAt   time.Time       `json:"expires_at"`
 	// Identity is given to a restored guest before it is ready (warm.go).
 	Identity *agentproto.IdentityRequest `json:"identity,omitempty"`
+	// LaunchedAt is when the engine started the supervisor: its ready
+	// report times its own start-up from it.
+	LaunchedAt time.Time `json:"launched_at,omitempty"`
 }
 
 // supervisorBinary is the pyro binary to run supervisors with:
@@ -136,6 +139,7 @@ func (e *Engine) launch(ctx context.Context, dir string, cfg superviseConfig) (*
 		return nil, 0, fmt.Errorf("creating runtime directory: %w", err)
 	}
 	op := progress.From(ctx)
+	cfg.LaunchedAt = time.Now()
 	data, _ := json.MarshalIndent(cfg, "", "  ")
 	cfgPath := filepath.Join(dir, "supervisor.json")
 	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
@@ -234,6 +238,7 @@ const SupervisorProfile = "supervisor.pprof"
 
 // RunSupervisor is the body of `pyro __supervise DIR`: fd 3 is the ready pipe.
 func RunSupervisor(ctx context.Context, dir string, log *slog.Logger) error {
+	start := time.Now()
 	data, err := os.ReadFile(filepath.Join(dir, "supervisor.json"))
 	if err != nil {
 		return err
@@ -255,8 +260,13 @@ func RunSupervisor(ctx context.Context, dir string, log *slog.Logger) error {
 		}
 		return err
 	}
+	var before []supervisor.Timing
+	if !cfg.LaunchedAt.IsZero() {
+		before = []supervisor.Timing{{Step: "exec", Ms: msOf(start.Sub(cfg.LaunchedAt))}, {Step: "backend", Ms: msOf(time.Since(start))}}
+	}
 	return supervisor.Run(ctx, b, supervisor.Config{
-		Spec: cfg.Spec, ControlSock: cfg.ControlSock, BootTimeout: cfg.BootTimeout, ExpiresAt: cfg.ExpiresAt,
+		Before: before,
+		Spec:   cfg.Spec, ControlSock: cfg.ControlSock, BootTimeout: cfg.BootTimeout, ExpiresAt: cfg.ExpiresAt,
 		Software: "pyro " + version.Version, Logger: log, Identity: cfg.Identity,
 		Recheck: expiryRecheck(dir, cfg.ControlSock),
 		NetSock: filepath.Join(filepath.Dir(cfg.ControlSock), netSockName),

@@ -27,5 +27,7 @@ func (e *Engine) timed(step string) func() {
 }
 
 func (e *Engine) logTiming(step string, d time.Duration) {
-	e.log.Debug("timing", "step", step, "ms", float64(d.Microseconds())/1000)
+	e.log.Debug("timing", "step", step, "ms", msOf(d))
 }
+
+func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -88,6 +88,9 @@ type Config struct {
 	// NetSock, when set, is where the guest network's control socket
 	// listens (netctl.go), for machines with pyro's own network stack.
 	NetSock string
+	// Before are steps the caller timed before Run (the supervisor
+	// process's own start): they lead the ready report's Timings.
+	Before []Timing
 }
 
 // startKind names how a machine of spec comes up.
@@ -122,6 +125,7 @@ func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) e
 	}
 	start := time.Now()
 	steps := newStepTimer()
+	steps.steps = append(steps.steps, cfg.Before...)
 	bootCtx, cancel := context.WithTimeout(ctx, cfg.BootTimeout)
 	defer cancel()
 
