@@ -59,3 +59,35 @@ func TestBusyAndCancel(t *testing.T) {
 		t.Errorf("cancelled: %v", err)
 	}
 }
+
+// A restore never waits behind boots: with every boot slot held, it gets
+// a restore slot at once; restore slots are bounded in their turn.
+func TestRestoreSlotsAreTheirOwn(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("PYRO_MAX_BOOTS", "1")
+	boot, err := Boot(t.Context(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer boot()
+	var held []func()
+	defer func() {
+		for _, r := range held {
+			r()
+		}
+	}()
+	for range RestoreFactor {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		r, err := Restore(ctx, dir)
+		cancel()
+		if err != nil {
+			t.Fatalf("restore with the boot slot held: %v", err)
+		}
+		held = append(held, r)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := Restore(ctx, dir); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("restore past %d slots: %v, want to wait", RestoreFactor, err)
+	}
+}

@@ -112,14 +112,15 @@ func createDisk(ctx context.Context, kind vmm.Kind, inst *catalog.Installed, dis
 }
 
 // guestSpec fills the disks, kernel and kernel arguments of a guest's
-// machine spec for the record's backend.
-func (e *Engine) guestSpec(rec *vmRecord, spec *vmm.MachineSpec) error {
+// machine spec for the record's backend. scratch says the VM's disk is
+// deleted with it (a run's): the guest's flushes need not reach the host.
+func (e *Engine) guestSpec(rec *vmRecord, spec *vmm.MachineSpec, scratch bool) error {
 	if e.workspaceDisks(rec, spec) {
 		return nil
 	}
 	host := fmt.Sprintf("pyro_hostname=pyro-%s", rec.ID[:8])
 	if vmm.Kind(rec.BackendKind) != vmm.KindFirecracker {
-		spec.Disks = []vmm.Disk{{Path: rec.Disk, Format: "qcow2"}}
+		spec.Disks = []vmm.Disk{{Path: rec.Disk, Format: "qcow2", Scratch: scratch}}
 		spec.Cmdline = "pyro_channel=virtio-serial pyro_root=/dev/vda " + host + benchGuestArgs()
 		return nil
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/api"
+	"github.com/pyro-mcp/pyro/internal/admission"
 	"github.com/pyro-mcp/pyro/internal/agentproto"
 	"github.com/pyro-mcp/pyro/internal/benchprof"
 	"github.com/pyro-mcp/pyro/internal/catalog"
@@ -42,6 +43,9 @@ type superviseConfig struct {
 	ExpiresAt   time.Time       `json:"expires_at"`
 	// Identity is given to a restored guest before it is ready (warm.go).
 	Identity *agentproto.IdentityRequest `json:"identity,omitempty"`
+	// LaunchedAt is when the engine started the supervisor: its ready
+	// report times its own start-up from it.
+	LaunchedAt time.Time `json:"launched_at,omitempty"`
 }
 
 // supervisorBinary is the pyro binary to run supervisors with:
@@ -59,6 +63,7 @@ func (e *Engine) supervisorBinary() (string, error) {
 func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*supervisor.Ready, int, error) {
 	dir := e.storeOf(rec.Kind).Path(rec.ID)
 	run := e.runDir(rec.ID)
+	done := e.timed("boot.spec")
 	spec, err := e.coldSpec(ctx, rec, dir, run)
 	if err != nil {
 		return nil, 0, err
@@ -70,7 +75,26 @@ func (e *Engine) spawnSupervisor(ctx context.Context, rec *vmRecord) (*superviso
 	if err := e.restoreSpec(ctx, rec, &cfg); err != nil {
 		return nil, 0, err
 	}
+	done()
+	done = e.timed("admission")
+	release, err := e.admit(ctx, cfg.Spec)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer release()
+	done()
 	return e.launch(ctx, dir, cfg)
+}
+
+// admit waits for a slot to start spec in (internal/admission): a
+// restore from a template takes a restore slot, which never waits behind
+// the host's cold boots; a boot, or a resume (which reads all of the
+// machine's memory), a boot slot.
+func (e *Engine) admit(ctx context.Context, spec vmm.MachineSpec) (func(), error) {
+	if r := spec.Restore; r != nil && r.IgnoreShared {
+		return admission.Restore(ctx, e.opts.CacheDir)
+	}
+	return admission.Boot(ctx, e.opts.CacheDir)
 }
 
 // coldSpec is the machine that boots rec from its disks.
@@ -89,7 +113,7 @@ func (e *Engine) coldSpec(ctx context.Context, rec *vmRecord, dir, run string) (
 			return nil, err
 		}
 		spec.Kernel, spec.Initrd = rec.Env.KernelPath, img.Path
-		if err := e.guestSpec(rec, &spec); err != nil {
+		if err := e.guestSpec(rec, &spec, oneShot(ctx)); err != nil {
 			return nil, err
 		}
 	}
@@ -108,12 +132,14 @@ func (e *Engine) initramfs(ctx context.Context, env *catalog.Installed) (*initra
 // launch starts a supervisor for cfg in the state directory dir and waits
 // for its report: the guest ready, or why not.
 func (e *Engine) launch(ctx context.Context, dir string, cfg superviseConfig) (*supervisor.Ready, int, error) {
+	done := e.timed("boot.launch")
 	run := cfg.Spec.Dir
 	os.RemoveAll(run)
 	if err := os.MkdirAll(run, 0o700); err != nil {
 		return nil, 0, fmt.Errorf("creating runtime directory: %w", err)
 	}
 	op := progress.From(ctx)
+	cfg.LaunchedAt = time.Now()
 	data, _ := json.MarshalIndent(cfg, "", "  ")
 	cfgPath := filepath.Join(dir, "supervisor.json")
 	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
@@ -143,6 +169,8 @@ func (e *Engine) launch(ctx context.Context, dir string, cfg superviseConfig) (*
 	}
 	pw.Close()
 	pid := cmd.Process.Pid
+	done()
+	done = e.timed("boot.supervisor")
 	op.PhaseStep(phaseBoot, "guest")
 	// Reap the supervisor when it exits, for long-lived callers (MCP server).
 	go cmd.Wait()
@@ -183,6 +211,13 @@ func (e *Engine) launch(ctx context.Context, dir string, cfg superviseConfig) (*
 			}
 			return nil, 0, err
 		}
+		done()
+		for _, t := range r.Timings {
+			e.logTiming("supervisor."+t.Step, time.Duration(t.Ms*float64(time.Millisecond)))
+		}
+		if r.Identity != nil {
+			e.logTiming("supervisor.identity.guest", time.Duration(r.Identity.TookMs)*time.Millisecond)
+		}
 		return r, pid, nil
 	case <-ctx.Done():
 		syscall.Kill(-pid, syscall.SIGKILL)
@@ -203,6 +238,7 @@ const SupervisorProfile = "supervisor.pprof"
 
 // RunSupervisor is the body of `pyro __supervise DIR`: fd 3 is the ready pipe.
 func RunSupervisor(ctx context.Context, dir string, log *slog.Logger) error {
+	start := time.Now()
 	data, err := os.ReadFile(filepath.Join(dir, "supervisor.json"))
 	if err != nil {
 		return err
@@ -224,8 +260,13 @@ func RunSupervisor(ctx context.Context, dir string, log *slog.Logger) error {
 		}
 		return err
 	}
+	var before []supervisor.Timing
+	if !cfg.LaunchedAt.IsZero() {
+		before = []supervisor.Timing{{Step: "exec", Ms: msOf(start.Sub(cfg.LaunchedAt))}, {Step: "backend", Ms: msOf(time.Since(start))}}
+	}
 	return supervisor.Run(ctx, b, supervisor.Config{
-		Spec: cfg.Spec, ControlSock: cfg.ControlSock, BootTimeout: cfg.BootTimeout, ExpiresAt: cfg.ExpiresAt,
+		Before: before,
+		Spec:   cfg.Spec, ControlSock: cfg.ControlSock, BootTimeout: cfg.BootTimeout, ExpiresAt: cfg.ExpiresAt,
 		Software: "pyro " + version.Version, Logger: log, Identity: cfg.Identity,
 		Recheck: expiryRecheck(dir, cfg.ControlSock),
 		NetSock: filepath.Join(filepath.Dir(cfg.ControlSock), netSockName),
@@ -258,12 +299,18 @@ func (e *Engine) killProcesses(rec *vmRecord) {
 	if rec.SupervisorPID > 0 && isSupervisor(rec.SupervisorPID, rec.ID) {
 		// Its descendants first, while it is alive to hold them: a
 		// host_compat supervisor is the subreaper of everything its
-		// commands started, daemons included (proctree).
-		proctree.KillDescendants(rec.SupervisorPID)
+		// commands started, daemons included (proctree). A guest's
+		// supervisor has only the VMM (and passt), each in a process
+		// group of its own and killed with it (Pdeathsig); walking
+		// /proc until a dying QEMU is gone cost a run ~45 ms.
+		if rec.ExecutionMode == api.ModeHostCompat {
+			proctree.KillDescendants(rec.SupervisorPID)
+		}
 		syscall.Kill(-rec.SupervisorPID, syscall.SIGKILL)
 		syscall.Kill(rec.SupervisorPID, syscall.SIGKILL)
 	}
 	if rec.VMMPid > 0 && isVMM(rec.VMMPid, rec.ID) {
+		syscall.Kill(-rec.VMMPid, syscall.SIGKILL)
 		syscall.Kill(rec.VMMPid, syscall.SIGKILL)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/api"
-	"github.com/pyro-mcp/pyro/internal/admission"
 	"github.com/pyro-mcp/pyro/internal/agentproto"
 	"github.com/pyro-mcp/pyro/internal/backendsel"
 	"github.com/pyro-mcp/pyro/internal/catalog"
@@ -59,10 +58,13 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 	op := progress.From(ctx)
 	op.Describe(o.Environment, "")
 	op.Phase(phaseEnvironment)
+	done := e.timed("environment")
 	mode, inst, err := e.chooseMode(ctx, o)
 	if err != nil {
 		return nil, err
 	}
+	done()
+	done = e.timed("backend")
 	var vkind vmm.Kind
 	if mode == api.ModeGuest {
 		if vkind, err = e.guestKind(ctx, inst.KernelPath); err != nil {
@@ -76,11 +78,15 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 	if err != nil {
 		return nil, err
 	}
+	done()
 	// Expired VMs and workspaces hold memory and disk: creating is a good
 	// moment to collect them, so a TTL holds even if nobody runs reap.
+	done = e.timed("reap")
 	if _, err := e.reapExpired(ctx); err != nil {
 		e.log.Warn("reaping expired objects", "err", err)
 	}
+	done()
+	done = e.timed("record.create")
 	st := e.storeOf(kind)
 	id := state.NewID()
 	op.Describe("", id)
@@ -107,6 +113,8 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 			st.Remove(id)
 			return nil, err
 		}
+		done()
+		done = e.timed("disk")
 		// A QEMU workspace's disks are layers of the pool (CreateWorkspace).
 		if kind != kindWorkspace || vkind == vmm.KindFirecracker {
 			rec.Disk = filepath.Join(dir, diskName(vkind))
@@ -120,11 +128,14 @@ func (e *Engine) createRecord(ctx context.Context, kind string, o api.CreateVMOp
 		st.Remove(id)
 		return nil, err
 	}
+	done()
+	done = e.timed("record.write")
 	if err := st.Write(id, rec); err != nil {
 		e.catalog.Release(id)
 		st.Remove(id)
 		return nil, err
 	}
+	done()
 	e.log.Info(kind+" created", "id", id, "environment", o.Environment, "mode", mode)
 	return rec, nil
 }
@@ -208,15 +219,13 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 	if err := e.prepareDisks(ctx, rec); err != nil {
 		return err
 	}
-	release, err := admission.Boot(ctx, e.opts.CacheDir)
-	if err != nil {
-		return err
-	}
+	done := e.timed("boot")
 	ready, pid, err := e.bootWarmOrCold(ctx, rec)
-	release()
 	if err != nil {
 		return err
 	}
+	done()
+	done = e.timed("boot.after")
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	rec.State = api.StateRunning
 	rec.Start = ready.Start
@@ -239,9 +248,16 @@ func (e *Engine) startLocked(ctx context.Context, rec *vmRecord) error {
 	if ws := rec.Workspace; ws != nil && ws.Disk != nil {
 		ws.Disk.Chown = "" // done by the agent at this boot
 	}
-	if err := e.storeOf(rec.Kind).Write(rec.ID, rec); err != nil {
+	done()
+	done = e.timed("record.write")
+	write := e.storeOf(rec.Kind).Write
+	if oneShot(ctx) {
+		write = e.storeOf(rec.Kind).WriteUnsynced
+	}
+	if err := write(rec.ID, rec); err != nil {
 		return err
 	}
+	done()
 	e.log.Info("vm started", "vm_id", rec.ID, "boot_ms", ready.BootMs)
 	return nil
 }
@@ -295,6 +311,7 @@ func (e *Engine) boot(ctx context.Context, st *state.Store, rec *vmRecord) error
 	if e.alive(rec) {
 		return nil
 	}
+	done := e.timed("record.lock")
 	lock, err := st.Lock(rec.ID)
 	if err != nil {
 		return err
@@ -303,16 +320,8 @@ func (e *Engine) boot(ctx context.Context, st *state.Store, rec *vmRecord) error
 	if err := st.Read(rec.ID, rec); err != nil {
 		return err
 	}
+	done()
 	return e.startLocked(ctx, rec)
-}
-
-// cleanup deletes a VM even when the caller's context is cancelled (Ctrl-C).
-func (e *Engine) cleanup(id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := e.remove(ctx, e.vms, id); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		e.log.Warn("cleaning up vm", "vm_id", id, "err", err)
-	}
 }
 
 // exec runs one command over the supervisor's socket. A command whose
@@ -473,10 +482,16 @@ func (e *Engine) removeLocked(st *state.Store, id string, lock *state.Lock) erro
 		return err
 	}
 	rec.State = api.StateDeleting
-	st.Write(id, &rec)
+	// No fsync: the directory goes right after, and a host that crashed
+	// in between left a record whose processes are gone either way.
+	st.WriteUnsynced(id, &rec)
 	// The disk goes away with the record, so there is nothing to flush:
 	// kill at once instead of a graceful power-off.
+	done := e.timed("cleanup.kill")
 	e.killProcesses(&rec)
+	done()
+	done = e.timed("cleanup.remove")
+	defer done()
 	os.RemoveAll(e.runDir(rec.ID))
 	if err := st.Remove(id); err != nil {
 		return fmt.Errorf("removing %s %s: %w", st.Kind, id, err)
@@ -556,37 +571,4 @@ func (e *Engine) reapExpired(ctx context.Context) (*api.ReapResult, error) {
 	}
 	res.Count = len(res.Reaped)
 	return res, nil
-}
-
-// Run is the one-shot path: create, start, exec, delete — the VM is gone
-// afterwards whatever happened, Ctrl-C included.
-func (e *Engine) Run(ctx context.Context, o api.RunOptions) (*api.RunResult, error) {
-	defer e.enter()()
-	ctx, op := e.start(ctx, "run", phaseEnvironment, phaseDisk, phaseBoot, phaseExec)
-	vo, ex := o.VM(), o.Exec()
-	if err := validateCreate(&vo, api.DefaultVMTTLSeconds); err != nil {
-		return nil, err
-	}
-	if err := validateExec(&ex); err != nil {
-		return nil, err
-	}
-	rec, err := e.createRecord(ctx, kindVM, vo, true)
-	if err != nil {
-		return nil, err
-	}
-	defer e.cleanup(rec.ID)
-	if err := e.boot(ctx, e.vms, rec); err != nil {
-		return nil, err
-	}
-	op.Phase(phaseExec)
-	res, err := e.exec(ctx, rec, ex)
-	if err != nil {
-		return nil, err
-	}
-	op.Done()
-	return &api.RunResult{
-		Environment: rec.Environment, VMID: rec.ID, ExecutionMode: rec.ExecutionMode, Backend: rec.Backend,
-		VCPUCount: rec.VCPUCount, MemMiB: rec.MemMiB, Network: rec.Network, NetworkPolicy: string(rec.netPolicy().Mode), Command: argv(ex),
-		ExecResult: *res, BootMs: rec.BootMs, TotalMs: op.Elapsed().Milliseconds(), Start: rec.Start,
-	}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -111,6 +112,14 @@ func TestRestoreGivesIdentity(t *testing.T) {
 	}
 	if at := time.Unix(0, got.UnixNano); at.Before(before) || at.After(time.Now()) {
 		t.Errorf("identity's clock %v is not the host's", at)
+	}
+	// The ready report says how long each step of the start took.
+	var steps []string
+	for _, s := range r.Timings {
+		steps = append(steps, s.Step)
+	}
+	if strings.Join(steps, ",") != "vmm,handshake,identity,listen" {
+		t.Errorf("timed steps %v", steps)
 	}
 	// Clients are served after it, on fresh stream ids.
 	c := dial(t, sock)

@@ -51,6 +51,9 @@ type Ready struct {
 	Restored bool `json:"restore_failed,omitempty"`
 	// Identity is what the restored guest reported once given its own.
 	Identity *agentproto.IdentityResult `json:"identity,omitempty"`
+	// Timings are how long the steps of the start took, in order (the
+	// engine logs them at debug level).
+	Timings []Timing `json:"timings,omitempty"`
 }
 
 // Failed is the report of a boot that failed with err.
@@ -85,6 +88,9 @@ type Config struct {
 	// NetSock, when set, is where the guest network's control socket
 	// listens (netctl.go), for machines with pyro's own network stack.
 	NetSock string
+	// Before are steps the caller timed before Run (the supervisor
+	// process's own start): they lead the ready report's Timings.
+	Before []Timing
 }
 
 // startKind names how a machine of spec comes up.
@@ -118,6 +124,8 @@ func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) e
 		ready = nil
 	}
 	start := time.Now()
+	steps := newStepTimer()
+	steps.steps = append(steps.steps, cfg.Before...)
 	bootCtx, cancel := context.WithTimeout(ctx, cfg.BootTimeout)
 	defer cancel()
 
@@ -129,6 +137,8 @@ func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) e
 		report(Failed(err))
 		return fmt.Errorf("starting vmm: %w", err)
 	}
+	steps.done("vmm")
+	steps.add(m)
 	exited := make(chan error, 1)
 	go func() { exited <- m.Wait() }()
 
@@ -144,6 +154,7 @@ func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) e
 		report(Failed(err))
 		return err
 	}
+	steps.done("handshake")
 	var identity *agentproto.IdentityResult
 	if restoring {
 		req := agentproto.IdentityRequest{}
@@ -156,6 +167,7 @@ func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) e
 			report(Failed(err))
 			return err
 		}
+		steps.done("identity")
 	}
 	bootMs := time.Since(start).Milliseconds()
 
@@ -184,7 +196,8 @@ func Run(ctx context.Context, b vmm.Backend, cfg Config, ready io.WriteCloser) e
 		}
 	}()
 	caps := b.Capabilities()
-	report(Ready{OK: true, BootMs: bootMs, VMMPid: m.Pid(), Kind: caps.Kind, Accel: caps.Accel, Guest: hello, Identity: identity})
+	steps.done("listen")
+	report(Ready{OK: true, BootMs: bootMs, VMMPid: m.Pid(), Kind: caps.Kind, Accel: caps.Accel, Guest: hello, Identity: identity, Timings: steps.steps})
 	log.Info("guest ready", "boot_ms", bootMs, "vmm_pid", m.Pid(), "start", startKind(cfg.Spec))
 
 	var ttl <-chan time.Time

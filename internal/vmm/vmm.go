@@ -43,6 +43,10 @@ type Disk struct {
 	// /sys/block/vdX/serial: how the agent tells a workspace's disks
 	// apart whatever order they appear in. Empty: none.
 	Serial string
+	// Scratch marks a disk deleted with its machine (a one-shot run's):
+	// the guest's flushes need not reach the host's disk, so the VMM may
+	// ignore them.
+	Scratch bool
 }
 
 // MachineSpec describes one machine to boot.

@@ -44,7 +44,7 @@ func TestBuildArgsGolden(t *testing.T) {
 		}, tcg},
 		{"clone_restore", vmm.MachineSpec{
 			ID: "c1", Dir: "/tmp/pyro-0/c1", Kernel: "/c/vmlinuz", Initrd: "/i", MemMiB: 1024,
-			Disks:   []vmm.Disk{{Path: "/s/c1/disk.qcow2", Format: "qcow2"}},
+			Disks:   []vmm.Disk{{Path: "/s/c1/disk.qcow2", Format: "qcow2", Scratch: true}},
 			Memory:  &vmm.MemoryFile{Path: "/c/templates/x/memory"},
 			Restore: &vmm.Restore{State: "/c/templates/x/state", IgnoreShared: true},
 		}, tcg},

@@ -209,7 +209,8 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 	for _, name := range []string{AgentSocket, QMPSocket} {
 		_ = os.Remove(filepath.Join(spec.Dir, name))
 	}
-	m := &machine{dir: spec.Dir}
+	m := &machine{dir: spec.Dir, steps: map[string]time.Duration{}}
+	t0 := time.Now()
 	// What QEMU inherits, at the descriptors buildArgs names; this
 	// process's copies are closed once QEMU holds them.
 	extra := make([]*os.File, lastFD-2)
@@ -251,6 +252,7 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 	cmd.Stderr = stderr
 	cmd.ExtraFiles = extra
 	b.log.Debug("starting qemu", "id", spec.ID, "args", args)
+	m.step("qemu.1.setup", &t0)
 	m.proc, err = vmm.StartProcess(cmd, "qemu", stderrPath, func() {
 		m.stopNet()
 		if console != nil {
@@ -265,6 +267,7 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 		m.stopNet()
 		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "check that "+b.bin+" runs", "starting qemu")
 	}
+	m.step("qemu.2.exec", &t0)
 
 	// QEMU creates its sockets before it opens disks and kernel, so a
 	// socket on disk proves nothing; a QMP answer comes only once the
@@ -282,11 +285,13 @@ func (b *Backend) Start(ctx context.Context, spec vmm.MachineSpec) (vmm.Machine,
 		}
 		return nil, errdefs.Wrap(errdefs.ErrUnavailable, err, "see "+stderrPath, "starting qemu")
 	}
+	m.step("qemu.3.monitor", &t0)
 	if spec.Restore != nil {
 		if err := m.restore(ctx, spec); err != nil {
 			_ = m.Kill()
 			return nil, err
 		}
+		m.step("qemu.4.restore", &t0)
 	}
 	return m, nil
 }
@@ -446,8 +451,21 @@ type machine struct {
 	proc  *vmm.Process
 	passt *vmm.Process
 	net   *netStack // pyro's network stack, when it carries the network
+	// steps are how long the steps of Start took (StartSteps).
+	steps map[string]time.Duration
 
 	once sync.Once
+}
+
+// StartSteps says how long the steps of Start took (the supervisor
+// reports them).
+func (m *machine) StartSteps() map[string]time.Duration { return m.steps }
+
+// step records the time since *t as name's, and moves *t to now.
+func (m *machine) step(name string, t *time.Time) {
+	now := time.Now()
+	m.steps[name] = now.Sub(*t)
+	*t = now
 }
 
 func (m *machine) Pid() int { return m.proc.Pid() }

@@ -19,6 +19,9 @@ import (
 type QMP struct {
 	c net.Conn
 	r *bufio.Reader
+	// migration holds the statuses of MIGRATION events read while
+	// waiting for a command's answer, oldest first (nextMigration).
+	migration []string
 }
 
 // DialQMP connects to the monitor of the machine whose runtime directory
@@ -87,6 +90,7 @@ func (q *QMP) readReturn(ctx context.Context, cmd string, out any) error {
 		}
 		switch {
 		case resp.Event != "":
+			q.keepEvent(line)
 			continue
 		case resp.Error != nil:
 			return errdefs.New(errdefs.ErrInternal, "", "qmp %s: %s: %s", cmd, resp.Error.Class, resp.Error.Desc)
@@ -98,6 +102,43 @@ func (q *QMP) readReturn(ctx context.Context, cmd string, out any) error {
 		}
 		return nil
 	}
+}
+
+// qmpEvent is the part of an asynchronous event pyro reads.
+type qmpEvent struct {
+	Event string `json:"event"`
+	Data  struct {
+		Status string `json:"status"`
+	} `json:"data"`
+}
+
+// keepEvent keeps the status of a MIGRATION event for nextMigration.
+func (q *QMP) keepEvent(line []byte) {
+	var ev qmpEvent
+	if json.Unmarshal(line, &ev) == nil && ev.Event == "MIGRATION" {
+		q.migration = append(q.migration, ev.Data.Status)
+	}
+}
+
+// nextMigration is the status of the next MIGRATION event (the migration
+// capability "events" must be on): one kept while a command was answered,
+// else the next one QEMU sends. It waits until ctx is done.
+func (q *QMP) nextMigration(ctx context.Context) (string, error) {
+	stop := context.AfterFunc(ctx, func() { q.c.SetReadDeadline(time.Now()) })
+	defer stop()
+	for len(q.migration) == 0 {
+		line, err := q.r.ReadBytes('\n')
+		if err != nil {
+			if ctx.Err() != nil {
+				return "", ctx.Err()
+			}
+			return "", errdefs.Wrap(errdefs.ErrUnavailable, err, "", "qmp: waiting for the migration's events")
+		}
+		q.keepEvent(line)
+	}
+	st := q.migration[0]
+	q.migration = q.migration[1:]
+	return st, nil
 }
 
 // DriveID is the -drive id (and QMP device name) of spec.Disks[i].

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -71,9 +70,13 @@ func Save(ctx context.Context, dir string, o vmm.SaveOptions) error {
 }
 
 // setMigration sets the capabilities and parameters both sides of a
-// stream must agree on.
+// stream must agree on, and turns on MIGRATION events (waitMigration
+// waits for them instead of polling).
 func setMigration(ctx context.Context, q *QMP, ignoreShared bool) error {
-	caps := []map[string]any{{"capability": "x-ignore-shared", "state": ignoreShared}}
+	caps := []map[string]any{
+		{"capability": "x-ignore-shared", "state": ignoreShared},
+		{"capability": "events", "state": true},
+	}
 	if err := q.Execute(ctx, "migrate-set-capabilities", map[string]any{"capabilities": caps}, nil); err != nil {
 		return err
 	}
@@ -86,28 +89,38 @@ type migrationInfo struct {
 	ErrorDesc string `json:"error-desc"`
 }
 
-// waitMigration polls query-migrate until the stream completed or failed.
-// exited, when set, ends the wait early (a destination QEMU exits when
-// its incoming stream fails).
+// waitMigration waits until the stream completed or failed: it asks for
+// the status once, then follows QEMU's MIGRATION events. exited, when
+// set, is the destination QEMU's exit (it exits when its incoming stream
+// fails, which also ends the monitor connection).
 func waitMigration(ctx context.Context, q *QMP, exited <-chan struct{}) error {
-	for delay := time.Millisecond; ; delay = min(delay*2, 20*time.Millisecond) {
-		var info migrationInfo
-		if err := q.Execute(ctx, "query-migrate", nil, &info); err != nil {
-			return err
-		}
+	var info migrationInfo
+	if err := q.Execute(ctx, "query-migrate", nil, &info); err != nil {
+		return err
+	}
+	for {
 		switch info.Status {
 		case "completed":
 			return nil
 		case "failed", "cancelled":
+			if info.ErrorDesc == "" {
+				_ = q.Execute(ctx, "query-migrate", nil, &info)
+			}
 			return errdefs.New(errdefs.ErrInternal, "", "migration %s: %s", info.Status, info.ErrorDesc)
 		}
-		select {
-		case <-ctx.Done():
-			return errdefs.Wrap(errdefs.ErrTimeout, ctx.Err(), "", "waiting for the machine's state to be %s", map[bool]string{true: "read", false: "written"}[exited != nil])
-		case <-exited:
-			return errors.New("qemu exited")
-		case <-time.After(delay):
+		st, err := q.nextMigration(ctx)
+		if err != nil {
+			select {
+			case <-exited:
+				return errors.New("qemu exited")
+			default:
+			}
+			if ctx.Err() != nil {
+				return errdefs.Wrap(errdefs.ErrTimeout, ctx.Err(), "", "waiting for the machine's state to be %s", map[bool]string{true: "read", false: "written"}[exited != nil])
+			}
+			return err
 		}
+		info.Status = st
 	}
 }
 
