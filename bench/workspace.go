@@ -5,18 +5,23 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/pyro-mcp/pyro"
 	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/agentproto"
 	"github.com/pyro-mcp/pyro/internal/engine"
 )
 
-// workspaceSuite: exec round trips (CLI and in-process), sync push against
+// workspaceSuite: exec round trips (execFigures), sync push against
 // the raw channel, a 10,000-file seed against plain tar, and how many idle
 // workspaces fit.
 func (b *benchEnv) workspaceSuite(ctx context.Context) error {
@@ -31,22 +36,9 @@ func (b *benchEnv) workspaceSuite(ctx context.Context) error {
 		return err
 	}
 	defer e.DeleteWorkspace(context.WithoutCancel(ctx), ws.WorkspaceID)
-	inproc, err := timeIt(b.n, func() error {
-		_, err := e.ExecWorkspace(ctx, ws.WorkspaceID, api.ExecOptions{Argv: []string{"true"}})
-		return err
-	})
-	if err != nil {
+	if err := b.execFigures(ctx, ws.WorkspaceID); err != nil {
 		return err
 	}
-	cli, err := timeIt(30, func() error {
-		_, err := b.pyroCmd(ctx, nil, "workspace", "exec", ws.WorkspaceID, "--", "true")
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	r.line("- exec `true` in a running workspace, in-process through the engine (%d calls): p50 %s, p95 %s\n", b.n, ms(pct(inproc, .5)), ms(pct(inproc, .95)))
-	r.line("- the same through the CLI (a new pyro process each, 30 calls): p50 %s, p95 %s\n", ms(pct(cli, .5)), ms(pct(cli, .95)))
 
 	// Raw channel: 100 MB of stdin into `cat > /dev/null`.
 	const raw = 100 << 20
@@ -179,3 +171,185 @@ func makeSmallFiles(dir string, n int) int64 {
 	}
 	return total
 }
+
+// execSuite is issue 19's exec target on its own: one workspace, and
+// execFigures.
+func (b *benchEnv) execSuite(ctx context.Context) error {
+	b.report.line("\n## Workspace exec (issue 19)\n\n")
+	c, err := pyro.New(nil)
+	if err != nil {
+		return err
+	}
+	ws, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceOptions{Environment: "debian:12"})
+	if err != nil {
+		return err
+	}
+	defer c.DeleteWorkspace(context.WithoutCancel(ctx), ws.WorkspaceID)
+	return b.execFigures(ctx, ws.WorkspaceID)
+}
+
+// execFigures times an exec of `true` in a running workspace through the
+// Go SDK (in-process) and the CLI (a pyro process each) against their
+// targets, and splits it into steps: the protocol (a ping through the
+// supervisor), the guest's fork/exec (an exec without a flush), the
+// guest's flush (the same with one), and the engine's own steps as its
+// debug line times them (engine.ExecTimings): preparing (finding and
+// numbering the command), the rest of running it (connection and
+// request), and the history entry. The steps are taken in turn within
+// each round, so that a change of load reaches them all alike.
+func (b *benchEnv) execFigures(ctx context.Context, id string) error {
+	r := b.report
+	steps := &execSteps{}
+	sdk, err := pyro.New(&pyro.Options{Logger: slog.New(steps)})
+	if err != nil {
+		return err
+	}
+	c, err := dialVM(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	raw := func(sync bool) error {
+		res, err := c.Exec(ctx, agentproto.ExecRequest{Argv: []string{"true"}, Cwd: api.WorkspaceRoot, Sync: sync}, nil, io.Discard, io.Discard)
+		if err == nil && res.ExitCode != 0 {
+			err = fmt.Errorf("true exited %d", res.ExitCode)
+		}
+		return err
+	}
+	var ping, bare, flushed, viaSDK []time.Duration
+	for i := 0; i < b.n; i++ {
+		for _, s := range []struct {
+			ds *[]time.Duration
+			f  func() error
+		}{
+			{&ping, func() error { _, err := c.Ping(ctx); return err }},
+			{&bare, func() error { return raw(false) }},
+			{&flushed, func() error { return raw(true) }},
+			{&viaSDK, func() error {
+				_, err := sdk.ExecWorkspace(ctx, id, pyro.ExecOptions{Argv: []string{"true"}})
+				return err
+			}},
+		} {
+			t := time.Now()
+			if err := s.f(); err != nil {
+				return err
+			}
+			*s.ds = append(*s.ds, time.Since(t))
+		}
+	}
+	sdkSteps := steps.take()
+	const nCLI = 30
+	var version, cli []time.Duration
+	for i := 0; i < nCLI; i++ {
+		t := time.Now()
+		if _, err := b.pyroCmd(ctx, nil, "--version"); err != nil {
+			return err
+		}
+		version = append(version, time.Since(t))
+		t = time.Now()
+		if _, err := b.pyroCmd(ctx, nil, "workspace", "exec", id, "--", "true"); err != nil {
+			return err
+		}
+		cli = append(cli, time.Since(t))
+		// The same with the engine's debug line, kept apart from the
+		// figure: the CLI's engine steps.
+		if err := steps.fromCLI(b.pyro, id); err != nil {
+			return err
+		}
+	}
+	cliSteps := steps.take()
+	for _, ds := range [][]time.Duration{ping, bare, flushed, viaSDK, version, cli} {
+		slices.Sort(ds)
+	}
+	p50 := func(ds []time.Duration) time.Duration { return pct(ds, .5) }
+	sdk50, cli50 := p50(viaSDK), p50(cli)
+	r.line("- workspace exec of `true`: **Go SDK p50 %s** (p95 %s, %d calls; target ≤ 20 ms: **%.2f×**), **CLI p50 %s** (p95 %s, %d calls, a pyro process each; target ≤ 30 ms: **%.2f×**); beside them a protocol ping p50 %s and `pyro --version` p50 %s\n",
+		ms(sdk50), ms(pct(viaSDK, .95)), b.n, float64(sdk50)/float64(20*time.Millisecond), ms(cli50), ms(pct(cli, .95)), nCLI,
+		float64(cli50)/float64(30*time.Millisecond), ms(p50(ping)), ms(p50(version)))
+	r.line("\n| step (p50) | Go SDK | CLI |\n|---|---|---|\n")
+	r.line("| starting the pyro binary (`pyro --version`) | | %s |\n", ms(p50(version)))
+	r.line("| engine: finding the workspace, numbering the command | %s | %s |\n", ms(sdkSteps.p50("prepare")), ms(cliSteps.p50("prepare")))
+	r.line("| protocol: a ping through the supervisor | %s | |\n", ms(p50(ping)))
+	r.line("| guest: fork/exec of `true` (an exec without a flush, less the ping) | %s | |\n", ms(p50(bare)-p50(ping)))
+	r.line("| guest: flush (`syncfs` of its disks; with, less without) | %s | |\n", ms(p50(flushed)-p50(bare)))
+	r.line("| engine: the exec's connection and request (its run, less the flushed exec) | %s | %s |\n",
+		ms(sdkSteps.p50("run")-p50(flushed)), ms(cliSteps.p50("run")-p50(flushed)))
+	r.line("| engine: the history entry (one durable append) | %s | %s |\n", ms(sdkSteps.p50("log")), ms(cliSteps.p50("log")))
+	r.line("| the rest (SDK: around the engine's steps; CLI: opening the engine, output, exit) | %s | %s |\n",
+		ms(sdk50-sdkSteps.p50("prepare")-sdkSteps.p50("run")-sdkSteps.p50("log")),
+		ms(cli50-p50(version)-cliSteps.p50("prepare")-cliSteps.p50("run")-cliSteps.p50("log")))
+	r.line("| **total** | **%s** | **%s** |\n\n", ms(sdk50), ms(cli50))
+	return nil
+}
+
+// execSteps collects the engine's ExecTimings lines, from the bench's own
+// engine (as an slog.Handler) or a pyro process's stderr.
+type execSteps struct {
+	mu sync.Mutex
+	m  map[string][]time.Duration
+}
+
+func (s *execSteps) Enabled(context.Context, slog.Level) bool { return true }
+func (s *execSteps) WithAttrs([]slog.Attr) slog.Handler       { return s }
+func (s *execSteps) WithGroup(string) slog.Handler            { return s }
+
+func (s *execSteps) Handle(_ context.Context, rec slog.Record) error {
+	if rec.Message != engine.ExecTimings {
+		return nil
+	}
+	rec.Attrs(func(a slog.Attr) bool {
+		if a.Value.Kind() == slog.KindDuration {
+			s.add(a.Key, a.Value.Duration())
+		}
+		return true
+	})
+	return nil
+}
+
+func (s *execSteps) add(step string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string][]time.Duration{}
+	}
+	s.m[step] = append(s.m[step], d)
+}
+
+// fromCLI runs `pyro workspace exec ID -- true` with the debug log and
+// takes its timings line.
+func (s *execSteps) fromCLI(pyroBin, id string) error {
+	out, err := exec.Command(pyroBin, "--log-level", "debug", "workspace", "exec", id, "--", "true").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("pyro workspace exec: %v: %s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.Contains(line, engine.ExecTimings) {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			k, v, ok := strings.Cut(f, "=")
+			if d, err := time.ParseDuration(v); ok && err == nil {
+				s.add(k, d)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("no %q line from pyro workspace exec --log-level debug: %s", engine.ExecTimings, out)
+}
+
+// take returns what was collected, sorted, and starts again.
+func (s *execSteps) take() stepTimes {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ds := range s.m {
+		slices.Sort(ds)
+	}
+	out := stepTimes(s.m)
+	s.m = nil
+	return out
+}
+
+// stepTimes are the sorted durations of each step.
+type stepTimes map[string][]time.Duration
+
+func (st stepTimes) p50(step string) time.Duration { return pct(st[step], .5) }
