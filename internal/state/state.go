@@ -177,7 +177,10 @@ func (s *Store) WriteUnsynced(id string, v any) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFileUnsynced(filepath.Join(s.Path(id), RecordFile), append(data, '\n'), 0o600)
+	if err := atomicfile.WriteFileUnsynced(filepath.Join(s.Path(id), RecordFile), append(data, '\n'), 0o600); err != nil {
+		return WriteError(err, filepath.Join(s.Path(id), RecordFile))
+	}
+	return nil
 }
 
 // Remove deletes id's directory and everything in it.
