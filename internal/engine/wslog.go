@@ -135,7 +135,7 @@ func (ws *wsState) foldHistory(path string) {
 			break // the end, an append under way, or a line too long to take
 		}
 		off += int64(len(line)) + 1
-		var le api.LogEntry
+		var le foldEntry
 		if json.Unmarshal(line, &le) == nil {
 			ws.take(le)
 		}
@@ -143,10 +143,22 @@ func (ws *wsState) foldHistory(path string) {
 	ws.HistoryFolded = &off
 }
 
+// foldEntry is the part of an api.LogEntry the counts take in (a smaller
+// type for encoding/json to learn in a process that reads one record).
+type foldEntry struct {
+	Kind       string    `json:"kind"`
+	Sequence   int       `json:"sequence"`
+	Command    []string  `json:"command"`
+	ExitCode   int       `json:"exit_code"`
+	TimedOut   bool      `json:"timed_out"`
+	StartedAt  time.Time `json:"started_at"`
+	DurationMs int64     `json:"duration_ms"`
+}
+
 // take counts one history entry: every entry's sequence is taken;
 // commands are counted and the last one kept; commands and file
 // operations are activity, which ends when they did.
-func (ws *wsState) take(le api.LogEntry) {
+func (ws *wsState) take(le foldEntry) {
 	if le.Sequence >= ws.NextSequence {
 		ws.NextSequence = le.Sequence + 1
 	}
