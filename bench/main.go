@@ -4,6 +4,7 @@
 //	CGO_ENABLED=0 go build -o bin/pyro ./cmd/pyro
 //	go run ./bench                      # env, vm and workspace suites
 //	go run ./bench -suites vm -n 200    # one suite
+//	go run ./bench -suites exec         # issue 19's exec figures alone (part of workspace)
 //	go run ./bench -suites env -build   # include from-scratch environment builds (minutes)
 //
 // It uses the real pyro binary (bin/pyro, or -pyro) for end-to-end figures
@@ -37,7 +38,7 @@ type benchEnv struct {
 }
 
 func main() {
-	suites := flag.String("suites", "env,vm,workspace,datapath,snapshot,faces,living,files,warm", "comma-separated suites: env, vm, workspace, datapath, snapshot, faces, living, files, warm")
+	suites := flag.String("suites", "env,vm,workspace,datapath,snapshot,faces,living,files,warm", "comma-separated suites: env, vm, workspace, exec, datapath, snapshot, faces, living, files, warm")
 	pyro := flag.String("pyro", "bin/pyro", "the pyro binary to measure (static build)")
 	n := flag.Int("n", 200, "round trips for latency figures")
 	profile := flag.String("profile", "", "datapath suite: write CPU profiles of the client, supervisor and guest agent to this directory")
@@ -82,6 +83,8 @@ func main() {
 			err = b.vmSuite(ctx)
 		case "workspace":
 			err = b.workspaceSuite(ctx)
+		case "exec":
+			err = b.execSuite(ctx)
 		case "datapath":
 			err = b.datapathSuite(ctx)
 		case "snapshot":

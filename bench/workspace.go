@@ -5,18 +5,23 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/pyro-mcp/pyro"
 	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/agentproto"
 	"github.com/pyro-mcp/pyro/internal/engine"
 )
 
-// workspaceSuite: exec round trips (CLI and in-process), sync push against
+// workspaceSuite: exec round trips (execFigures), sync push against
 // the raw channel, a 10,000-file seed against plain tar, and how many idle
 // workspaces fit.
 func (b *benchEnv) workspaceSuite(ctx context.Context) error {
@@ -31,22 +36,9 @@ func (b *benchEnv) workspaceSuite(ctx context.Context) error {
 		return err
 	}
 	defer e.DeleteWorkspace(context.WithoutCancel(ctx), ws.WorkspaceID)
-	inproc, err := timeIt(b.n, func() error {
-		_, err := e.ExecWorkspace(ctx, ws.WorkspaceID, api.ExecOptions{Argv: []string{"true"}})
-		return err
-	})
-	if err != nil {
+	if err := b.execFigures(ctx, ws.WorkspaceID); err != nil {
 		return err
 	}
-	cli, err := timeIt(30, func() error {
-		_, err := b.pyroCmd(ctx, nil, "workspace", "exec", ws.WorkspaceID, "--", "true")
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	r.line("- exec `true` in a running workspace, in-process through the engine (%d calls): p50 %s, p95 %s\n", b.n, ms(pct(inproc, .5)), ms(pct(inproc, .95)))
-	r.line("- the same through the CLI (a new pyro process each, 30 calls): p50 %s, p95 %s\n", ms(pct(cli, .5)), ms(pct(cli, .95)))
 
 	// Raw channel: 100 MB of stdin into `cat > /dev/null`.
 	const raw = 100 << 20
@@ -179,3 +171,202 @@ func makeSmallFiles(dir string, n int) int64 {
 	}
 	return total
 }
+
+// execSuite is issue 19's exec target on its own: one workspace, and
+// execFigures.
+func (b *benchEnv) execSuite(ctx context.Context) error {
+	b.report.line("\n## Workspace exec (issue 19)\n\n")
+	c, err := pyro.New(nil)
+	if err != nil {
+		return err
+	}
+	ws, err := c.CreateWorkspace(ctx, pyro.CreateWorkspaceOptions{Environment: "debian:12"})
+	if err != nil {
+		return err
+	}
+	defer c.DeleteWorkspace(context.WithoutCancel(ctx), ws.WorkspaceID)
+	return b.execFigures(ctx, ws.WorkspaceID)
+}
+
+// execFigures times an exec of `true` in a running workspace through the
+// Go SDK (in-process) and the CLI (a pyro process each) against their
+// targets, and splits it into steps: the protocol (a ping through the
+// supervisor), the guest's fork/exec (an exec without a flush), the
+// guest's flush (the same with one), and the engine's own steps as its
+// debug line times them (engine.ExecTimings): preparing (finding and
+// numbering the command), the rest of running it (connection and
+// request), and the history entry. The steps are taken in turn within
+// each round, so that a change of load reaches them all alike; what is
+// around the engine's steps is taken call by call.
+func (b *benchEnv) execFigures(ctx context.Context, id string) error {
+	r := b.report
+	steps := &execSteps{}
+	sdk, err := pyro.New(&pyro.Options{Logger: slog.New(steps)})
+	if err != nil {
+		return err
+	}
+	c, err := dialVM(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	raw := func(sync bool) error {
+		res, err := c.Exec(ctx, agentproto.ExecRequest{Argv: []string{"true"}, Cwd: api.WorkspaceRoot, Sync: sync}, nil, io.Discard, io.Discard)
+		if err == nil && res.ExitCode != 0 {
+			err = fmt.Errorf("true exited %d", res.ExitCode)
+		}
+		return err
+	}
+	var ping, bare, flushed, viaSDK []time.Duration
+	for i := 0; i < b.n; i++ {
+		for _, s := range []struct {
+			ds *[]time.Duration
+			f  func() error
+		}{
+			{&ping, func() error { _, err := c.Ping(ctx); return err }},
+			{&bare, func() error { return raw(false) }},
+			{&flushed, func() error { return raw(true) }},
+			{&viaSDK, func() error {
+				_, err := sdk.ExecWorkspace(ctx, id, pyro.ExecOptions{Argv: []string{"true"}})
+				return err
+			}},
+		} {
+			t := time.Now()
+			if err := s.f(); err != nil {
+				return err
+			}
+			*s.ds = append(*s.ds, time.Since(t))
+		}
+	}
+	sdkSteps := steps.take(viaSDK)
+	const nCLI = 30
+	var version, cli, debugged []time.Duration
+	for i := 0; i < nCLI; i++ {
+		t := time.Now()
+		if _, err := b.pyroCmd(ctx, nil, "--version"); err != nil {
+			return err
+		}
+		version = append(version, time.Since(t))
+		t = time.Now()
+		if _, err := b.pyroCmd(ctx, nil, "workspace", "exec", id, "--", "true"); err != nil {
+			return err
+		}
+		cli = append(cli, time.Since(t))
+		// The same with the engine's debug line, kept apart from the
+		// figure: the CLI's engine steps.
+		d, err := steps.fromCLI(b.pyro, id)
+		if err != nil {
+			return err
+		}
+		debugged = append(debugged, d)
+	}
+	cliSteps := steps.take(debugged)
+	for _, ds := range [][]time.Duration{ping, bare, flushed, viaSDK, version, cli} {
+		slices.Sort(ds)
+	}
+	p50 := func(ds []time.Duration) time.Duration { return pct(ds, .5) }
+	sdk50, cli50, start50 := p50(viaSDK), p50(cli), p50(version)
+	r.line("- workspace exec of `true`: **Go SDK p50 %s** (p95 %s, %d calls; target ≤ 20 ms: **%.2f×**), **CLI p50 %s** (p95 %s, %d calls, a pyro process each; target ≤ 30 ms: **%.2f×**); beside them a protocol ping p50 %s and `pyro --version` p50 %s\n",
+		ms(sdk50), ms(pct(viaSDK, .95)), b.n, float64(sdk50)/float64(20*time.Millisecond), ms(cli50), ms(pct(cli, .95)), nCLI,
+		float64(cli50)/float64(30*time.Millisecond), ms(p50(ping)), ms(start50))
+	r.line("\n| step (p50; by difference where it says less) | Go SDK | CLI |\n|---|---|---|\n")
+	r.line("| starting the pyro binary (`pyro --version`) | | %s |\n", ms(start50))
+	r.line("| engine: finding the workspace, numbering the command (one record read and write) | %s | %s |\n", ms(sdkSteps.p50("prepare")), ms(cliSteps.p50("prepare")))
+	r.line("| protocol: a ping through the supervisor | %s | |\n", ms(p50(ping)))
+	r.line("| guest: fork/exec of `true` (an exec without a flush, less the ping) | %s | |\n", ms(p50(bare)-p50(ping)))
+	r.line("| guest: flush (`syncfs` of its disks; with, less without) | %s | |\n", ms(p50(flushed)-p50(bare)))
+	r.line("| engine: the exec's connection and request (its run, less the flushed exec) | %s | %s |\n",
+		ms(sdkSteps.p50("run")-p50(flushed)), ms(cliSteps.p50("run")-p50(flushed)))
+	r.line("| engine: the history entry (one `fdatasync`'d append) | %s | %s |\n", ms(sdkSteps.p50("log")), ms(cliSteps.p50("log")))
+	r.line("| around the engine's steps, call by call (CLI: less `pyro --version`: opening the engine, output, exit) | %s | %s |\n",
+		ms(sdkSteps.p50("around")), ms(cliSteps.p50("around")-start50))
+	r.line("| **total** | **%s** | **%s** |\n\n", ms(sdk50), ms(cli50))
+	return nil
+}
+
+// execSteps collects the engine's ExecTimings lines, in order, from the
+// bench's own engine (as an slog.Handler) or a pyro process's stderr.
+type execSteps struct {
+	mu    sync.Mutex
+	lines []map[string]time.Duration
+}
+
+func (s *execSteps) Enabled(context.Context, slog.Level) bool { return true }
+func (s *execSteps) WithAttrs([]slog.Attr) slog.Handler       { return s }
+func (s *execSteps) WithGroup(string) slog.Handler            { return s }
+
+func (s *execSteps) Handle(_ context.Context, rec slog.Record) error {
+	if rec.Message != engine.ExecTimings {
+		return nil
+	}
+	line := map[string]time.Duration{}
+	rec.Attrs(func(a slog.Attr) bool {
+		if a.Value.Kind() == slog.KindDuration {
+			line[a.Key] = a.Value.Duration()
+		}
+		return true
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lines = append(s.lines, line)
+	return nil
+}
+
+// fromCLI runs `pyro workspace exec ID -- true` with the debug log, takes
+// its timings line and returns how long the process took.
+func (s *execSteps) fromCLI(pyroBin, id string) (time.Duration, error) {
+	t := time.Now()
+	out, err := exec.Command(pyroBin, "--log-level", "debug", "workspace", "exec", id, "--", "true").CombinedOutput()
+	took := time.Since(t)
+	if err != nil {
+		return 0, fmt.Errorf("pyro workspace exec: %v: %s", err, out)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if !strings.Contains(l, engine.ExecTimings) {
+			continue
+		}
+		line := map[string]time.Duration{}
+		for _, f := range strings.Fields(l) {
+			k, v, ok := strings.Cut(f, "=")
+			if d, err := time.ParseDuration(v); ok && err == nil {
+				line[k] = d
+			}
+		}
+		s.mu.Lock()
+		s.lines = append(s.lines, line)
+		s.mu.Unlock()
+		return took, nil
+	}
+	return 0, fmt.Errorf("no %q line from pyro workspace exec --log-level debug: %s", engine.ExecTimings, out)
+}
+
+// take returns the steps collected, with "around" (each call's total,
+// from totals in the same order, less its steps), and starts again.
+func (s *execSteps) take(totals []time.Duration) stepTimes {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := stepTimes{}
+	for i, line := range s.lines {
+		around := time.Duration(0)
+		if i < len(totals) {
+			around = totals[i]
+		}
+		for k, d := range line {
+			out[k] = append(out[k], d)
+			around -= d
+		}
+		if i < len(totals) {
+			out["around"] = append(out["around"], around)
+		}
+	}
+	for _, ds := range out {
+		slices.Sort(ds)
+	}
+	s.lines = nil
+	return out
+}
+
+// stepTimes are the sorted durations of each step.
+type stepTimes map[string][]time.Duration
+
+func (st stepTimes) p50(step string) time.Duration { return pct(st[step], .5) }

@@ -5,18 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 
 	"github.com/bluekeyes/go-gitdiff/gitdiff"
 
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/lazyregexp"
 )
 
 // Where a hunk applies, and what to say when it does not.
 
 // hunkHeader matches a fragment header's line ranges.
-var hunkHeader = regexp.MustCompile(`^@@ [^@]* @@`)
+var hunkHeader = lazyregexp.New(`^@@ [^@]* @@`)
 
 // applyErr words a fragment that did not apply: the file, the hunk, and
 // the line the file has against the one the patch expects.

@@ -6,12 +6,12 @@ import (
 	"io"
 	"math"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/lazyregexp"
 )
 
 // What lives in a workspace between requests: secrets, shells and
@@ -389,8 +389,8 @@ func (c *Client) ServiceStop(ctx context.Context, req ServiceStopRequest) (*Serv
 // The rules both ends apply: the host checks a request before it sends
 // it (so bad input changes nothing), the agent again when it serves it.
 var (
-	secretName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
-	serviceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	secretName  = lazyregexp.New(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+	serviceName = lazyregexp.New(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 )
 
 // CheckSecretName refuses a secret name that is not an environment

@@ -1,11 +1,11 @@
 package catalog
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/pyro-mcp/pyro/api"
+	"github.com/pyro-mcp/pyro/internal/lazyregexp"
 )
 
 // Steps of a local build's root filesystem, as progress reports them.
@@ -35,7 +35,7 @@ type buildProgress struct {
 	mkfs                 int64
 }
 
-var newlyInstalled = regexp.MustCompile(`^\d+ upgraded, (\d+) newly installed`)
+var newlyInstalled = lazyregexp.New(`^\d+ upgraded, (\d+) newly installed`)
 
 func (b *buildProgress) line(l string) {
 	switch {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -15,17 +14,18 @@ import (
 	"github.com/pyro-mcp/pyro/api"
 	"github.com/pyro-mcp/pyro/internal/agentproto"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/lazyregexp"
 	"github.com/pyro-mcp/pyro/internal/state"
 )
 
 // Names and labels of workspaces, the one resolver of a workspace
 // reference, and update.
 var (
-	workspaceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	workspaceName = lazyregexp.New(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	// anID is what a workspace id looks like: a name may not, or it
 	// would hide that workspace from its own id.
-	anID     = regexp.MustCompile(`^[0-9a-f]{16}$`)
-	labelKey = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
+	anID     = lazyregexp.New(`^[0-9a-f]{16}$`)
+	labelKey = lazyregexp.New(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
 )
 
 const (

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"path/filepath"
 	"time"
 
 	"github.com/pyro-mcp/pyro/api"
@@ -81,6 +82,23 @@ type wsState struct {
 	// the host port each one got, bound again after a resume (ports.go):
 	// absent in 2.4 records and in records of workspaces without any.
 	Ports map[string][]api.PublishPort `json:"published_ports,omitempty"`
+	// HistoryFolded is how many bytes of the history (logs.jsonl) the
+	// counts above take in: NextSequence, CommandCount, LastCommand and
+	// LastActivityAt. The entries after it are taken in whenever the
+	// record is read (foldHistory), so that logging a command is one
+	// durable append, without a rewrite of the record. Absent in records
+	// of pyro 2.4 and of releases before it, whose counts take in their
+	// whole history.
+	HistoryFolded *int64 `json:"history_folded,omitempty"`
+}
+
+// Loaded takes in the history appended since the record was written
+// (state.Loader): every read of a workspace's record, locked or not, sees
+// its commands counted.
+func (r *vmRecord) Loaded(dir string) {
+	if r.Workspace != nil {
+		r.Workspace.foldHistory(filepath.Join(dir, LogFile))
+	}
 }
 
 // machine is the record's public part; the VMM's pid only while it runs.

@@ -12,7 +12,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/pyro-mcp/pyro/internal/agentproto"
 	"github.com/pyro-mcp/pyro/internal/atomicfile"
 	"github.com/pyro-mcp/pyro/internal/errdefs"
+	"github.com/pyro-mcp/pyro/internal/lazyregexp"
 	"github.com/pyro-mcp/pyro/internal/redact"
 )
 
@@ -48,7 +48,7 @@ type secretsData struct {
 	Secrets []agentproto.Secret `json:"secrets"`
 }
 
-var envVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var envVarName = lazyregexp.New(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func secretInfos(m []secretMeta) []api.SecretInfo {
 	if len(m) == 0 {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -18,11 +17,12 @@ import (
 	"github.com/pyro-mcp/pyro/internal/errdefs"
 	"github.com/pyro-mcp/pyro/internal/failpoint"
 	"github.com/pyro-mcp/pyro/internal/layers"
+	"github.com/pyro-mcp/pyro/internal/lazyregexp"
 	"github.com/pyro-mcp/pyro/internal/vmm/qemu"
 )
 
 // snapshotName is what a snapshot may be called.
-var snapshotName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+var snapshotName = lazyregexp.New(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // freezeTimeout is how long the guest stays frozen at most if pyro never
 // comes back to thaw it.

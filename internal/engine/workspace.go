@@ -230,18 +230,28 @@ func (e *Engine) ensureRunning(ctx context.Context, id string) (*vmRecord, bool,
 	if e.alive(&rec) {
 		return &rec, false, nil
 	}
-	e.killProcesses(&rec)
-	if err := e.startLocked(ctx, &rec); err != nil {
+	if err := e.restartLocked(ctx, &rec); err != nil {
 		return nil, false, err
-	}
-	if rec.Start != startResume {
-		rec.Workspace.Restarts++
 	}
 	if err := e.wss.Write(id, &rec); err != nil {
 		return nil, false, err
 	}
-	e.log.Info("workspace restarted from its disk", "workspace_id", id)
 	return &rec, true, nil
+}
+
+// restartLocked boots a workspace whose VM is not running from its disk
+// (or resumes it) and counts the restart; the caller holds the lock and
+// writes the record.
+func (e *Engine) restartLocked(ctx context.Context, rec *vmRecord) error {
+	e.killProcesses(rec)
+	if err := e.startLocked(ctx, rec); err != nil {
+		return err
+	}
+	if rec.Start != startResume {
+		rec.Workspace.Restarts++
+	}
+	e.log.Info("workspace restarted from its disk", "workspace_id", rec.ID)
+	return nil
 }
 
 // StatusWorkspace reports a workspace, checking whether its VM is alive.

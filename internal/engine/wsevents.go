@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"time"
-
 	"github.com/pyro-mcp/pyro/api"
 )
 
@@ -13,7 +11,7 @@ const maxLoggedFiles = 500
 // appendFileEvent stores a file operation's entry (its sequence taken
 // when the operation began), bounded, through the history's one writer
 // (wslog.go); it does not count as a command, but is the workspace's
-// latest activity.
+// latest activity when the record takes it in (wsState.take).
 func (e *Engine) appendFileEvent(id string, entry api.LogEntry) error {
 	if ev := entry.FileEvent; ev != nil {
 		c := *ev
@@ -28,12 +26,5 @@ func (e *Engine) appendFileEvent(id string, entry api.LogEntry) error {
 		}
 		entry.FileEvent = &c
 	}
-	return e.update(id, func(rec *vmRecord) error {
-		if err := e.writeEntry(id, entry); err != nil {
-			return err
-		}
-		now := time.Now().UTC().Truncate(time.Millisecond)
-		rec.Workspace.LastActivityAt = &now
-		return nil
-	})
+	return e.appendLog(id, entry)
 }

@@ -6,12 +6,26 @@ import (
 	"time"
 
 	"github.com/pyro-mcp/pyro/api"
+	"github.com/pyro-mcp/pyro/internal/progress"
+	"github.com/pyro-mcp/pyro/internal/redact"
 )
 
+// ExecTimings is the message of the debug log line each workspace exec
+// ends with: its steps' durations, "prepare" (finding the workspace,
+// booting it if it must, numbering the command), "run" (the command over
+// the supervisor's connection, the guest's flush included) and "log" (its
+// durable history entry). bench reads it.
+const ExecTimings = "workspace exec timings"
+
 // ExecWorkspace runs one command in /workspace and leaves the workspace
-// alive. Every command is logged, in the order they started.
+// alive. Every command is logged, in the order they started. Its
+// bookkeeping is one read of the record under its lock, one write of it
+// without an fsync (the sequence number) and one durable append to the
+// history (the result), which the record's counts take in when it is next
+// read.
 func (e *Engine) ExecWorkspace(ctx context.Context, ref string, o api.ExecOptions) (*api.WorkspaceExecResult, error) {
 	defer e.enter()()
+	begun := time.Now()
 	ctx, op := e.start(ctx, "workspace exec", phaseBoot, phaseExec)
 	if err := validateExec(&o); err != nil {
 		return nil, err
@@ -19,28 +33,27 @@ func (e *Engine) ExecWorkspace(ctx context.Context, ref string, o api.ExecOption
 	if o.Cwd == "" {
 		o.Cwd = api.WorkspaceRoot
 	}
-	rec, err := e.loadWorkspace(ref)
+	id, err := e.resolve(e.wss, ref)
 	if err != nil {
 		return nil, err
 	}
-	id := rec.ID
-	env, err := e.secretEnv(rec, o.SecretEnv)
+	var env map[string]string
+	rec, seq, restarted, err := e.beginCommand(ctx, id, func(rec *vmRecord) (err error) {
+		env, err = e.secretEnv(rec, o.SecretEnv)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
 	o.Env = withEnv(o.Env, env)
-	rec, restarted, err := e.ensureRunning(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	seq, err := e.nextSequence(id)
-	if err != nil {
-		return nil, err
-	}
 	op.Phase(phaseExec)
-	red := e.redactor(id)
+	var red *redact.Redactor
+	if len(rec.Workspace.Secrets) > 0 {
+		red = e.redactor(id)
+	}
 	cmd := red.Strings(append([]string(nil), argv(o)...))
 	started := time.Now().UTC().Truncate(time.Millisecond)
+	ran := time.Now()
 	res, execErr := e.execRedacted(ctx, rec, o, red)
 	if supervisorGone(execErr) {
 		// Its VMM died just now: the command never ran; boot and run it once more.
@@ -50,6 +63,7 @@ func (e *Engine) ExecWorkspace(ctx context.Context, ref string, o api.ExecOption
 		}
 	}
 	execErr = e.scrub(id, execErr)
+	logged := time.Now()
 	entry := api.LogEntry{Kind: api.LogExec, Sequence: seq, Command: cmd, Cwd: o.Cwd, StartedAt: started}
 	if execErr != nil {
 		entry.Error = execErr.Error()
@@ -61,6 +75,8 @@ func (e *Engine) ExecWorkspace(ctx context.Context, ref string, o api.ExecOption
 		entry.StdoutTruncated, entry.StderrTruncated = res.StdoutTruncated, res.StderrTruncated
 	}
 	logErr := e.appendLog(id, entry)
+	e.log.Debug(ExecTimings, "workspace_id", id, "sequence", seq,
+		"prepare", ran.Sub(begun), "run", logged.Sub(ran), "log", time.Since(logged))
 	if execErr != nil {
 		if logErr != nil {
 			e.log.Warn("logging workspace command", "workspace_id", id, "err", logErr)
@@ -76,6 +92,47 @@ func (e *Engine) ExecWorkspace(ctx context.Context, ref string, o api.ExecOption
 	return &api.WorkspaceExecResult{WorkspaceID: id, Sequence: seq, ExecutionMode: rec.ExecutionMode, Backend: rec.Backend,
 		Command: cmd, Cwd: o.Cwd, ExecResult: *res, Restarted: restarted && rec.Start != startResume,
 		Resumed: restarted && rec.Start == startResume}, nil
+}
+
+// beginCommand readies workspace id for a command under its lock, with
+// one read of its record: check (the request against the record) must
+// pass, the VM is booted again from its disk if it is not running, and
+// the command takes the next sequence number. The record is written once:
+// durably after a boot, else without an fsync, as nextSequence does.
+func (e *Engine) beginCommand(ctx context.Context, id string, check func(*vmRecord) error) (rec *vmRecord, seq int, restarted bool, err error) {
+	lock, err := e.wss.Lock(id)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	defer lock.Unlock()
+	rec = &vmRecord{}
+	if err := e.wss.Read(id, rec); err != nil {
+		return nil, 0, false, err
+	}
+	if err := notDeleting(rec); err != nil {
+		return nil, 0, false, err
+	}
+	if err := check(rec); err != nil {
+		return nil, 0, false, err
+	}
+	progress.From(ctx).Describe(rec.Environment, rec.ID)
+	if !e.alive(rec) {
+		if err := e.restartLocked(ctx, rec); err != nil {
+			return nil, 0, false, err
+		}
+		restarted = true
+	}
+	seq = rec.Workspace.NextSequence
+	rec.Workspace.NextSequence++
+	if restarted {
+		err = e.wss.Write(id, rec)
+	} else {
+		err = e.wss.WriteUnsynced(id, rec)
+	}
+	if err != nil {
+		return nil, 0, false, err
+	}
+	return rec, seq, restarted, nil
 }
 
 // update applies f to the workspace record id under its lock and writes
@@ -104,10 +161,11 @@ func (e *Engine) updateRecord(id string, unsynced bool, f func(*vmRecord) error)
 	return e.wss.Write(id, &rec)
 }
 
-// nextSequence numbers a command as it starts. The counter is written
-// without an fsync: appendLog's durable write of the same record, when the
-// command ends, carries it; a host crash before that loses only the number
-// of a command whose result was lost with it. One fsync per exec, not two.
+// nextSequence numbers an operation as it starts. The counter is written
+// without an fsync: the operation's durable history entry, when it ends,
+// carries its number, and a record read after a crash of the host takes
+// it in (foldHistory); a crash before that loses only the number of an
+// operation whose result was lost with it.
 func (e *Engine) nextSequence(id string) (int, error) {
 	var seq int
 	err := e.updateRecord(id, true, func(rec *vmRecord) error {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/pyro-mcp/pyro/api"
@@ -85,22 +86,97 @@ func (e *Engine) writeEntry(id string, entry api.LogEntry) error {
 	return appendLine(filepath.Join(e.wss.Path(id), LogFile), line)
 }
 
-// appendLog stores entry, bounded, and counts it in the record.
+// appendLog stores entry, bounded, under the record lock: one durable
+// append. The record is not rewritten: its counts take the entry in when
+// it is next read (foldHistory).
 func (e *Engine) appendLog(id string, entry api.LogEntry) error {
-	boundEntry(&entry)
-	return e.update(id, func(rec *vmRecord) error {
-		if err := e.writeEntry(id, entry); err != nil {
-			return err
+	lock, err := e.wss.Lock(id)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	return e.writeEntry(id, entry)
+}
+
+// foldHistory brings ws's counts up to the end of the history at path,
+// taking in every whole entry after HistoryFolded (take). A damaged entry
+// is passed over (LogsWorkspace names it); a last line without its
+// newline is an append under way, left for a later read. Reads take no
+// lock: this changes only ws, and a writer holding the lock writes the
+// counts back with the record.
+func (ws *wsState) foldHistory(path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		if ws.HistoryFolded == nil {
+			ws.HistoryFolded = new(int64) // no history yet
 		}
-		rec.Workspace.CommandCount++
-		now := time.Now().UTC().Truncate(time.Millisecond)
-		rec.Workspace.LastActivityAt = &now
-		if last := rec.Workspace.LastCommand; last == nil || entry.Sequence > last.Sequence {
-			rec.Workspace.LastCommand = &api.CommandSummary{Sequence: entry.Sequence, Command: entry.Command, ExitCode: entry.ExitCode,
-				TimedOut: entry.TimedOut, StartedAt: entry.StartedAt, DurationMs: entry.DurationMs}
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return
+	}
+	size := fi.Size()
+	if ws.HistoryFolded == nil || *ws.HistoryFolded > size {
+		// A record of an earlier release counts its whole history; a
+		// history cut short by hand is taken as it now is.
+		ws.HistoryFolded = &size
+		return
+	}
+	off := *ws.HistoryFolded
+	if off == size {
+		return
+	}
+	br := bufio.NewReaderSize(io.NewSectionReader(f, off, size-off), 64<<10)
+	for {
+		line, err := readLine(br)
+		if err != nil || line == nil {
+			break // the end, an append under way, or a line too long to take
 		}
-		return nil
-	})
+		off += int64(len(line)) + 1
+		var le foldEntry
+		if json.Unmarshal(line, &le) == nil {
+			ws.take(le)
+		}
+	}
+	ws.HistoryFolded = &off
+}
+
+// foldEntry is the part of an api.LogEntry the counts take in (a smaller
+// type for encoding/json to learn in a process that reads one record).
+type foldEntry struct {
+	Kind       string    `json:"kind"`
+	Sequence   int       `json:"sequence"`
+	Command    []string  `json:"command"`
+	ExitCode   int       `json:"exit_code"`
+	TimedOut   bool      `json:"timed_out"`
+	StartedAt  time.Time `json:"started_at"`
+	DurationMs int64     `json:"duration_ms"`
+}
+
+// take counts one history entry: every entry's sequence is taken;
+// commands are counted and the last one kept; commands and file
+// operations are activity, which ends when they did.
+func (ws *wsState) take(le foldEntry) {
+	if le.Sequence >= ws.NextSequence {
+		ws.NextSequence = le.Sequence + 1
+	}
+	switch le.Kind {
+	case api.LogExec, "": // "": written by 2.4
+		ws.CommandCount++
+		if last := ws.LastCommand; last == nil || le.Sequence > last.Sequence {
+			ws.LastCommand = &api.CommandSummary{Sequence: le.Sequence, Command: le.Command, ExitCode: le.ExitCode,
+				TimedOut: le.TimedOut, StartedAt: le.StartedAt, DurationMs: le.DurationMs}
+		}
+	case api.LogFileWrite, api.LogPatch, api.LogSync, api.LogExport:
+	default:
+		return // snapshot, reset, fork, shell and service events: their callers record activity
+	}
+	end := le.StartedAt.Add(time.Duration(le.DurationMs) * time.Millisecond).UTC()
+	if ws.LastActivityAt == nil || end.After(*ws.LastActivityAt) {
+		ws.LastActivityAt = &end
+	}
 }
 
 // logEvent records a snapshot, reset or fork in the log, under the
@@ -140,7 +216,8 @@ func appendLine(path string, line []byte) error {
 		f.Truncate(end)
 		return state.WriteError(err, path)
 	}
-	if err := f.Sync(); err != nil {
+	// fdatasync: the line and the file's new size, not its times.
+	if err := syscall.Fdatasync(int(f.Fd())); err != nil {
 		f.Truncate(end)
 		return state.WriteError(err, path)
 	}

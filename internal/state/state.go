@@ -120,7 +120,15 @@ func (s *Store) Resolve(ref string) (string, error) {
 	return "", errdefs.New(errdefs.ErrConflict, "give more characters of the id", "%s id prefix %q is ambiguous: it matches %s", s.Kind, ref, strings.Join(matches, ", "))
 }
 
-// Read loads id's record into v.
+// Loader is a record that completes itself from its directory once read:
+// a workspace's record takes in the history appended since it was
+// written (engine), so that appending to the history needs no rewrite of
+// the record.
+type Loader interface {
+	Loaded(dir string)
+}
+
+// Read loads id's record into v, then lets a Loader complete itself.
 func (s *Store) Read(id string, v any) error {
 	data, err := os.ReadFile(filepath.Join(s.Path(id), RecordFile))
 	if err != nil {
@@ -131,6 +139,9 @@ func (s *Store) Read(id string, v any) error {
 	}
 	if err := json.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("reading %s record %s: %w", s.Kind, id, err)
+	}
+	if l, ok := v.(Loader); ok {
+		l.Loaded(s.Path(id))
 	}
 	return nil
 }

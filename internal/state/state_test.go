@@ -126,3 +126,32 @@ func TestLockSerialisesWriters(t *testing.T) {
 		t.Fatalf("after 20 locked increments N = %d, %v", r.N, err)
 	}
 }
+
+// loaded is a record that notes where it was loaded from.
+type loaded struct {
+	N   int `json:"n"`
+	dir string
+}
+
+func (l *loaded) Loaded(dir string) { l.dir = dir }
+
+// Read lets a Loader complete itself from its directory, after the JSON.
+func TestReadLoader(t *testing.T) {
+	s, err := Open(t.TempDir(), "workspaces", "workspace")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create("id1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteUnsynced("id1", &loaded{N: 7}); err != nil {
+		t.Fatal(err)
+	}
+	var got loaded
+	if err := s.Read("id1", &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.N != 7 || got.dir != s.Path("id1") {
+		t.Errorf("read %+v, want n 7 from %s", got, s.Path("id1"))
+	}
+}
