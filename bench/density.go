@@ -136,10 +136,7 @@ func (b *benchEnv) densitySuite(ctx context.Context) error {
 	secs := time.Since(t0).Seconds()
 	for _, c := range costs {
 		c.cpuPct = 100 * float64(treeTicks(c.pids)-c.cpuTicks) / clkTck / secs
-		for _, p := range c.pids {
-			c.pssKiB += pssKiB(p)
-			c.rssKiB += rssKiB(p)
-		}
+		c.pssKiB, c.rssKiB = treeMem(c.pids)
 	}
 	held := readMeminfo()
 	b.densityReport(costs, want, before, held, secs)
@@ -215,9 +212,7 @@ func (b *benchEnv) densityNetwork(ctx context.Context, e *engine.Engine, env str
 	if err != nil {
 		return err
 	}
-	for _, p := range c.pids {
-		c.pssKiB += pssKiB(p)
-	}
+	c.pssKiB, _ = treeMem(c.pids)
 	b.report.line("- one more with a network (egress, %s start; pyro's network stack runs in the supervisor; alone on its template, so it shares none of its memory file's pages): PSS %.0f MiB (QEMU %.0f MiB, supervisor %.0f MiB), %d processes\n",
 		ws.Start, float64(c.pssKiB)/1024, float64(c.qemuPSS)/1024, float64(c.supPSS)/1024, len(c.pids))
 	return nil
@@ -233,20 +228,11 @@ func (b *benchEnv) vmTree(ctx context.Context, e *engine.Engine, id string) (*vm
 	if !st.Running {
 		return nil, fmt.Errorf("not running (%s)", st.Note)
 	}
-	data, err := os.ReadFile(filepath.Join(b.stateDir, "workspaces", id, "record.json"))
+	sup, err := b.supervisorPID(id)
 	if err != nil {
 		return nil, err
 	}
-	var rec struct {
-		SupervisorPID int `json:"supervisor_pid"`
-	}
-	if err := json.Unmarshal(data, &rec); err != nil {
-		return nil, err
-	}
-	c := &vmCost{id: id}
-	if rec.SupervisorPID > 0 {
-		c.pids = append([]int{rec.SupervisorPID}, proctree.Descendants(rec.SupervisorPID)...)
-	}
+	c := &vmCost{id: id, pids: processTree(sup)}
 	if !slices.Contains(c.pids, st.VMMPid) && st.VMMPid > 0 {
 		c.pids = append(c.pids, st.VMMPid) // a VMM that is not the supervisor's child
 	}
@@ -254,8 +240,38 @@ func (b *benchEnv) vmTree(ctx context.Context, e *engine.Engine, id string) (*vm
 		return nil, fmt.Errorf("no supervisor or VMM process in its record")
 	}
 	c.qemuPSS = pssKiB(st.VMMPid)
-	c.supPSS = pssKiB(rec.SupervisorPID)
+	c.supPSS = pssKiB(sup)
 	return c, nil
+}
+
+// supervisorPID is the supervisor of workspace id, from its record.
+func (b *benchEnv) supervisorPID(id string) (int, error) {
+	data, err := os.ReadFile(filepath.Join(b.stateDir, "workspaces", id, "record.json"))
+	if err != nil {
+		return 0, err
+	}
+	var rec struct {
+		SupervisorPID int `json:"supervisor_pid"`
+	}
+	err = json.Unmarshal(data, &rec)
+	return rec.SupervisorPID, err
+}
+
+// processTree is pid and its live descendants (none for pid 0).
+func processTree(pid int) []int {
+	if pid <= 0 {
+		return nil
+	}
+	return append([]int{pid}, proctree.Descendants(pid)...)
+}
+
+// treeMem is the PSS and RSS, in KiB, of the processes pids.
+func treeMem(pids []int) (pss, rss int) {
+	for _, p := range pids {
+		pss += pssKiB(p)
+		rss += rssKiB(p)
+	}
+	return pss, rss
 }
 
 // densityCleanup deletes the workspaces ids, a few at a time, whatever

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +22,9 @@ const (
 	peerImage = "localhost/pyro-bench-debian12:latest"
 	peerEnv   = "debian:12-base"
 	peerN     = 10
+	// peerIdleFor is how long the idle CPU of the sleeping container and
+	// the idle workspace is sampled.
+	peerIdleFor = 20 * time.Second
 )
 
 // podmanGlobal are podman's own flags: this host has no systemd (cgroupfs,
@@ -128,6 +132,42 @@ func (b *benchEnv) peerExec(ctx context.Context) error {
 	slices.Sort(ws)
 	r.line("- exec of `true` into a running sandbox, median of %d each, interleaved: **podman exec (runsc) %s**, **pyro workspace exec %s**; **pyro/podman = %.2f** (target < 1)\n",
 		peerN, ms(pct(gv, .5)), ms(pct(ws, .5)), medianRatio(ws, gv))
+	return b.peerIdle(ctx, name, id)
+}
+
+// peerIdle compares what the sleeping gVisor container and the idle
+// workspace cost the host, side by side: memory and CPU over peerIdle of
+// every process each runs (conmon and its descendants: runsc's sandbox,
+// gofer and ptrace stubs; pyro's supervisor and its descendants: QEMU).
+func (b *benchEnv) peerIdle(ctx context.Context, name, id string) error {
+	out, err := exec.CommandContext(ctx, "podman", append(slices.Clone(podmanGlobal), "inspect", "--format", "{{.State.ConmonPid}}", name)...).Output()
+	if err != nil {
+		return fmt.Errorf("podman inspect %s: %v", name, err)
+	}
+	conmon, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	sup, err := b.supervisorPID(id)
+	if err != nil {
+		return err
+	}
+	gvPids, wsPids := processTree(conmon), processTree(sup)
+	if len(gvPids) == 0 || len(wsPids) == 0 {
+		return fmt.Errorf("no process found for the container (conmon %d) or the workspace (supervisor %d)", conmon, sup)
+	}
+	gvT, wsT, t := treeTicks(gvPids), treeTicks(wsPids), time.Now()
+	select {
+	case <-time.After(peerIdleFor):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	secs := time.Since(t).Seconds()
+	gvCPU := 100 * float64(treeTicks(gvPids)-gvT) / clkTck / secs
+	wsCPU := 100 * float64(treeTicks(wsPids)-wsT) / clkTck / secs
+	gvPSS, gvRSS := treeMem(gvPids)
+	wsPSS, wsRSS := treeMem(wsPids)
+	r := b.report
+	r.line("- idle, after those execs, everything each runs on the host: **sleeping gVisor container PSS %d MiB** (RSS %d MiB, %d processes, CPU %.2f%% of one CPU over %.0f s); "+
+		"**idle workspace PSS %d MiB** (RSS %d MiB, %d processes, CPU %.2f%%); workspace/gVisor PSS = %.1f (the only workspace on its template: it shares no page of the memory file; the density suite shares them)\n",
+		gvPSS/1024, gvRSS/1024, len(gvPids), gvCPU, secs, wsPSS/1024, wsRSS/1024, len(wsPids), wsCPU, float64(wsPSS)/float64(max(gvPSS, 1)))
 	r.line("- %s\n", loadavg())
 	return nil
 }
