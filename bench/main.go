@@ -34,14 +34,16 @@ type benchEnv struct {
 	n        int
 	build    bool
 	profile  string // -profile: where the datapath suite writes CPU profiles
+	density  int    // -density: workspaces the density suite starts
 	report   *report
 }
 
 func main() {
-	suites := flag.String("suites", "env,vm,workspace,datapath,snapshot,faces,living,files,warm", "comma-separated suites: env, vm, workspace, exec, datapath, snapshot, faces, living, files, warm")
+	suites := flag.String("suites", "env,vm,workspace,datapath,snapshot,faces,living,files,warm", "comma-separated suites: env, vm, workspace, exec, datapath, snapshot, faces, living, files, warm; also density, peer and peer-image (not in the default set)")
 	pyro := flag.String("pyro", "bin/pyro", "the pyro binary to measure (static build)")
 	n := flag.Int("n", 200, "round trips for latency figures")
 	profile := flag.String("profile", "", "datapath suite: write CPU profiles of the client, supervisor and guest agent to this directory")
+	density := flag.Int("density", 10, "density suite: idle workspaces to start from one template (stops at 80% of RAM in use)")
 	build := flag.Bool("build", false, "env suite: also time from-scratch builds of every environment (slow)")
 	flag.Parse()
 
@@ -64,7 +66,7 @@ func main() {
 		fatal(err)
 	}
 	defer os.RemoveAll(work)
-	b := &benchEnv{pyro: abs, work: work, stateDir: filepath.Join(work, "state"), runDir: filepath.Join(work, "run"), n: *n, build: *build, profile: *profile, report: &report{}}
+	b := &benchEnv{pyro: abs, work: work, stateDir: filepath.Join(work, "state"), runDir: filepath.Join(work, "run"), n: *n, build: *build, profile: *profile, density: *density, report: &report{}}
 	// Every pyro this process starts, in-process or not, uses the bench's
 	// own state; environments come from the normal cache.
 	os.Setenv("PYRO_STATE_DIR", b.stateDir)
@@ -97,6 +99,12 @@ func main() {
 			err = b.livingSuite(ctx)
 		case "warm":
 			err = b.warmSuite(ctx)
+		case "density":
+			err = b.densitySuite(ctx)
+		case "peer":
+			err = b.peerSuite(ctx)
+		case "peer-image":
+			err = b.peerImage(ctx)
 		default:
 			err = fmt.Errorf("unknown suite %q", s)
 		}
