@@ -19,12 +19,7 @@ import (
 	"github.com/pyro-mcp/pyro/internal/agent"
 	"github.com/pyro-mcp/pyro/internal/agentproto"
 	"github.com/pyro-mcp/pyro/internal/benchprof"
-	"github.com/pyro-mcp/pyro/internal/catalog"
 	"github.com/pyro-mcp/pyro/internal/engine"
-	"github.com/pyro-mcp/pyro/internal/initramfs"
-	"github.com/pyro-mcp/pyro/internal/paths"
-	"github.com/pyro-mcp/pyro/internal/vmm"
-	"github.com/pyro-mcp/pyro/internal/vmm/qemu"
 )
 
 // chanBytes is what each channel figure moves, per round.
@@ -261,30 +256,13 @@ type bareFigures struct{ in, out, rtt time.Duration }
 // bareChannel boots env's kernel with pyro's initramfs told to serve bench
 // channel commands (agent.BenchChannelArg) and measures bareFigures.
 func (b *benchEnv) bareChannel(ctx context.Context, env string) (bf bareFigures, err error) {
-	s, err := catalog.Open(catalog.Options{Dir: paths.CacheDir()})
+	qb, spec, err := b.rawMachine(ctx, env, "bare", agent.BenchChannelArg)
 	if err != nil {
-		return bf, err
-	}
-	inst, err := s.Resolve(ctx, env)
-	if err != nil {
-		return bf, err
-	}
-	initrd, err := initramfs.Build(ctx, paths.CacheDir(), b.pyro, inst.ModulesPath)
-	if err != nil {
-		return bf, err
-	}
-	qb, err := qemu.New(qemu.Options{ProbeKernel: inst.KernelPath})
-	if err != nil {
-		return bf, err
-	}
-	dir := filepath.Join(b.work, "bare")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return bf, err
 	}
 	bootCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	m, err := qb.Start(bootCtx, vmm.MachineSpec{ID: "bare", Dir: dir, Kernel: inst.KernelPath, Initrd: initrd,
-		Cmdline: agent.BenchChannelArg, VCPUs: 1, MemMiB: 1024, Console: filepath.Join(dir, "console.log")})
+	m, err := qb.Start(bootCtx, spec)
 	if err != nil {
 		return bf, err
 	}
@@ -310,7 +288,7 @@ func (b *benchEnv) bareChannel(ctx context.Context, env string) (bf bareFigures,
 	}
 	var ack [1]byte
 	if _, err := io.ReadFull(conn, ack[:]); err != nil {
-		return bf, fmt.Errorf("bare channel guest did not answer: %w (see %s)", err, filepath.Join(dir, "console.log"))
+		return bf, fmt.Errorf("bare channel guest did not answer: %w (see %s)", err, spec.Console)
 	}
 	rtts, err := timeIt(b.n, func() error {
 		if err := cmd(agent.BenchSink, 1); err != nil {

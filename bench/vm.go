@@ -100,37 +100,51 @@ func dialVM(ctx context.Context, id string) (*agentproto.Client, error) {
 	return agentproto.NewClient(ctx, conn)
 }
 
-// floor boots QEMU with env's kernel and pyro's initramfs, with the agent
-// told to print a marker and power off as soon as it starts.
-func (b *benchEnv) floor(ctx context.Context, env string, n int) ([]time.Duration, error) {
+// rawMachine is a bare QEMU machine for a bound: env's kernel and pyro's
+// initramfs with the agent told (by cmdline) to do one bench job instead
+// of serving pyro's protocol, 1 vCPU and 1024 MiB, in a scratch directory
+// named name. The raw-QEMU floor and the bare virtio-serial channel both
+// start from it.
+func (b *benchEnv) rawMachine(ctx context.Context, env, name, cmdline string) (*qemu.Backend, vmm.MachineSpec, error) {
 	s, err := catalog.Open(catalog.Options{Dir: paths.CacheDir()})
 	if err != nil {
-		return nil, err
+		return nil, vmm.MachineSpec{}, err
 	}
 	inst, err := s.Resolve(ctx, env)
 	if err != nil {
-		return nil, err
+		return nil, vmm.MachineSpec{}, err
 	}
 	initrd, err := initramfs.Build(ctx, paths.CacheDir(), b.pyro, inst.ModulesPath)
 	if err != nil {
-		return nil, err
+		return nil, vmm.MachineSpec{}, err
 	}
 	qb, err := qemu.New(qemu.Options{ProbeKernel: inst.KernelPath})
 	if err != nil {
+		return nil, vmm.MachineSpec{}, err
+	}
+	dir := filepath.Join(b.work, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, vmm.MachineSpec{}, err
+	}
+	return qb, vmm.MachineSpec{ID: name, Dir: dir, Kernel: inst.KernelPath, Initrd: initrd,
+		Cmdline: cmdline, VCPUs: 1, MemMiB: 1024, Console: filepath.Join(dir, "console.log")}, nil
+}
+
+// floor boots QEMU with env's kernel and pyro's initramfs, with the agent
+// told to print a marker and power off as soon as it starts.
+func (b *benchEnv) floor(ctx context.Context, env string, n int) ([]time.Duration, error) {
+	qb, spec, err := b.rawMachine(ctx, env, "floor", "pyro_bench_marker=1")
+	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(b.work, "floor")
-	os.MkdirAll(dir, 0o700)
-	console := filepath.Join(dir, "console.log")
-	args, err := qb.Args(vmm.MachineSpec{ID: "floor", Dir: dir, Kernel: inst.KernelPath, Initrd: initrd,
-		Cmdline: "pyro_bench_marker=1", VCPUs: 1, MemMiB: 1024, Console: console})
+	args, err := qb.Args(spec)
 	if err != nil {
 		return nil, err
 	}
 	return timeIt(n, func() error {
 		// QEMU writes the console to its descriptor 3 (pyro hands it the
 		// write end of a capped pipe; the floor, a plain file).
-		f, err := os.Create(console)
+		f, err := os.Create(spec.Console)
 		if err != nil {
 			return err
 		}
@@ -141,7 +155,7 @@ func (b *benchEnv) floor(ctx context.Context, env string, n int) ([]time.Duratio
 		if err != nil {
 			return fmt.Errorf("qemu: %v: %s", err, out)
 		}
-		data, _ := os.ReadFile(console)
+		data, _ := os.ReadFile(spec.Console)
 		if !strings.Contains(string(data), floorMarker) {
 			return fmt.Errorf("no marker on the console:\n%s", data)
 		}
