@@ -24,14 +24,18 @@ import (
 // accepted by the member policy: clean, relative, never through a symlink
 // (the archive may not put a member under one of its own symlinks, and the
 // directory starts empty), so the *at system calls below never leave it;
-// files are opened with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS besides.
+// besides, a file's directory is opened with
+// RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS and the file itself created in it
+// with O_EXCL|O_NOFOLLOW.
 type stage struct {
-	dir   string
-	fd    int             // the directory, O_PATH
-	made  map[string]bool // directories known to exist under it
-	dirs  []stagedDir     // the archive's directories, for setDirs
-	umask uint32
-	buf   []byte
+	dir     string
+	fd      int             // the directory, O_PATH
+	dirFD   int             // the directory the last file went into (parent), O_PATH
+	dirName string          // its name under the stage
+	made    map[string]bool // directories known to exist under it
+	dirs    []stagedDir     // the archive's directories, for setDirs
+	umask   uint32
+	buf     []byte
 }
 
 type stagedDir struct {
@@ -59,12 +63,15 @@ func newStage(hostRoot string) (*stage, error) {
 		off = directAlign - off
 	}
 	buf = buf[off : off+stageBufSize]
-	return &stage{dir: dir, fd: fd, made: map[string]bool{".": true}, umask: processUmask(), buf: buf}, nil
+	return &stage{dir: dir, fd: fd, dirFD: -1, made: map[string]bool{".": true}, umask: processUmask(), buf: buf}, nil
 }
 
 // remove deletes whatever is left of the stage.
 func (st *stage) remove() {
 	unix.Close(st.fd)
+	if st.dirFD >= 0 {
+		unix.Close(st.dirFD)
+	}
 	os.RemoveAll(st.dir)
 }
 
@@ -127,13 +134,15 @@ func (st *stage) mkdirAll(dir string) error {
 // file writes a regular file with its content, mode and time.
 func (st *stage) file(name string, perm uint32, mtime time.Time, r io.Reader, size int64) error {
 	var fd int
-	err := replacing(st.fd, name, func() error {
+	dfd, err := st.parent(path.Dir(name))
+	if err != nil {
+		return err
+	}
+	base := path.Base(name)
+	err = replacing(dfd, base, func() error {
 		var err error
-		fd, err = unix.Openat2(st.fd, name, &unix.OpenHow{
-			Flags:   unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_CLOEXEC,
-			Mode:    uint64(perm),
-			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
-		})
+		// O_EXCL|O_NOFOLLOW: the name is made here, never followed.
+		fd, err = unix.Openat(dfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
 		return err
 	})
 	if err != nil {
@@ -174,6 +183,29 @@ func (st *stage) file(name string, perm uint32, mtime time.Time, r io.Reader, si
 		}
 	}
 	return futimens(fd, mtime)
+}
+
+// parent returns a descriptor of the staged directory dir (relative to
+// the stage), opened with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS and kept
+// while the archive's members stay in it: an archive lists a directory's
+// files together, and one resolution per directory instead of one per
+// file saves an emulated guest a path walk per file.
+func (st *stage) parent(dir string) (int, error) {
+	if st.dirFD >= 0 && st.dirName == dir {
+		return st.dirFD, nil
+	}
+	fd, err := unix.Openat2(st.fd, dir, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
+	})
+	if err != nil {
+		return -1, err
+	}
+	if st.dirFD >= 0 {
+		unix.Close(st.dirFD)
+	}
+	st.dirFD, st.dirName = fd, dir
+	return fd, nil
 }
 
 // directMin is the smallest file written with O_DIRECT, directAlign the
