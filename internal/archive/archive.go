@@ -98,6 +98,28 @@ func Check(ctx context.Context, src string, lim Limits) (Stats, error) {
 	return Write(ctx, src, io.Discard, lim)
 }
 
+// Validate checks src under the member policy and limits without reading
+// a directory's file contents or hashing anything: a tree's names, types,
+// sizes and links, or an archive's members. Its Stats carry no digest.
+// Write validates again as it streams, so a tree that changes in between
+// is still caught.
+func Validate(ctx context.Context, src string, lim Limits) (Stats, error) {
+	mode, err := Kind(src)
+	if err != nil {
+		return Stats{}, err
+	}
+	walk := walkDir
+	if mode == ModeTarArchive {
+		walk = copyArchive
+	}
+	st, err := walk(ctx, src, nil, lim)
+	if err != nil {
+		return Stats{}, err
+	}
+	st.Mode = mode
+	return st, nil
+}
+
 // Write validates src and writes it to w as a normalised tar stream
 // (relative names, regular files, directories and safe symlinks only). For
 // an archive the whole input is checked before the first byte is written.

@@ -181,3 +181,39 @@ func TestLimitsAndKinds(t *testing.T) {
 		t.Fatalf("plain file: err = %v", err)
 	}
 }
+
+// Validate counts what Write would send and refuses what it would refuse,
+// without reading a file's contents (an unreadable file passes; Write,
+// which reads it, fails on it).
+func TestValidate(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "src"), 0o755)
+	os.WriteFile(filepath.Join(dir, "src", "main.c"), []byte("int main(){}"), 0o644)
+	os.Symlink("src/main.c", filepath.Join(dir, "link"))
+	ctx := context.Background()
+	want, err := Write(ctx, dir, io.Discard, DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Validate(ctx, dir, DefaultLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Mode != want.Mode || got.Entries != want.Entries || got.Bytes != want.Bytes || got.Digest != "" {
+		t.Fatalf("Validate = %+v, Write = %+v", got, want)
+	}
+	if _, err := Validate(ctx, dir, Limits{MaxBytes: 11}); err == nil || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("over-size: err = %v", err)
+	}
+	os.Symlink("/etc/passwd", filepath.Join(dir, "bad"))
+	if _, err := Validate(ctx, dir, DefaultLimits); err == nil || !strings.Contains(err.Error(), "absolute") {
+		t.Fatalf("escaping symlink: err = %v", err)
+	}
+	os.Remove(filepath.Join(dir, "bad"))
+	if os.Getuid() != 0 {
+		os.Chmod(filepath.Join(dir, "src", "main.c"), 0)
+		if _, err := Validate(ctx, dir, DefaultLimits); err != nil {
+			t.Fatalf("Validate read a file's contents: %v", err)
+		}
+	}
+}

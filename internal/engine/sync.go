@@ -55,7 +55,9 @@ func (e *Engine) PushWorkspaceSync(ctx context.Context, ref, sourcePath, dest st
 	// that progress reports out of; an archive would have to be read twice.
 	total := 0
 	if kind == archive.ModeDirectory {
-		st, err := archive.Check(ctx, abs, archive.DefaultLimits)
+		// Names and sizes only: Write reads and hashes the contents once,
+		// as it sends them.
+		st, err := archive.Validate(ctx, abs, archive.DefaultLimits)
 		if err != nil {
 			return nil, err
 		}
