@@ -170,7 +170,7 @@ func (e *Engine) suspendLocked(ctx context.Context, rec *vmRecord) error {
 	saveMs := time.Since(start)
 	vmmID, initrd := e.machineIdentity(ctx, rec)
 	e.killProcesses(rec)
-	waitGone(rec.VMMPid, rec.ID)
+	waitGone(rec)
 	os.RemoveAll(run)
 	s := &suspendRec{At: time.Now().UTC().Truncate(time.Millisecond), VMM: vmmID, Initrd: initrd}
 	for _, top := range e.diskTops(rec) {
@@ -223,10 +223,16 @@ func (e *Engine) machineIdentity(ctx context.Context, rec *vmRecord) (vmmID, ini
 	return vmmID, initrd
 }
 
-// waitGone waits (briefly) for a killed VMM to be gone, so that its disk
-// files are closed before they are measured.
-func waitGone(pid int, id string) {
-	for i := 0; i < 300 && pid > 0 && isVMM(pid, id); i++ {
+// waitGone waits (briefly) for a killed VMM and supervisor to be gone,
+// so that the VMM's disk files are closed before they are measured and
+// the supervisor's published ports are free when the stop returns.
+func waitGone(rec *vmRecord) {
+	for i := 0; i < 300; i++ {
+		vmm := rec.VMMPid > 0 && isVMM(rec.VMMPid, rec.ID)
+		sup := rec.SupervisorPID > 0 && isSupervisor(rec.SupervisorPID, rec.ID)
+		if !vmm && !sup {
+			return
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }

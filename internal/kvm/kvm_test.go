@@ -84,18 +84,28 @@ func TestVerifyBootVerdicts(t *testing.T) {
 		behaviours []string
 		want       string
 		runs       int
-		cached     bool // the second call is served from the cache
+		cached     bool   // the second call is served from the cache
+		accel      string // "tcg" unless set
 	}{
-		{"boots", []string{"boot"}, Usable, 1, true},
-		{"refuses", []string{"refuse"}, Unusable, 1, true},
-		{"hang then boot on the retry", []string{"hang", "boot"}, Usable, 2, true},
-		{"hangs twice", []string{"hang", "hang"}, Inconclusive, 2, false},
+		{"boots", []string{"boot"}, Usable, 1, true, ""},
+		{"refuses", []string{"refuse"}, Unusable, 1, true, ""},
+		{"hang then boot on the retry", []string{"hang", "boot"}, Usable, 2, true, ""},
+		{"hangs twice", []string{"hang", "hang"}, Inconclusive, 2, false, ""},
+		// Under kvm, two hangs are followed by a software-emulated boot of
+		// the same kernel: if that one is quick, KVM (not the host) hangs.
+		{"kvm hangs, tcg boots at once", []string{"hang", "hang", "boot"}, Unusable, 3, true, "kvm"},
+		{"kvm hangs, tcg hangs too", []string{"hang", "hang", "hang"}, Inconclusive, 3, false, "kvm"},
+		{"kvm hangs, tcg refuses", []string{"hang", "hang", "refuse"}, Inconclusive, 3, false, "kvm"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			qemu, runs := fakeQEMU(t, tt.behaviours...)
 			cacheFile := filepath.Join(t.TempDir(), "kvm-probe.json")
-			opts := Options{QEMU: qemu, Kernel: filepath.Join(filepath.Dir(qemu), "vmlinuz"), Accel: "tcg",
+			accel := tt.accel
+			if accel == "" {
+				accel = "tcg"
+			}
+			opts := Options{QEMU: qemu, Kernel: filepath.Join(filepath.Dir(qemu), "vmlinuz"), Accel: accel,
 				Timeout: 300 * time.Millisecond, CacheFile: cacheFile, Recheck: true}
 			r := VerifyBoot(t.Context(), opts)
 			if r.Verdict != tt.want || runs() != tt.runs || r.Cached {
